@@ -1,0 +1,172 @@
+//! `/api/v1/firmware`: upload (streamed to disk), list, show, delete.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use futures_util::StreamExt;
+use redb::ReadableTable;
+use serde_json::Value;
+
+use super::error::{ApiError, ApiResult};
+use super::views;
+use crate::ota::firmware::{self, FirmwareError, UploadParams};
+use crate::state::App;
+use crate::store::access::{self, Reader};
+use crate::store::records::{decode, CampaignRecord};
+use crate::store::{schema, StoreError};
+
+fn api_error(e: FirmwareError) -> ApiError {
+    match e {
+        FirmwareError::Invalid(m) => ApiError::bad_request(m),
+        e @ FirmwareError::DuplicateVersion { .. } => {
+            ApiError::conflict("duplicate_version", e.to_string())
+        }
+        e @ FirmwareError::ProductFull { .. } => ApiError::conflict("product_full", e.to_string()),
+        e @ FirmwareError::Unknown(_) => ApiError::not_found("unknown_firmware", e.to_string()),
+        e @ FirmwareError::InUse { .. } => ApiError::conflict("firmware_in_use", e.to_string()),
+    }
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "image_too_large",
+        format!("image is larger than the limit of {limit} bytes (firmware.max_size)"),
+    )
+}
+
+pub async fn upload(
+    State(app): State<App>,
+    Query(params): Query<UploadParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let meta = firmware::validate(&params).map_err(api_error)?;
+    let limit = app.config.firmware.max_size;
+    let per_product = app.config.firmware.max_per_product;
+    // Refuse before reading a byte where we can.
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    firmware::check_slot(&app.store.read()?, &meta, per_product)?.map_err(api_error)?;
+
+    let mut temp = app.blobs.create_temp()?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
+        if temp.size() + chunk.len() as u64 > limit {
+            // Dropping `temp` deletes the partial file.
+            return Err(too_large(limit));
+        }
+        temp.write(&chunk)?;
+    }
+    if temp.size() == 0 {
+        return Err(ApiError::bad_request(
+            "empty image: the request body is the firmware image",
+        ));
+    }
+    let blobs = app.blobs.clone();
+    let stored = tokio::task::spawn_blocking(move || temp.persist(&blobs))
+        .await
+        .map_err(|e| ApiError::from(std::io::Error::other(e.to_string())))??;
+
+    let now = app.now_ms();
+    let insert_meta = meta.clone();
+    let insert_blob = stored.clone();
+    let outcome = app
+        .store
+        .write(move |txn| firmware::insert(txn, now, &insert_meta, &insert_blob, per_product))
+        .await;
+    let failure = match outcome {
+        Ok(Ok(record)) => {
+            app.catalogue.insert(&app.blobs, record.clone())?;
+            tracing::info!(id = record.id, product = %record.product, version = %record.version, size = record.size, "firmware uploaded");
+            return Ok((StatusCode::CREATED, Json(views::firmware(&record, &[0; 8]))));
+        }
+        Ok(Err(e)) => api_error(e),
+        Err(e) => e.into(),
+    };
+    // Lost a race with an equal upload, or storage failed: the blob must
+    // not outlive the failure unless another record uses the same bytes.
+    let shared = firmware::list_all(&app.store.read()?)?
+        .iter()
+        .any(|fw| fw.sha256 == stored.sha256);
+    if !shared {
+        app.blobs.remove(&stored.sha256)?;
+    }
+    Err(failure)
+}
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    product: Option<String>,
+}
+
+pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
+    let txn = app.store.read()?;
+    let counts = counts_by_firmware(&txn)?;
+    let mut records = firmware::list_all(&txn)?;
+    if let Some(product) = &q.product {
+        records.retain(|fw| &fw.product == product);
+    }
+    records.sort_by_key(|fw| fw.id);
+    let items = records
+        .iter()
+        .map(|fw| views::firmware(fw, counts.get(&fw.id).unwrap_or(&[0; 8])))
+        .collect();
+    Ok(Json(Value::Array(items)))
+}
+
+pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let txn = app.store.read()?;
+    let record =
+        access::firmware(&txn, id)?.ok_or_else(|| api_error(FirmwareError::Unknown(id)))?;
+    let counts = counts_by_firmware(&txn)?;
+    Ok(Json(views::firmware(
+        &record,
+        counts.get(&id).unwrap_or(&[0; 8]),
+    )))
+}
+
+pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = parse_id(&id)?;
+    let (record, unreferenced) = app
+        .store
+        .write(move |txn| firmware::delete(txn, id))
+        .await?
+        .map_err(api_error)?;
+    app.catalogue.remove(id);
+    if unreferenced {
+        // A crash before this line leaves an orphan blob, removed at start-up.
+        app.blobs.remove(&record.sha256)?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub fn parse_id(id: &str) -> ApiResult<u64> {
+    id.parse()
+        .map_err(|_| ApiError::not_found("unknown_firmware", format!("unknown firmware {id}")))
+}
+
+/// Devices per task state for each firmware, summed over its campaigns.
+fn counts_by_firmware(txn: &redb::ReadTransaction) -> Result<HashMap<u64, [u64; 8]>, StoreError> {
+    let mut out: HashMap<u64, [u64; 8]> = HashMap::new();
+    let table = txn.open_table(schema::CAMPAIGNS)?;
+    for entry in table.iter()? {
+        let (_, value) = entry?;
+        let campaign: CampaignRecord = decode(value.value())?;
+        let counts = txn.campaign_counts(campaign.id)?;
+        let slot = out.entry(campaign.firmware).or_insert([0; 8]);
+        for (total, n) in slot.iter_mut().zip(counts) {
+            *total += n;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,100 @@
+//! The JSON shapes of records, shared by handlers.
+
+use serde_json::{json, Map, Value};
+
+use crate::ota::campaign::effective_status;
+use crate::ota::clock::rfc3339;
+use crate::ota::task::TaskState;
+use crate::ota::task_id;
+use crate::store::records::{
+    CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
+};
+
+pub fn counts(counts: &[u64; 8]) -> Value {
+    let mut map = Map::new();
+    for state in TaskState::ALL {
+        map.insert(
+            state.as_str().into(),
+            json!(counts[usize::from(state.index())]),
+        );
+    }
+    Value::Object(map)
+}
+
+pub fn firmware(fw: &FirmwareRecord, state_counts: &[u64; 8]) -> Value {
+    json!({
+        "id": fw.id,
+        "product": fw.product,
+        "name": fw.name,
+        "version": fw.version,
+        "kind": fw.kind,
+        "filename": fw.filename,
+        "size": fw.size,
+        "sha256": hex::encode(&fw.sha256),
+        "md5": hex::encode(&fw.md5),
+        "signature": fw.signature,
+        "description": fw.description,
+        "created_at": rfc3339(fw.created_at),
+        "uri": format!("/ota/fw/{}", fw.id),
+        "counts": counts(state_counts),
+    })
+}
+
+pub fn task(device: &str, t: &TaskRecord) -> Value {
+    json!({
+        "device": device,
+        "task": task_id(t.campaign),
+        "campaign": t.campaign,
+        "firmware": t.firmware,
+        "target_version": t.target_version,
+        "state": t.state.as_str(),
+        "progress": t.progress,
+        "error": t.error,
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+    })
+}
+
+pub fn device(name: &str, d: &DeviceRecord, current_task: Option<&TaskRecord>) -> Value {
+    json!({
+        "name": name,
+        "product": d.product,
+        "version": d.version,
+        "created_at": rfc3339(d.created_at),
+        "last_seen": d.last_seen.map(rfc3339),
+        "address": d.last_addr,
+        "battery": d.battery,
+        "task": current_task.map(|t| task(name, t)),
+        "state": current_task.map(|t| t.state.as_str()),
+    })
+}
+
+pub fn campaign(c: &CampaignRecord, state_counts: &[u64; 8]) -> Value {
+    json!({
+        "id": c.id,
+        "firmware": c.firmware,
+        "product": c.product,
+        "target_version": c.target_version,
+        "target": c.target,
+        "status": effective_status(c, state_counts),
+        "created_at": rfc3339(c.created_at),
+        "finished_at": c.finished_at.map(rfc3339),
+        "total": c.total,
+        "counts": counts(state_counts),
+    })
+}
+
+pub fn history(h: &HistoryEntry) -> Value {
+    json!({
+        "at": rfc3339(h.at),
+        "at_ms": h.at,
+        "event": h.event,
+        "campaign": h.campaign,
+        "task": h.campaign.map(task_id),
+        "from": h.from.map(|s| s.as_str()),
+        "to": h.to.map(|s| s.as_str()),
+        "progress": h.progress,
+        "error": h.error,
+        "detail": h.detail,
+    })
+}

@@ -1,0 +1,105 @@
+//! A small blocking client of the admin API for the CLI commands.
+
+use anyhow::{anyhow, Context};
+use serde_json::Value;
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent: ureq::AgentBuilder::new().build(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.finish(self.agent.get(&self.url(path)).call())
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.finish(self.agent.post(&self.url(path)).send_json(body.clone()))
+    }
+
+    pub fn post_file(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        file: std::fs::File,
+    ) -> anyhow::Result<Value> {
+        let mut request = self.agent.post(&self.url(path));
+        for (k, v) in query {
+            request = request.query(k, v);
+        }
+        if let Ok(meta) = file.metadata() {
+            request = request.set("Content-Length", &meta.len().to_string());
+        }
+        self.finish(request.send(file))
+    }
+
+    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+        self.finish(self.agent.delete(&self.url(path)).call())
+            .map(|_| ())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn finish(&self, result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Value> {
+        match result {
+            Ok(response) => {
+                let text = response.into_string().context("reading response")?;
+                if text.is_empty() {
+                    return Ok(Value::Null);
+                }
+                serde_json::from_str(&text).context("server sent invalid JSON")
+            }
+            Err(ureq::Error::Status(status, response)) => {
+                let text = response.into_string().unwrap_or_default();
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                Err(anyhow!("server said {status}: {message}"))
+            }
+            Err(e) => Err(anyhow!("cannot reach {}: {e}", self.base)),
+        }
+    }
+}
+
+/// Prints rows as aligned columns.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(headers.iter().map(|h| h.to_string()).collect()));
+    for row in rows {
+        println!("{}", line(row.clone()));
+    }
+}
+
+/// A JSON field as display text ("-" for null).
+pub fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

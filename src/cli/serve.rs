@@ -1,0 +1,77 @@
+//! `lwota serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::ota::clock::SystemClock;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Config file (default ./server.toml; embedded defaults if it is absent).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (redb file and firmware blobs).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// CoAP UDP address; port 0 picks a free port.
+    #[arg(long)]
+    coap_bind: Option<SocketAddr>,
+    /// Admin HTTP address; port 0 picks a free port.
+    #[arg(long)]
+    http_bind: Option<SocketAddr>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let mut config = match &args.config {
+        Some(path) => Config::load(path, true)?,
+        None => Config::load(std::path::Path::new("server.toml"), false)?,
+    };
+    if let Some(dir) = args.data_dir {
+        config.server.data_dir = dir;
+    }
+    if let Some(addr) = args.coap_bind {
+        config.server.coap_bind = addr;
+    }
+    if let Some(addr) = args.http_bind {
+        config.server.http_bind = addr;
+    }
+    config.validate()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start runtime")?;
+    runtime.block_on(async move {
+        let running = crate::server::start(config, Arc::new(SystemClock)).await?;
+        // Test harnesses read these two lines; keep their wording.
+        // Printed plainly on stdout too, so scripts need not parse log lines.
+        tracing::info!("coap listening on {}", running.coap_addr);
+        tracing::info!("http listening on {}", running.http_addr);
+        println!("coap listening on {}", running.coap_addr);
+        println!("http listening on {}", running.http_addr);
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        running.stop().await;
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Message deduplication (RFC 7252 §4.5): a request seen again with the same
+//! (peer, Message ID) within EXCHANGE_LIFETIME gets the response it got the
+//! first time and is not applied twice.
+//!
+//! All entries live equally long, so insertion order is expiry order and a
+//! FIFO queue finds the expired ones without a timer wheel. Bounded by
+//! `capacity` entries: when full, the oldest entry is dropped early (a
+//! retransmission that late would be re-applied, which the OTA operations
+//! tolerate because reports are idempotent).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// RFC 7252 §4.8.2 EXCHANGE_LIFETIME with default parameters.
+pub const EXCHANGE_LIFETIME: Duration = Duration::from_secs(247);
+
+type Key = (SocketAddr, u16);
+
+#[derive(Debug)]
+enum Slot {
+    /// Being processed (e.g. waiting for a durable commit).
+    Pending,
+    /// The encoded response, ready to be sent again.
+    Done(Arc<[u8]>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    slot: Slot,
+    expires: Instant,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// First time: process it.
+    New,
+    /// A retransmission of a request still being processed: drop it, the
+    /// response is on its way.
+    InProgress,
+    /// A retransmission of an answered request: send this again.
+    Answered(Arc<[u8]>),
+}
+
+#[derive(Debug)]
+pub struct DedupCache {
+    entries: HashMap<Key, Entry>,
+    order: VecDeque<(Key, Instant)>,
+    capacity: usize,
+    lifetime: Duration,
+}
+
+impl DedupCache {
+    pub fn new(capacity: usize, lifetime: Duration) -> DedupCache {
+        DedupCache {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+            lifetime,
+        }
+    }
+
+    /// Looks up (peer, mid); a new key is recorded as in progress.
+    pub fn check(&mut self, now: Instant, peer: SocketAddr, mid: u16) -> Seen {
+        self.expire(now);
+        let key = (peer, mid);
+        if let Some(entry) = self.entries.get(&key) {
+            return match &entry.slot {
+                Slot::Pending => Seen::InProgress,
+                Slot::Done(bytes) => Seen::Answered(bytes.clone()),
+            };
+        }
+        while self.entries.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some((old, inserted)) => self.remove_if_same(old, inserted),
+                None => break,
+            }
+        }
+        let expires = now + self.lifetime;
+        self.entries.insert(
+            key,
+            Entry {
+                slot: Slot::Pending,
+                expires,
+            },
+        );
+        self.order.push_back((key, expires));
+        Seen::New
+    }
+
+    /// Stores the response for a request recorded by [`check`](Self::check).
+    pub fn complete(&mut self, peer: SocketAddr, mid: u16, response: Arc<[u8]>) {
+        if let Some(entry) = self.entries.get_mut(&(peer, mid)) {
+            entry.slot = Slot::Done(response);
+        }
+    }
+
+    /// Drops entries whose lifetime is over.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(&(key, expires)) = self.order.front() {
+            if expires > now {
+                break;
+            }
+            self.order.pop_front();
+            self.remove_if_same(key, expires);
+        }
+    }
+
+    /// When the oldest entry expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|(_, at)| *at)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn remove_if_same(&mut self, key: Key, expires: Instant) {
+        if self.entries.get(&key).is_some_and(|e| e.expires == expires) {
+            self.entries.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn replay_within_lifetime_then_forget() {
+        let t0 = Instant::now();
+        let mut cache = DedupCache::new(10, Duration::from_secs(10));
+        assert_eq!(cache.check(t0, peer(1), 7), Seen::New);
+        assert_eq!(cache.check(t0, peer(1), 7), Seen::InProgress);
+        cache.complete(peer(1), 7, Arc::from(&b"resp"[..]));
+        assert_eq!(
+            cache.check(t0 + Duration::from_secs(9), peer(1), 7),
+            Seen::Answered(Arc::from(&b"resp"[..]))
+        );
+        assert_eq!(
+            cache.check(t0, peer(2), 7),
+            Seen::New,
+            "other peer, same mid"
+        );
+        assert_eq!(
+            cache.check(t0 + Duration::from_secs(10), peer(1), 7),
+            Seen::New
+        );
+    }
+
+    #[test]
+    fn capacity_is_a_hard_bound() {
+        let t0 = Instant::now();
+        let mut cache = DedupCache::new(3, Duration::from_secs(10));
+        for mid in 0..10 {
+            assert_eq!(cache.check(t0, peer(1), mid), Seen::New);
+            assert!(cache.len() <= 3);
+        }
+        assert_eq!(cache.check(t0, peer(1), 9), Seen::InProgress);
+        assert_eq!(cache.check(t0, peer(1), 0), Seen::New, "oldest was evicted");
+    }
+}

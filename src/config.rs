@@ -1,0 +1,170 @@
+//! Server configuration: `server.toml` plus command-line overrides.
+//!
+//! Every key has an embedded default so `lwota serve` works with no file at
+//! all; unknown keys are rejected so a typo never silently falls back to a
+//! default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub firmware: FirmwareConfig,
+    pub devices: DevicesConfig,
+    pub tasks: TasksConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub coap_bind: SocketAddr,
+    pub http_bind: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirmwareConfig {
+    pub max_size: u64,
+    pub max_per_product: u32,
+    pub max_block_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DevicesConfig {
+    pub auto_register: bool,
+    /// Seconds; the `Max-Age` of an empty poll answer.
+    pub poll_interval: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// Seconds without a sign of life before a task fails with `timeout`.
+    pub timeout: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            coap_bind: SocketAddr::from(([0, 0, 0, 0], 5683)),
+            http_bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+        }
+    }
+}
+
+impl Default for FirmwareConfig {
+    fn default() -> Self {
+        FirmwareConfig {
+            max_size: 1 << 30,
+            max_per_product: 100,
+            max_block_size: 1024,
+        }
+    }
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        DevicesConfig {
+            auto_register: true,
+            poll_interval: 3600,
+        }
+    }
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig { timeout: 900 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("bad config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path`. A missing file is an error only when the operator named
+    /// it explicitly (`required`); the shipped `./server.toml` is optional so
+    /// the binary also runs from any directory on embedded defaults.
+    pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Ok(Config::default())
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let block = self.firmware.max_block_size;
+        if !(16..=1024).contains(&block) || !block.is_power_of_two() {
+            return Err(ConfigError::Invalid(format!(
+                "firmware.max_block_size must be a power of two from 16 to 1024, got {block}"
+            )));
+        }
+        if self.firmware.max_size == 0 {
+            return Err(ConfigError::Invalid(
+                "firmware.max_size must be at least 1".into(),
+            ));
+        }
+        if self.firmware.max_per_product == 0 {
+            return Err(ConfigError::Invalid(
+                "firmware.max_per_product must be at least 1".into(),
+            ));
+        }
+        if self.tasks.timeout == 0 {
+            return Err(ConfigError::Invalid(
+                "tasks.timeout must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_file_equals_embedded_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("server.toml");
+        let config = Config::load(&path, true).expect("shipped server.toml loads");
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_are_rejected() {
+        let err = toml::from_str::<Config>("[server]\ncoap_bnd = \"1.2.3.4:5\"\n");
+        assert!(err.is_err());
+        let mut config = Config::default();
+        config.firmware.max_block_size = 100;
+        assert!(config.validate().is_err());
+    }
+}

@@ -1,0 +1,13 @@
+//! lwota: a lightweight firmware-over-the-air update server for constrained
+//! CoAP devices. See `docs/ARCHITECTURE.md` for the map of modules.
+
+pub mod admin;
+pub mod cli;
+pub mod coap;
+pub mod config;
+pub mod ota;
+pub mod resources;
+pub mod server;
+pub mod sim;
+pub mod state;
+pub mod store;

@@ -1,0 +1,96 @@
+//! Applies a task event and records everything it implies: the task record,
+//! its timeout deadline, the campaign counters, the device's active task
+//! and a history entry. Every task transition in lwota goes through
+//! [`transition`], so those stay consistent.
+
+use redb::WriteTransaction;
+
+use super::task::{self, Outcome, Rejected, Status, TaskEvent};
+use crate::store::access;
+use crate::store::records::{DeviceRecord, HistoryEntry, TaskRecord};
+use crate::store::StoreError;
+
+/// What surrounds a transition.
+pub struct Context<'a> {
+    pub now: u64,
+    /// Task timeout in milliseconds.
+    pub timeout_ms: u64,
+    pub device_name: &'a str,
+    /// Whether the event is a sign of life from the device (resets the
+    /// timeout clock).
+    pub alive: bool,
+    /// History event name: `poll`, `report`, `download`, `timeout`, `cancel`.
+    pub cause: &'a str,
+}
+
+/// Applies `event` to `task`. On a change, writes the task (and its
+/// deadline and counters) and a history entry, and clears
+/// `device.active_task` when the task finished; the caller writes `device`.
+/// Nothing is written when the event is rejected.
+pub fn transition(
+    txn: &WriteTransaction,
+    ctx: &Context<'_>,
+    device: &mut DeviceRecord,
+    task: &TaskRecord,
+    event: &TaskEvent,
+) -> Result<Result<Option<TaskRecord>, Rejected>, StoreError> {
+    let current = Status {
+        state: task.state,
+        progress: task.progress,
+        error: task.error.clone(),
+    };
+    let next = match task::apply(&current, event) {
+        Err(rejected) => return Ok(Err(rejected)),
+        Ok(Outcome::Unchanged) => {
+            if ctx.alive && !task.state.is_final() {
+                // No state change, but the device is alive: move the deadline.
+                let mut touched = task.clone();
+                touched.last_activity = Some(ctx.now);
+                touched.deadline = deadline_of(&touched, ctx);
+                access::put_task(txn, ctx.device_name, Some(task), &touched)?;
+            }
+            return Ok(Ok(None));
+        }
+        Ok(Outcome::Changed(next)) => next,
+    };
+    let mut updated = task.clone();
+    updated.state = next.state;
+    updated.progress = next.progress;
+    updated.error = next.error.clone();
+    updated.updated_at = ctx.now;
+    if ctx.alive {
+        updated.last_activity = Some(ctx.now);
+    }
+    updated.deadline = deadline_of(&updated, ctx);
+    access::put_task(txn, ctx.device_name, Some(task), &updated)?;
+    if next.state.is_final() && device.active_task == Some(task.campaign) {
+        device.active_task = None;
+    }
+    if next.state == task::TaskState::Updated {
+        device.version = task.target_version.clone();
+    }
+    access::append_history(
+        txn,
+        ctx.device_name,
+        &HistoryEntry {
+            at: ctx.now,
+            event: ctx.cause.to_string(),
+            campaign: Some(task.campaign),
+            from: Some(task.state),
+            to: Some(next.state),
+            progress: Some(next.progress),
+            error: next.error,
+            detail: None,
+        },
+    )?;
+    Ok(Ok(Some(updated)))
+}
+
+/// A task times out `timeout` after the device's last sign of life; a
+/// queued task (never handed out) waits for its device indefinitely.
+fn deadline_of(task: &TaskRecord, ctx: &Context<'_>) -> Option<u64> {
+    if task.state.is_final() || task.state == task::TaskState::Queued {
+        return None;
+    }
+    Some(task.last_activity.unwrap_or(ctx.now) + ctx.timeout_ms)
+}

@@ -1,0 +1,40 @@
+//! OTA domain logic: firmware catalogue, device task state machine,
+//! campaigns, timeouts. Operations here run inside a store transaction and
+//! take `now` (unix milliseconds) as an argument: none reads the clock.
+
+pub mod campaign;
+pub mod catalogue;
+pub mod clock;
+pub mod devices;
+pub mod firmware;
+pub mod ledger;
+pub mod poll;
+pub mod progress;
+pub mod report;
+pub mod task;
+pub mod timeouts;
+
+/// Settings the device-facing operations need, from the config.
+#[derive(Debug, Clone, Copy)]
+pub struct OtaSettings {
+    pub auto_register: bool,
+    pub timeout_ms: u64,
+}
+
+/// The task id a device sees: one task per device per campaign, so the
+/// campaign id names it.
+pub fn task_id(campaign: u64) -> String {
+    format!("c{campaign}")
+}
+
+pub fn parse_task_id(task: &str) -> Option<u64> {
+    task.strip_prefix('c')?.parse().ok()
+}
+
+/// Device names travel in URI paths: 1-64 of letters, digits, `. _ - :`.
+pub fn valid_device_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}

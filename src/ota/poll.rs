@@ -1,0 +1,165 @@
+//! `POST /ota/{device}/poll`: "anything for me?"
+
+use redb::WriteTransaction;
+
+use super::ledger::{self, Context};
+use super::task::TaskEvent;
+use super::{task_id, OtaSettings};
+use crate::store::records::{DeviceRecord, HistoryEntry};
+use crate::store::{access, StoreError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollRequest {
+    pub product: String,
+    pub version: String,
+    pub battery: Option<u8>,
+    /// Largest block size the device takes.
+    pub block: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskOffer {
+    pub task: String,
+    pub version: String,
+    pub uri: String,
+    pub size: u64,
+    pub sha256: Vec<u8>,
+    /// Present when the firmware's signature algorithm is MD5.
+    pub md5: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollAnswer {
+    Task(TaskOffer),
+    Nothing,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PollError {
+    #[error("unknown device {0} (auto_register is off)")]
+    UnknownDevice(String),
+    #[error("device {device} is registered as product {registered}, not {claimed}")]
+    WrongProduct {
+        device: String,
+        registered: String,
+        claimed: String,
+    },
+}
+
+/// The URI a device downloads its task's image from. It names the device
+/// and task so the server can infer progress from the blocks fetched.
+pub fn task_uri(firmware: u64, device: &str, campaign: u64) -> String {
+    format!("/ota/fw/{firmware}/{device}/{}", task_id(campaign))
+}
+
+pub fn poll(
+    txn: &WriteTransaction,
+    now: u64,
+    settings: OtaSettings,
+    name: &str,
+    peer: Option<String>,
+    request: &PollRequest,
+) -> Result<Result<PollAnswer, PollError>, StoreError> {
+    let existing = access::device(txn, name)?;
+    let mut history = Vec::new();
+    let mut device = match existing {
+        Some(device) if device.product != request.product => {
+            return Ok(Err(PollError::WrongProduct {
+                device: name.to_string(),
+                registered: device.product,
+                claimed: request.product.clone(),
+            }))
+        }
+        Some(device) => device,
+        None if settings.auto_register => {
+            history.push(HistoryEntry::note(
+                now,
+                "registered",
+                format!("auto-registered on {}", request.version),
+            ));
+            DeviceRecord {
+                product: request.product.clone(),
+                version: request.version.clone(),
+                created_at: now,
+                last_seen: None,
+                last_addr: None,
+                battery: None,
+                active_task: None,
+                last_task: None,
+            }
+        }
+        None => return Ok(Err(PollError::UnknownDevice(name.to_string()))),
+    };
+    if device.version != request.version {
+        history.push(HistoryEntry::note(
+            now,
+            "version",
+            format!("{} -> {}", device.version, request.version),
+        ));
+        device.version = request.version.clone();
+    }
+    device.last_seen = Some(now);
+    device.last_addr = peer;
+    if request.battery.is_some() {
+        device.battery = request.battery;
+    }
+
+    for h in &history {
+        access::append_history(txn, name, h)?;
+    }
+
+    let mut answer = PollAnswer::Nothing;
+    if let Some(campaign) = device.active_task {
+        match access::task(txn, campaign, name)? {
+            Some(task) => {
+                let ctx = Context {
+                    now,
+                    timeout_ms: settings.timeout_ms,
+                    device_name: name,
+                    alive: true,
+                    cause: "poll",
+                };
+                let event = if task.target_version == request.version {
+                    TaskEvent::ReachedTarget
+                } else {
+                    TaskEvent::Handed
+                };
+                // Neither event can be rejected; treat a rejection as "no change".
+                let updated = ledger::transition(txn, &ctx, &mut device, &task, &event)?
+                    .ok()
+                    .flatten();
+                let current = updated.as_ref().unwrap_or(&task);
+                if !current.state.is_final() {
+                    if let Some(fw) = access::firmware(txn, task.firmware)? {
+                        answer = PollAnswer::Task(TaskOffer {
+                            task: task_id(campaign),
+                            version: fw.version.clone(),
+                            uri: task_uri(fw.id, name, campaign),
+                            size: fw.size,
+                            md5: (fw.signature == "md5").then(|| fw.md5.clone()),
+                            sha256: fw.sha256,
+                        });
+                    }
+                }
+            }
+            // A dangling pointer (should not happen): forget it.
+            None => device.active_task = None,
+        }
+    }
+    access::append_history(
+        txn,
+        name,
+        &HistoryEntry::note(
+            now,
+            "poll",
+            match &answer {
+                PollAnswer::Task(offer) => {
+                    format!("handed task {} (version {})", offer.task, offer.version)
+                }
+                PollAnswer::Nothing => "nothing to do".to_string(),
+            },
+        ),
+    )?;
+    access::put_device(txn, name, &device)?;
+    Ok(Ok(answer))
+}

@@ -1,0 +1,91 @@
+//! `POST /ota/{device}/report`: a device says how its task is going.
+
+use redb::WriteTransaction;
+
+use super::ledger::{self, Context};
+use super::task::{Rejected, TaskEvent, TaskState};
+use super::{parse_task_id, OtaSettings};
+use crate::store::records::HistoryEntry;
+use crate::store::{access, StoreError};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub task: String,
+    pub state: TaskState,
+    pub progress: Option<u8>,
+    pub error: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReportError {
+    #[error("unknown device {0}")]
+    UnknownDevice(String),
+    #[error("device {device} has no task {task}")]
+    UnknownTask { device: String, task: String },
+    #[error("{0}")]
+    Conflict(Rejected),
+}
+
+/// Whether the report changed anything (a repeat does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Changed,
+    Repeat,
+}
+
+pub fn report(
+    txn: &WriteTransaction,
+    now: u64,
+    settings: OtaSettings,
+    name: &str,
+    report: &Report,
+) -> Result<Result<Applied, ReportError>, StoreError> {
+    let Some(mut device) = access::device(txn, name)? else {
+        return Ok(Err(ReportError::UnknownDevice(name.to_string())));
+    };
+    let unknown_task = || ReportError::UnknownTask {
+        device: name.to_string(),
+        task: report.task.clone(),
+    };
+    let Some(campaign) = parse_task_id(&report.task) else {
+        return Ok(Err(unknown_task()));
+    };
+    let Some(task) = access::task(txn, campaign, name)? else {
+        return Ok(Err(unknown_task()));
+    };
+    let ctx = Context {
+        now,
+        timeout_ms: settings.timeout_ms,
+        device_name: name,
+        alive: true,
+        cause: "report",
+    };
+    let event = TaskEvent::Report {
+        state: report.state,
+        progress: report.progress,
+        error: report.error.clone(),
+    };
+    let changed = match ledger::transition(txn, &ctx, &mut device, &task, &event)? {
+        Err(rejected) => return Ok(Err(ReportError::Conflict(rejected))),
+        Ok(None) => false,
+        Ok(Some(_)) => true,
+    };
+    if !changed {
+        // A repeat: the deadline may have moved (sign of life), nothing else.
+        return Ok(Ok(Applied::Repeat));
+    }
+    if let Some(version) = &report.version {
+        if *version != device.version && report.state == TaskState::Updated {
+            access::append_history(
+                txn,
+                name,
+                &HistoryEntry::note(now, "version", format!("{} -> {version}", device.version)),
+            )?;
+            device.version = version.clone();
+        }
+    }
+    device.last_seen = Some(now);
+    access::put_device(txn, name, &device)?;
+    Ok(Ok(Applied::Changed))
+}

@@ -1,0 +1,66 @@
+//! Task timeouts: the scheduler's sweep over `DEADLINES`.
+
+use redb::{ReadableTable, WriteTransaction};
+
+use super::ledger::{self, Context};
+use super::task::TaskEvent;
+use super::OtaSettings;
+use crate::store::{access, schema, StoreError};
+
+/// Bound on tasks failed per sweep, so one sweep is one bounded
+/// transaction; the scheduler sweeps again at once when it hit the bound.
+pub const SWEEP_LIMIT: usize = 10_000;
+
+/// Fails every unfinished task whose deadline is at or before `now` with
+/// error `timeout`. Returns how many tasks timed out.
+pub fn sweep(txn: &WriteTransaction, now: u64, settings: OtaSettings) -> Result<usize, StoreError> {
+    let due: Vec<(u64, u64, String)> = {
+        let table = txn.open_table(schema::DEADLINES)?;
+        let mut due = Vec::new();
+        for entry in table.range((0u64, 0u64, "")..(now.saturating_add(1), 0u64, ""))? {
+            let (key, _) = entry?;
+            let (at, campaign, device) = key.value();
+            due.push((at, campaign, device.to_string()));
+            if due.len() >= SWEEP_LIMIT {
+                break;
+            }
+        }
+        due
+    };
+    let mut failed = 0;
+    for (at, campaign, name) in due {
+        let task = access::task(txn, campaign, &name)?;
+        let device = access::device(txn, &name)?;
+        let (Some(task), Some(mut device)) = (task, device) else {
+            txn.open_table(schema::DEADLINES)?
+                .remove((at, campaign, name.as_str()))?;
+            continue;
+        };
+        let ctx = Context {
+            now,
+            timeout_ms: settings.timeout_ms,
+            device_name: &name,
+            alive: false,
+            cause: "timeout",
+        };
+        if let Ok(Some(_)) =
+            ledger::transition(txn, &ctx, &mut device, &task, &TaskEvent::TimedOut)?
+        {
+            access::put_device(txn, &name, &device)?;
+            failed += 1;
+        }
+        // A stale index entry (the task's deadline moved) is simply dropped.
+        if task.deadline != Some(at) {
+            txn.open_table(schema::DEADLINES)?
+                .remove((at, campaign, name.as_str()))?;
+        }
+    }
+    Ok(failed)
+}
+
+/// The earliest pending deadline.
+pub fn earliest(txn: &redb::ReadTransaction) -> Result<Option<u64>, StoreError> {
+    let table = txn.open_table(schema::DEADLINES)?;
+    let first = table.first()?.map(|(k, _)| k.value().0);
+    Ok(first)
+}

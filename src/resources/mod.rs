@@ -1,0 +1,89 @@
+//! The device-facing CoAP resources: one file per resource, each
+//! parse → apply → respond. [`dispatch`] routes a request by path and
+//! method.
+//!
+//! | path | method | file |
+//! |---|---|---|
+//! | `/ota/fw/{id}` and `/ota/fw/{id}/{device}/{task}` | GET | `firmware.rs` |
+//! | `/ota/{device}/poll` | POST | `poll.rs` |
+//! | `/ota/{device}/report` | POST | `report.rs` |
+//! | `/.well-known/core` | GET | `well_known.rs` |
+
+mod cbor;
+mod firmware;
+mod poll;
+mod report;
+mod well_known;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use coap_lite::{CoapOption, ContentFormat, MessageClass, Packet, RequestType, ResponseType};
+
+use crate::coap::endpoint::{error_response, uri_path};
+use crate::coap::IncomingRequest;
+use crate::state::App;
+
+/// A response now, or one that needs a durable write first.
+pub enum Reply {
+    Now(Packet),
+    Later(Pin<Box<dyn Future<Output = Packet> + Send>>),
+}
+
+pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
+    let path = uri_path(&request.packet);
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    let method = request.method;
+    let expect = |wanted: RequestType, handler: &dyn Fn() -> Reply| {
+        if method == wanted {
+            handler()
+        } else {
+            Reply::Now(error_response(
+                ResponseType::MethodNotAllowed,
+                "method not allowed",
+            ))
+        }
+    };
+    match segments.as_slice() {
+        [".well-known", "core"] => expect(RequestType::Get, &|| {
+            Reply::Now(well_known::handle(app, &request.packet))
+        }),
+        ["ota", "fw", id] => expect(RequestType::Get, &|| {
+            Reply::Now(firmware::handle(app, &request.packet, id, None))
+        }),
+        ["ota", "fw", id, device, task] => expect(RequestType::Get, &|| {
+            Reply::Now(firmware::handle(
+                app,
+                &request.packet,
+                id,
+                Some((device, task)),
+            ))
+        }),
+        ["ota", device, "poll"] => expect(RequestType::Post, &|| {
+            poll::handle(app, &request.packet, device, request.meta.peer)
+        }),
+        ["ota", device, "report"] => expect(RequestType::Post, &|| {
+            report::handle(app, &request.packet, device)
+        }),
+        _ => Reply::Now(error_response(ResponseType::NotFound, "no such resource")),
+    }
+}
+
+/// A response with a code and no payload.
+pub fn response(code: ResponseType) -> Packet {
+    let mut packet = Packet::new();
+    packet.header.code = MessageClass::Response(code);
+    packet
+}
+
+/// Rejects a request body whose Content-Format is set and is not CBOR.
+fn require_cbor(packet: &Packet) -> Result<(), Packet> {
+    match packet.get_first_option(CoapOption::ContentFormat) {
+        None => Ok(()),
+        Some(_) if packet.get_content_format() == Some(ContentFormat::ApplicationCBOR) => Ok(()),
+        Some(_) => Err(error_response(
+            ResponseType::UnsupportedContentFormat,
+            "payload must be CBOR (content-format 60)",
+        )),
+    }
+}

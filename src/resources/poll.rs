@@ -1,0 +1,113 @@
+//! `POST /ota/{device}/poll`: body `{"product", "version", ?"battery", ?"block"}`;
+//! answer `{"task", "version", "uri", "size", "sha256", ?"md5"}` or `{}`
+//! with Max-Age. The answer is sent only after the poll's effects (device
+//! last seen, task handed out) are committed.
+
+use std::net::SocketAddr;
+
+use ciborium::Value;
+use coap_lite::{CoapOption, ContentFormat, Packet, ResponseType};
+
+use super::cbor::{encode_map, CborMap};
+use super::{require_cbor, response, Reply};
+use crate::coap::endpoint::error_response;
+use crate::ota::poll::{self, PollAnswer, PollError, PollRequest};
+use crate::ota::valid_device_name;
+use crate::state::App;
+
+pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Reply {
+    let request = match parse(packet, device) {
+        Ok(request) => request,
+        Err(resp) => return Reply::Now(resp),
+    };
+    let app = app.clone();
+    let device = device.to_string();
+    Reply::Later(Box::pin(async move {
+        let now = app.now_ms();
+        let settings = app.ota_settings();
+        let outcome = app
+            .store
+            .write(move |txn| {
+                poll::poll(
+                    txn,
+                    now,
+                    settings,
+                    &device,
+                    Some(peer.to_string()),
+                    &request,
+                )
+            })
+            .await;
+        match outcome {
+            Ok(Ok(answer)) => answer_packet(&app, answer),
+            Ok(Err(e @ PollError::UnknownDevice(_))) => {
+                error_response(ResponseType::NotFound, &e.to_string())
+            }
+            Ok(Err(e @ PollError::WrongProduct { .. })) => {
+                error_response(ResponseType::BadRequest, &e.to_string())
+            }
+            Err(e) => {
+                tracing::error!("poll not stored: {e}");
+                error_response(ResponseType::InternalServerError, "not stored, retry")
+            }
+        }
+    }))
+}
+
+fn parse(packet: &Packet, device: &str) -> Result<PollRequest, Packet> {
+    if !valid_device_name(device) {
+        return Err(error_response(
+            ResponseType::BadRequest,
+            "device name must be 1-64 characters of letters, digits, '.', '_', '-', ':'",
+        ));
+    }
+    require_cbor(packet)?;
+    let bad = |m: String| error_response(ResponseType::BadRequest, &m);
+    let map = CborMap::parse(&packet.payload).map_err(bad)?;
+    let product = map.required_text("product").map_err(bad)?;
+    let version = map.required_text("version").map_err(bad)?;
+    if !crate::ota::firmware::valid_product(&product) {
+        return Err(bad(
+            "\"product\" must be 1-64 characters of letters, digits, '.', '_', '-', ':'".into(),
+        ));
+    }
+    if !crate::ota::firmware::valid_version(&version) {
+        return Err(bad(
+            "\"version\" must be 1-64 characters of letters, digits, '.', '_', '-'".into(),
+        ));
+    }
+    let battery = map.uint("battery", 100).map_err(bad)?.map(|b| b as u8);
+    let block = map.uint("block", 1024).map_err(bad)?.map(|b| b as u32);
+    Ok(PollRequest {
+        product,
+        version,
+        battery,
+        block,
+    })
+}
+
+fn answer_packet(app: &App, answer: PollAnswer) -> Packet {
+    let mut packet = response(ResponseType::Content);
+    packet.set_content_format(ContentFormat::ApplicationCBOR);
+    packet.payload = match answer {
+        PollAnswer::Nothing => {
+            let max_age = super::firmware::encode_uint(u64::from(app.config.devices.poll_interval));
+            packet.add_option(CoapOption::MaxAge, max_age);
+            encode_map(vec![])
+        }
+        PollAnswer::Task(offer) => {
+            let mut entries = vec![
+                ("task", Value::Text(offer.task)),
+                ("version", Value::Text(offer.version)),
+                ("uri", Value::Text(offer.uri)),
+                ("size", Value::Integer(offer.size.into())),
+                ("sha256", Value::Bytes(offer.sha256)),
+            ];
+            if let Some(md5) = offer.md5 {
+                entries.push(("md5", Value::Bytes(md5)));
+            }
+            encode_map(entries)
+        }
+    };
+    packet
+}

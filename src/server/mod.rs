@@ -1,0 +1,111 @@
+//! Wiring: open the store, load the catalogue, bind the sockets, run the
+//! CoAP shell, the admin HTTP server and the scheduler until shutdown.
+
+mod coap_shell;
+mod scheduler;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::ota::catalogue::Catalogue;
+use crate::ota::clock::Clock;
+use crate::ota::firmware;
+use crate::state::{App, AppState};
+use crate::store::blobs::BlobStore;
+use crate::store::Store;
+
+/// A started server: its addresses and how to stop it.
+pub struct Running {
+    pub coap_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub app: App,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Opens everything and binds both sockets; fails (writing nothing more
+/// than the data directory) on a bad data dir or a port in use.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    // Bind first: a port in use must not leave a database behind.
+    let coap_socket = std::net::UdpSocket::bind(config.server.coap_bind)
+        .with_context(|| format!("cannot bind CoAP UDP {}", config.server.coap_bind))?;
+    let http_listener = std::net::TcpListener::bind(config.server.http_bind)
+        .with_context(|| format!("cannot bind HTTP {}", config.server.http_bind))?;
+    let db_path = data_dir.join("lwota.redb");
+    let store = Store::open(&db_path)
+        .with_context(|| format!("cannot open database {}", db_path.display()))?;
+    let blobs = BlobStore::open(&data_dir)
+        .with_context(|| format!("cannot use blob dir under {}", data_dir.display()))?;
+    let records = firmware::list_all(&store.read()?)?;
+    let referenced: HashSet<String> = records.iter().map(|r| hex::encode(&r.sha256)).collect();
+    let removed = blobs.remove_unreferenced(&referenced)?;
+    if removed > 0 {
+        tracing::info!("removed {removed} leftover blob files");
+    }
+    let catalogue = Catalogue::load(&blobs, records).context("cannot open firmware blobs")?;
+
+    coap_socket.set_nonblocking(true)?;
+    http_listener.set_nonblocking(true)?;
+    let coap_socket = tokio::net::UdpSocket::from_std(coap_socket)?;
+    let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
+    let coap_addr = coap_socket.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+
+    let app: App = Arc::new(AppState {
+        config,
+        store,
+        blobs,
+        catalogue,
+        clock,
+    });
+    let (shutdown, signal) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(coap_shell::run(
+        coap_socket,
+        app.clone(),
+        signal.clone(),
+    )));
+    tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
+    let router = crate::admin::router(app.clone());
+    let mut http_signal = signal;
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+            let _ = http_signal.wait_for(|stop| *stop).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("http server: {e}");
+        }
+    }));
+    Ok(Running {
+        coap_addr,
+        http_addr,
+        app,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight work finish, and waits until every
+    /// write queued so far is committed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        // The writer is FIFO: once this no-op commits, all before it did.
+        let _ = self
+            .app
+            .store
+            .write(|_| Ok::<Result<(), ()>, _>(Ok(())))
+            .await;
+    }
+}

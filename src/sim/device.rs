@@ -1,0 +1,298 @@
+//! One simulated device.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ciborium::Value;
+use coap_lite::{CoapOption, MessageClass, Packet, RequestType, ResponseType};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use super::client::CoapClient;
+use super::SimConfig;
+use crate::coap::block::Block;
+
+/// A transition the server acknowledged (a 2.xx answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acked {
+    pub task: String,
+    /// `initiated` for a poll that handed out the task, else the reported state.
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceOutcome {
+    pub name: String,
+    pub version: String,
+    pub polls: u64,
+    pub blocks: u64,
+    pub updated: u32,
+    pub failed: u32,
+    pub errors: u32,
+    pub acked: Vec<Acked>,
+}
+
+struct Offer {
+    task: String,
+    version: String,
+    uri: String,
+    size: u64,
+    sha256: Vec<u8>,
+}
+
+pub async fn run(config: &SimConfig, name: String, until: Instant) -> DeviceOutcome {
+    let mut out = DeviceOutcome {
+        name: name.clone(),
+        version: config.version.clone(),
+        ..Default::default()
+    };
+    let mut client = match CoapClient::connect(config.server, config.client).await {
+        Ok(c) => c,
+        Err(_) => {
+            out.errors += 1;
+            return out;
+        }
+    };
+    let mut done = false;
+    while Instant::now() < until {
+        match poll(&mut client, config, &name, &out.version).await {
+            Ok(Some(offer)) => {
+                out.polls += 1;
+                out.acked.push(Acked {
+                    task: offer.task.clone(),
+                    state: "initiated".into(),
+                });
+                match update(&mut client, config, &name, &offer, &mut out).await {
+                    Ok(true) => {
+                        // "Reboot" into the new version; the next poll confirms it.
+                        out.version = offer.version.clone();
+                        out.updated += 1;
+                        done = true;
+                    }
+                    Ok(false) => {
+                        out.failed += 1;
+                        done = true;
+                    }
+                    Err(_) => out.errors += 1,
+                }
+                continue;
+            }
+            Ok(None) => {
+                out.polls += 1;
+                if done && config.stop_when_done {
+                    break;
+                }
+            }
+            Err(_) => out.errors += 1,
+        }
+        let jitter = rand::thread_rng().gen_range(0.8..1.2);
+        tokio::time::sleep(config.poll_interval.mul_f64(jitter)).await;
+    }
+    out
+}
+
+fn cbor_map(entries: Vec<(&str, Value)>) -> Vec<u8> {
+    let map = Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::Text(k.into()), v))
+            .collect(),
+    );
+    let mut out = Vec::new();
+    let _ = ciborium::into_writer(&map, &mut out);
+    out
+}
+
+fn cbor_options() -> Vec<(CoapOption, Vec<u8>)> {
+    vec![(CoapOption::ContentFormat, vec![60])]
+}
+
+fn is_success(packet: &Packet) -> bool {
+    matches!(
+        packet.header.code,
+        MessageClass::Response(ResponseType::Content | ResponseType::Changed)
+    )
+}
+
+async fn poll(
+    client: &mut CoapClient,
+    config: &SimConfig,
+    name: &str,
+    version: &str,
+) -> Result<Option<Offer>, String> {
+    let body = cbor_map(vec![
+        ("product", Value::Text(config.product.clone())),
+        ("version", Value::Text(version.to_string())),
+        ("battery", Value::Integer(87.into())),
+        ("block", Value::Integer((config.block as u64).into())),
+    ]);
+    let reply = client
+        .request(
+            RequestType::Post,
+            &format!("/ota/{name}/poll"),
+            &cbor_options(),
+            body,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !is_success(&reply) {
+        return Err(format!("poll answered {}", reply.header.get_code()));
+    }
+    let value: Value =
+        ciborium::from_reader(reply.payload.as_slice()).map_err(|e| e.to_string())?;
+    let Value::Map(entries) = value else {
+        return Err("poll answer is not a map".into());
+    };
+    let map: BTreeMap<String, Value> = entries
+        .into_iter()
+        .filter_map(|(k, v)| k.into_text().ok().map(|k| (k, v)))
+        .collect();
+    if map.is_empty() {
+        return Ok(None);
+    }
+    let text = |k: &str| map.get(k).and_then(|v| v.as_text()).map(str::to_string);
+    Ok(Some(Offer {
+        task: text("task").ok_or("no task")?,
+        version: text("version").ok_or("no version")?,
+        uri: text("uri").ok_or("no uri")?,
+        size: map
+            .get("size")
+            .and_then(|v| v.as_integer())
+            .and_then(|i| u64::try_from(i128::from(i)).ok())
+            .ok_or("no size")?,
+        sha256: map
+            .get("sha256")
+            .and_then(|v| v.as_bytes())
+            .cloned()
+            .ok_or("no sha256")?,
+    }))
+}
+
+/// Downloads, verifies and reports; Ok(true) when updated, Ok(false)
+/// when the device reported failure.
+async fn update(
+    client: &mut CoapClient,
+    config: &SimConfig,
+    name: &str,
+    offer: &Offer,
+    out: &mut DeviceOutcome,
+) -> Result<bool, String> {
+    let image = download(client, config, offer, out).await?;
+    report(client, name, &offer.task, "downloaded", None, out).await?;
+    let digest = Sha256::digest(&image);
+    if digest.as_slice() != offer.sha256.as_slice() || image.len() as u64 != offer.size {
+        report(
+            client,
+            name,
+            &offer.task,
+            "failed",
+            Some("sha256 mismatch"),
+            out,
+        )
+        .await?;
+        return Ok(false);
+    }
+    report(client, name, &offer.task, "verified", None, out).await?;
+    if config.failure_rate > 0.0 && rand::thread_rng().gen_bool(config.failure_rate.min(1.0)) {
+        report(
+            client,
+            name,
+            &offer.task,
+            "failed",
+            Some("simulated flash error"),
+            out,
+        )
+        .await?;
+        return Ok(false);
+    }
+    report(client, name, &offer.task, "updating", None, out).await?;
+    // A real device reboots here; half the fleet reports `updated` before
+    // rebooting, the rest lets the next poll's version speak for it.
+    if rand::random::<bool>() {
+        report(client, name, &offer.task, "updated", None, out).await?;
+    }
+    Ok(true)
+}
+
+/// Fetches the image block by block, following the server if it answers
+/// with a smaller block size than asked (RFC 7959 §2.4).
+async fn download(
+    client: &mut CoapClient,
+    config: &SimConfig,
+    offer: &Offer,
+    out: &mut DeviceOutcome,
+) -> Result<Vec<u8>, String> {
+    let mut image = Vec::with_capacity(offer.size as usize);
+    let mut szx = Block::szx_of(config.block);
+    loop {
+        let size = 1usize << (szx + 4);
+        let block = Block {
+            num: (image.len() / size) as u32,
+            more: false,
+            szx,
+        };
+        let reply = client
+            .request(
+                RequestType::Get,
+                &offer.uri,
+                &[(CoapOption::Block2, block.encode())],
+                Vec::new(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if !is_success(&reply) {
+            return Err(format!(
+                "block {} answered {}",
+                block.num,
+                reply.header.get_code()
+            ));
+        }
+        out.blocks += 1;
+        image.extend_from_slice(&reply.payload);
+        let got = reply
+            .get_first_option(CoapOption::Block2)
+            .map(|raw| Block::parse(raw).map_err(|e| e.to_string()))
+            .transpose()?;
+        match got {
+            Some(b) if b.more => szx = b.szx,
+            _ => return Ok(image),
+        }
+    }
+}
+
+async fn report(
+    client: &mut CoapClient,
+    name: &str,
+    task: &str,
+    state: &str,
+    error: Option<&str>,
+    out: &mut DeviceOutcome,
+) -> Result<(), String> {
+    let mut entries = vec![
+        ("task", Value::Text(task.into())),
+        ("state", Value::Text(state.into())),
+    ];
+    if let Some(e) = error {
+        entries.push(("error", Value::Text(e.into())));
+    }
+    let reply = client
+        .request(
+            RequestType::Post,
+            &format!("/ota/{name}/report"),
+            &cbor_options(),
+            cbor_map(entries),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if !is_success(&reply) {
+        return Err(format!(
+            "report {state} answered {}",
+            reply.header.get_code()
+        ));
+    }
+    out.acked.push(Acked {
+        task: task.into(),
+        state: state.into(),
+    });
+    Ok(())
+}

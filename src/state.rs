@@ -1,0 +1,33 @@
+//! What the CoAP resources, the admin API and the scheduler share.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::ota::catalogue::Catalogue;
+use crate::ota::clock::Clock;
+use crate::ota::OtaSettings;
+use crate::store::blobs::BlobStore;
+use crate::store::Store;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub blobs: BlobStore,
+    pub catalogue: Catalogue,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl AppState {
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn ota_settings(&self) -> OtaSettings {
+        OtaSettings {
+            auto_register: self.config.devices.auto_register,
+            timeout_ms: self.config.tasks.timeout.saturating_mul(1000),
+        }
+    }
+}
+
+pub type App = Arc<AppState>;

@@ -1,0 +1,175 @@
+//! Content-addressed firmware blob files: `DATA/blobs/<sha256 hex>`.
+//!
+//! An upload streams into `DATA/blobs/tmp/<random>` while SHA-256 and MD5
+//! are computed; on success the file is fsynced and renamed to its digest
+//! (then the directory is fsynced), and only then is the metadata record
+//! committed. A crash between rename and commit leaves an unreferenced blob,
+//! which [`BlobStore::remove_unreferenced`] deletes at start-up; a crash
+//! mid-upload leaves a temp file, deleted the same way.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+/// An upload in progress. Dropping it without [`TempBlob::persist`]
+/// deletes the temp file, so a rejected or aborted upload leaves nothing.
+pub struct TempBlob {
+    file: Option<File>,
+    path: PathBuf,
+    sha256: Sha256,
+    md5: Md5,
+    size: u64,
+}
+
+/// A blob that reached its final name.
+#[derive(Debug, Clone)]
+pub struct StoredBlob {
+    pub sha256: [u8; 32],
+    pub md5: [u8; 16],
+    pub size: u64,
+}
+
+impl BlobStore {
+    pub fn open(data_dir: &Path) -> io::Result<BlobStore> {
+        let dir = data_dir.join("blobs");
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&tmp)?;
+        Ok(BlobStore { dir, tmp })
+    }
+
+    pub fn path_of(&self, sha256: &[u8]) -> PathBuf {
+        self.dir.join(hex::encode(sha256))
+    }
+
+    pub fn open_blob(&self, sha256: &[u8]) -> io::Result<File> {
+        File::open(self.path_of(sha256))
+    }
+
+    pub fn create_temp(&self) -> io::Result<TempBlob> {
+        let name = format!("upload-{:016x}", rand::random::<u64>());
+        let path = self.tmp.join(name);
+        let file = File::options().write(true).create_new(true).open(&path)?;
+        Ok(TempBlob {
+            file: Some(file),
+            path,
+            sha256: Sha256::new(),
+            md5: Md5::new(),
+            size: 0,
+        })
+    }
+
+    /// Deletes temp files and blobs no record refers to. Returns how many
+    /// files were removed.
+    pub fn remove_unreferenced(&self, referenced: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.tmp)? {
+            fs::remove_file(entry?.path())?;
+            removed += 1;
+        }
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !referenced.contains(&name) {
+                    tracing::info!("removing unreferenced blob {name}");
+                    fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    pub fn remove(&self, sha256: &[u8]) -> io::Result<()> {
+        match fs::remove_file(self.path_of(sha256)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl TempBlob {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("temp blob already closed"))?;
+        file.write_all(chunk)?;
+        self.sha256.update(chunk);
+        self.md5.update(chunk);
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// fsync, rename to the digest name, fsync the directory.
+    pub fn persist(mut self, store: &BlobStore) -> io::Result<StoredBlob> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("temp blob already closed"))?;
+        file.sync_all()?;
+        drop(file);
+        let sha256: [u8; 32] = self.sha256.clone().finalize().into();
+        let md5: [u8; 16] = self.md5.clone().finalize().into();
+        fs::rename(&self.path, store.path_of(&sha256))?;
+        File::open(&store.dir)?.sync_all()?;
+        // Renamed away: nothing for Drop to delete.
+        self.path = PathBuf::new();
+        Ok(StoredBlob {
+            sha256,
+            md5,
+            size: self.size,
+        })
+    }
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropped_upload_leaves_nothing_and_persisted_is_named_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut blob = store.create_temp().unwrap();
+        blob.write(b"half").unwrap();
+        drop(blob);
+        assert_eq!(
+            fs::read_dir(dir.path().join("blobs/tmp")).unwrap().count(),
+            0
+        );
+
+        let mut blob = store.create_temp().unwrap();
+        blob.write(b"abc").unwrap();
+        let stored = blob.persist(&store).unwrap();
+        assert_eq!(
+            hex::encode(stored.sha256),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(fs::read(store.path_of(&stored.sha256)).unwrap(), b"abc");
+        let removed = store.remove_unreferenced(&HashSet::new()).unwrap();
+        assert_eq!(removed, 1);
+    }
+}

@@ -1,0 +1,119 @@
+//! All persistence: redb tables (`schema`), their records (`records`), the
+//! group-commit writer (`writer`) and firmware blob files (`blobs`).
+//!
+//! **Architecture invariant:** nothing outside `store/` opens the database
+//! file or a blob directly. Reads use a redb read transaction (MVCC, never
+//! blocked by the writer); every write goes through [`Store::write`], which
+//! returns only once the write is durable (fsynced by redb's commit).
+
+pub mod access;
+pub mod blobs;
+pub mod records;
+pub mod schema;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+
+pub use writer::{StoreStats, WriteOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("store writer has stopped")]
+    Closed,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: writer::WriterHandle,
+}
+
+impl Store {
+    /// Opens (or creates) the redb file and starts the writer thread. All
+    /// tables are created here so readers never see a missing table.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Arc::new(Database::create(path)?);
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(schema::FIRMWARE)?;
+            txn.open_table(schema::FIRMWARE_KEYS)?;
+            txn.open_table(schema::DEVICES)?;
+            txn.open_table(schema::CAMPAIGNS)?;
+            txn.open_table(schema::TASKS)?;
+            txn.open_table(schema::CAMPAIGN_COUNTS)?;
+            txn.open_table(schema::HISTORY)?;
+            txn.open_table(schema::DEADLINES)?;
+            txn.open_table(schema::COUNTERS)?;
+        }
+        txn.commit()?;
+        let writer = writer::WriterHandle::start(db.clone());
+        Ok(Store { db, writer })
+    }
+
+    pub fn read(&self) -> Result<ReadTransaction, StoreError> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Runs `job` inside a write transaction shared with other concurrent
+    /// jobs (group commit) and returns its result once that transaction is
+    /// committed and fsynced.
+    ///
+    /// The job's contract: it returns `Ok(Err(domain))` only *before* it
+    /// has written anything (check, then write), so a rejected request
+    /// changes nothing; `Err(StoreError)` aborts the whole batch.
+    pub async fn write<T, E, F>(&self, job: F) -> Result<Result<T, E>, StoreError>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<Result<T, E>, StoreError> + Send + 'static,
+    {
+        self.writer.submit(job).await
+    }
+
+    /// Like [`Store::write`] but nobody waits for the result: for
+    /// best-effort facts no peer was promised (block-inferred progress).
+    pub fn write_detached<F>(&self, job: F)
+    where
+        F: FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send + 'static,
+    {
+        self.writer.submit_detached(job)
+    }
+
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.writer.stats()
+    }
+}
+
+/// Reads and increments the named counter; returns the value before.
+pub fn next_id(txn: &WriteTransaction, name: &str) -> Result<u64, StoreError> {
+    let mut table = txn.open_table(schema::COUNTERS)?;
+    let current = table.get(name)?.map(|v| v.value()).unwrap_or(1);
+    table.insert(name, current + 1)?;
+    Ok(current)
+}

@@ -1,0 +1,37 @@
+//! The persisted schema: every redb table lwota uses, in one place.
+//!
+//! Values are CBOR-encoded records (see `records.rs`) so a field can be added
+//! with `#[serde(default)]` without a migration. Keys are chosen so that the
+//! hot paths are point lookups or short range scans:
+//!
+//! - a device poll touches `DEVICES[name]` and `TASKS[(campaign, name)]`;
+//! - a campaign's devices are the range `TASKS[(campaign, ..)]`;
+//! - a device's history is the range `HISTORY[(name, ..)]`;
+//! - the scheduler reads the first keys of `DEADLINES`, ordered by time.
+
+use redb::TableDefinition;
+
+/// Firmware id → `FirmwareRecord`.
+pub const FIRMWARE: TableDefinition<u64, &[u8]> = TableDefinition::new("firmware");
+/// (product, version) → firmware id; enforces "one image per product version".
+pub const FIRMWARE_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("firmware_keys");
+/// Device name → `DeviceRecord`.
+pub const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+/// Campaign id → `CampaignRecord`.
+pub const CAMPAIGNS: TableDefinition<u64, &[u8]> = TableDefinition::new("campaigns");
+/// (campaign id, device name) → `TaskRecord`: one task per device per campaign.
+pub const TASKS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tasks");
+/// (campaign id, task state index) → number of the campaign's tasks in
+/// that state; kept in step with `TASKS` so counts never need a scan.
+pub const CAMPAIGN_COUNTS: TableDefinition<(u64, u8), u64> =
+    TableDefinition::new("campaign_counts");
+/// (device name, sequence) → `HistoryEntry`, oldest first.
+pub const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
+/// (deadline ms, campaign id, device name) → (): when an unfinished task times out.
+pub const DEADLINES: TableDefinition<(u64, u64, &str), ()> = TableDefinition::new("deadlines");
+/// Named counters: id sequences.
+pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+
+pub const NEXT_FIRMWARE_ID: &str = "next_firmware_id";
+pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
+pub const NEXT_HISTORY_SEQ: &str = "next_history_seq";

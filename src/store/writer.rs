@@ -1,0 +1,172 @@
+//! Group commit: one thread owns all write transactions.
+//!
+//! Jobs queue on a channel; the thread takes every job waiting (up to
+//! `MAX_BATCH`), runs them in one transaction, commits once (one fsync),
+//! then answers each job. Under load, N concurrent polls cost one fsync
+//! instead of N, and no job is answered before its write is durable.
+//!
+//! A std thread rather than a tokio task because redb's commit blocks on
+//! fsync; keeping it off the runtime keeps the CoAP loop responsive.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use redb::{Database, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::StoreError;
+
+/// Bound on jobs per transaction: keeps one commit's latency bounded when
+/// thousands of jobs are queued.
+const MAX_BATCH: usize = 4096;
+
+/// What a job reports back: the outer error aborted its batch.
+pub type WriteOutcome<T, E> = Result<Result<T, E>, StoreError>;
+
+trait Job: Send {
+    /// Runs inside the shared transaction. `Err` aborts the batch.
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
+    /// Called after the batch committed (`Ok`) or was aborted (`Err`).
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct Reply<F, T, E> {
+    job: Option<F>,
+    result: Option<Result<T, E>>,
+    reply: oneshot::Sender<WriteOutcome<T, E>>,
+}
+
+impl<F, T, E> Job for Reply<F, T, E>
+where
+    F: FnOnce(&WriteTransaction) -> WriteOutcome<T, E> + Send,
+    T: Send,
+    E: Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        if let Some(job) = self.job.take() {
+            self.result = Some(job(txn)?);
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let outcome = match (commit, self.result) {
+            (Ok(()), Some(result)) => Ok(result),
+            (Ok(()), None) => Err(StoreError::Db("job did not run".into())),
+            (Err(e), _) => Err(StoreError::Db(e)),
+        };
+        // The requester may have gone away (timeout, shutdown): fine.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+struct Detached<F>(Option<F>);
+
+impl<F> Job for Detached<F>
+where
+    F: FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send,
+{
+    fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError> {
+        match self.0.take() {
+            Some(job) => job(txn),
+            None => Ok(()),
+        }
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        if let Err(e) = commit {
+            tracing::warn!("detached write lost: {e}");
+        }
+    }
+}
+
+/// Counters for benchmarks and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    pub commits: AtomicU64,
+    pub jobs: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<Box<dyn Job>>,
+    stats: Arc<StoreStats>,
+}
+
+impl WriterHandle {
+    pub fn start(db: Arc<Database>) -> WriterHandle {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let stats = Arc::new(StoreStats::default());
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("lwota-writer".into())
+            .spawn(move || run_writer(&db, &rx, &thread_stats))
+            .expect("spawn writer thread");
+        WriterHandle { tx, stats }
+    }
+
+    pub async fn submit<T, E, F>(&self, job: F) -> WriteOutcome<T, E>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> WriteOutcome<T, E> + Send + 'static,
+    {
+        let (reply, wait) = oneshot::channel();
+        let job = Box::new(Reply {
+            job: Some(job),
+            result: None,
+            reply,
+        });
+        self.tx.send(job).map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn submit_detached<F>(&self, job: F)
+    where
+        F: FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send + 'static,
+    {
+        if self.tx.send(Box::new(Detached(Some(job)))).is_err() {
+            tracing::debug!("writer stopped; detached write dropped");
+        }
+    }
+
+    pub fn stats(&self) -> Arc<StoreStats> {
+        self.stats.clone()
+    }
+}
+
+fn run_writer(db: &Database, rx: &mpsc::Receiver<Box<dyn Job>>, stats: &StoreStats) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(64);
+    // Ends when every WriterHandle is dropped.
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = run_batch(db, &mut batch);
+        stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        if outcome.is_ok() {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+        } else if let Err(e) = &outcome {
+            tracing::error!("write batch of {} aborted: {e}", batch.len());
+        }
+        let commit = outcome.map_err(|e| e.to_string());
+        for job in batch.drain(..) {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+fn run_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    for job in batch.iter_mut() {
+        // On error, dropping the transaction aborts it: nothing of the batch lands.
+        job.run(&txn)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
