@@ -32,7 +32,7 @@ fn api_error(e: FirmwareError) -> ApiError {
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+        StatusCode::BAD_REQUEST,
         "image_too_large",
         format!("image is larger than the limit of {limit} bytes (firmware.max_size)"),
     )

@@ -10,6 +10,9 @@ use crate::store::access;
 use crate::store::records::{DeviceRecord, HistoryEntry, TaskRecord};
 use crate::store::StoreError;
 
+/// The cause of block-inferred progress.
+pub const CAUSE_DOWNLOAD: &str = "download";
+
 /// What surrounds a transition.
 pub struct Context<'a> {
     pub now: u64,
@@ -68,6 +71,11 @@ pub fn transition(
     }
     if next.state == task::TaskState::Updated {
         device.version = task.target_version.clone();
+    }
+    // Block-inferred progress within `downloading` would add a hundred
+    // entries per download; history keeps its state changes only.
+    if ctx.cause == CAUSE_DOWNLOAD && next.state == task.state {
+        return Ok(Ok(Some(updated)));
     }
     access::append_history(
         txn,

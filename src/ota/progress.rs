@@ -43,7 +43,7 @@ pub fn record(
         timeout_ms: settings.timeout_ms,
         device_name,
         alive: true,
-        cause: "download",
+        cause: ledger::CAUSE_DOWNLOAD,
     };
     let event = TaskEvent::BlockProgress(percent);
     if let Ok(Some(_)) = ledger::transition(txn, &ctx, &mut device, &task, &event)? {

@@ -94,18 +94,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight work finish, and waits until every
-    /// write queued so far is committed.
+    /// Stops accepting, lets in-flight work finish, commits every write
+    /// queued so far and stops the writer, so the database file is free
+    /// once the runtime is gone.
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
-        // The writer is FIFO: once this no-op commits, all before it did.
-        let _ = self
-            .app
-            .store
-            .write(|_| Ok::<Result<(), ()>, _>(Ok(())))
-            .await;
+        let store = self.app.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;
     }
 }

@@ -105,6 +105,11 @@ impl Store {
         self.writer.submit_detached(job)
     }
 
+    /// Commits all queued writes and stops the writer thread. Blocking.
+    pub fn shutdown(&self) {
+        self.writer.shutdown()
+    }
+
     pub fn stats(&self) -> Arc<StoreStats> {
         self.writer.stats()
     }

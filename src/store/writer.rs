@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, WriteTransaction};
 use tokio::sync::oneshot;
@@ -88,22 +88,33 @@ pub struct StoreStats {
     pub jobs: AtomicU64,
 }
 
+enum Message {
+    Job(Box<dyn Job>),
+    /// Commit what is queued before this, then exit.
+    Stop,
+}
+
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Box<dyn Job>>,
+    tx: mpsc::Sender<Message>,
     stats: Arc<StoreStats>,
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl WriterHandle {
     pub fn start(db: Arc<Database>) -> WriterHandle {
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Message>();
         let stats = Arc::new(StoreStats::default());
         let thread_stats = stats.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("lwota-writer".into())
             .spawn(move || run_writer(&db, &rx, &thread_stats))
             .expect("spawn writer thread");
-        WriterHandle { tx, stats }
+        WriterHandle {
+            tx,
+            stats,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        }
     }
 
     pub async fn submit<T, E, F>(&self, job: F) -> WriteOutcome<T, E>
@@ -118,7 +129,9 @@ impl WriterHandle {
             result: None,
             reply,
         });
-        self.tx.send(job).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Message::Job(job))
+            .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -126,7 +139,11 @@ impl WriterHandle {
     where
         F: FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send + 'static,
     {
-        if self.tx.send(Box::new(Detached(Some(job)))).is_err() {
+        if self
+            .tx
+            .send(Message::Job(Box::new(Detached(Some(job)))))
+            .is_err()
+        {
             tracing::debug!("writer stopped; detached write dropped");
         }
     }
@@ -134,16 +151,34 @@ impl WriterHandle {
     pub fn stats(&self) -> Arc<StoreStats> {
         self.stats.clone()
     }
+
+    /// Commits everything queued so far, stops the thread and waits for
+    /// it; later writes fail with `Closed`. Blocks: call off the runtime.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Message::Stop);
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or(None);
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
 }
 
-fn run_writer(db: &Database, rx: &mpsc::Receiver<Box<dyn Job>>, stats: &StoreStats) {
+fn run_writer(db: &Database, rx: &mpsc::Receiver<Message>, stats: &StoreStats) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(64);
-    // Ends when every WriterHandle is dropped.
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
+    let mut stopping = false;
+    // Ends on Stop, or when every WriterHandle is dropped.
+    while !stopping {
+        match rx.recv() {
+            Ok(Message::Job(job)) => batch.push(job),
+            Ok(Message::Stop) | Err(_) => break,
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(Message::Job(job)) => batch.push(job),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
                 Err(_) => break,
             }
         }
