@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command: installs the third-party peers the interop
+# tests drive (libcoap's coap-client, Python aiocoap + cbor2) when they are
+# missing, then runs the whole test suite. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have_coap_client() {
+  command -v coap-client >/dev/null 2>&1 || command -v coap-client-notls >/dev/null 2>&1 \
+    || command -v coap-client-openssl >/dev/null 2>&1 || command -v coap-client-gnutls >/dev/null 2>&1
+}
+
+if ! have_coap_client; then
+  echo "installing libcoap3-bin (coap-client)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libcoap3-bin >/dev/null
+fi
+
+if ! python3 -c "import aiocoap, cbor2" >/dev/null 2>&1; then
+  echo "installing aiocoap and cbor2"
+  python3 -m pip install --quiet --disable-pip-version-check aiocoap cbor2 \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiocoap cbor2
+fi
+
+cargo test --release "$@"
