@@ -32,13 +32,13 @@ pub struct Running {
 /// than the data directory) on a bad data dir or a port in use.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
     let data_dir = config.server.data_dir.clone();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    // Bind first: a port in use must not leave a database behind.
+    // Bind first: a port in use must not leave anything behind.
     let coap_socket = std::net::UdpSocket::bind(config.server.coap_bind)
         .with_context(|| format!("cannot bind CoAP UDP {}", config.server.coap_bind))?;
     let http_listener = std::net::TcpListener::bind(config.server.http_bind)
         .with_context(|| format!("cannot bind HTTP {}", config.server.http_bind))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let db_path = data_dir.join("lwota.redb");
     let store = Store::open(&db_path)
         .with_context(|| format!("cannot open database {}", db_path.display()))?;

@@ -1,0 +1,143 @@
+//! The CLI against a running server: happy paths, exit codes and one-line
+//! errors, CSV import with line numbers, campaign show --watch.
+
+mod common;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+
+fn lwota(server: &TestServer, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(args)
+        .args(["--server", &format!("http://{}", server.http)])
+        .output()
+        .expect("run lwota")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn firmware_device_and_campaign_commands() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let fw_path = dir.path().join("fw.bin");
+    std::fs::write(&fw_path, image(20_000, 1)).unwrap();
+    let fw = fw_path.to_str().unwrap();
+
+    let o = lwota(&server, &["firmware", "add", fw, "--product", "p", "--version", "2.0", "--name", "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("firmware 1 uploaded"), "{}", stdout(&o));
+    // Repeat: non-zero exit, one line.
+    let o = lwota(&server, &["firmware", "add", fw, "--product", "p", "--version", "2.0"]);
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("409"), "{}", stderr(&o));
+    let o = lwota(&server, &["firmware", "ls"]);
+    assert!(stdout(&o).contains("2.0") && stdout(&o).contains("main"), "{}", stdout(&o));
+
+    // CSV import: bad lines are reported with their numbers, nothing imported.
+    let csv = dir.path().join("devices.csv");
+    std::fs::write(&csv, "name,product,version\nd1,p,1.0\nbad name,p,1.0\nd3,p\nd4\n").unwrap();
+    let o = lwota(&server, &["device", "import", csv.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("line 3") && err.contains("line 5"), "{err}");
+    assert!(!err.contains("line 4"), "d3 without version is fine: {err}");
+    let (_, list) = server.get("/api/v1/devices");
+    assert_eq!(list.as_array().unwrap().len(), 0, "nothing imported");
+    std::fs::write(&csv, "name,product,version\nd1,p,1.0\nd2,p,1.0\nd3,p,1.5\n").unwrap();
+    let o = lwota(&server, &["device", "import", csv.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = lwota(&server, &["device", "ls"]);
+    assert_eq!(stdout(&o).lines().count(), 4, "{}", stdout(&o));
+
+    let names = dir.path().join("targets.csv");
+    std::fs::write(&names, "name\nd1\nd2\n").unwrap();
+    let o = lwota(&server, &["campaign", "create", "--firmware", "1", "--devices-csv", names.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("2 tasks"), "{}", stdout(&o));
+    let o = lwota(&server, &["campaign", "create", "--firmware", "1", "--from-version", "1.5"]);
+    assert!(stdout(&o).contains("1 tasks"), "{}", stdout(&o));
+
+    // --watch returns once the campaign finishes.
+    let watcher = {
+        let url = format!("http://{}", server.http);
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_lwota"))
+                .args(["campaign", "show", "1", "--watch", "--interval", "0.2", "--server", &url])
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let o = lwota(&server, &["campaign", "cancel", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let watched = watcher.join().unwrap();
+    assert!(watched.status.success());
+    assert!(stdout(&watched).contains("status cancelled"), "{}", stdout(&watched));
+
+    let o = lwota(&server, &["device", "history", "d1"]);
+    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+    let o = lwota(&server, &["device", "history", "nobody"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("404"), "{}", stderr(&o));
+}
+
+#[test]
+fn unreachable_server_is_one_clear_line() {
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["firmware", "ls", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn serve_rejects_bad_config_and_busy_port_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[firmware]\nmax_block_size = 100\n").unwrap();
+    let data = dir.path().join("data");
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["serve", "--config", bad.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("max_block_size"), "{err}");
+    assert!(!data.exists(), "nothing written on bad config");
+
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().to_string();
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["serve", "--data-dir", data.to_str().unwrap(), "--coap-bind", &port, "--http-bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("cannot bind CoAP"), "{err}");
+    assert!(!data.exists(), "nothing written on a busy port");
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ChildServer::spawn(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
+    let r = common::http(ureq::post(&format!("http://{}/api/v1/firmware?product=p&version=1", server.http)).send_bytes(b"abc"));
+    assert_eq!(r.0, 201);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit {status:?}");
+}
