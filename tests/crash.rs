@@ -30,7 +30,7 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
         .collect();
     let r = common::http(ureq::post(&format!("http://{http}/api/v1/devices")).send_json(json!(devices)));
     assert_eq!(r.0, 201, "{}", r.1);
-    let r = common::http(ureq::post(&format!("http://{http}/api/v1/firmware?product=p&version=2.0")).send_bytes(&image(64 * 1024, 1)));
+    let r = common::http(ureq::post(&format!("http://{http}/api/v1/firmware?product=p&version=2.0")).send_bytes(&image(256 * 1024, 1)));
     assert_eq!(r.0, 201, "{}", r.1);
     let fw = r.1["id"].as_u64().unwrap();
     let r = common::http(ureq::post(&format!("http://{http}/api/v1/campaigns")).send_json(json!({"firmware": fw, "target": {"all": true}})));
@@ -57,18 +57,19 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     let fleet = std::thread::spawn(move || run_sim(sim));
 
     // Let the rollout get going, then pull the plug.
-    let mut seen_progress = false;
-    for _ in 0..200 {
+    let mut at_kill = Value::Null;
+    for _ in 0..400 {
         let (_, c) = get(http, &format!("/api/v1/campaigns/{cid}"));
-        let counts = &c["counts"];
-        if counts["downloading"].as_u64().unwrap_or(0) + counts["downloaded"].as_u64().unwrap_or(0) + counts["updated"].as_u64().unwrap_or(0) > 20 {
-            seen_progress = true;
+        let n = |s: &str| c["counts"][s].as_u64().unwrap_or(0);
+        if n("downloading") + n("downloaded") + n("verified") + n("updating") + n("updated") > 20 {
+            at_kill = c["counts"].clone();
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(seen_progress, "rollout did not start");
     server.kill9();
+    assert!(!at_kill.is_null(), "rollout did not start");
+    assert!(at_kill["updated"].as_u64().unwrap() < 200, "killed mid-rollout: {at_kill}");
     std::thread::sleep(Duration::from_millis(500));
     let server = ChildServer::spawn(dir.path(), &coap, "127.0.0.1:0");
     let http = server.http;

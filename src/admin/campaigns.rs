@@ -1,12 +1,12 @@
 //! `/api/v1/campaigns`: create, list, show, devices, cancel.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use redb::ReadableTable;
 use serde_json::{json, Value};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, Query};
 use super::views;
 use crate::ota::campaign::{self, CampaignError, Target, MAX_LISTED_DEVICES};
 use crate::ota::task::TaskState;
@@ -17,7 +17,9 @@ use crate::store::schema;
 
 fn api_error(e: CampaignError) -> ApiError {
     match e {
-        e @ CampaignError::UnknownFirmware(_) => ApiError::bad_request(e.to_string()),
+        e @ CampaignError::UnknownFirmware(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "unknown_firmware", e.to_string())
+        }
         e @ CampaignError::UnknownCampaign(_) => {
             ApiError::not_found("unknown_campaign", e.to_string())
         }

@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures_util::StreamExt;
 use redb::ReadableTable;
 use serde_json::Value;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, Query};
 use super::views;
 use crate::ota::firmware::{self, FirmwareError, UploadParams};
 use crate::state::App;

@@ -17,6 +17,9 @@ use axum::Router;
 
 use crate::state::App;
 
+/// JSON bodies (device lists of up to 100,000 names) stay under this.
+const JSON_BODY_LIMIT: usize = 32 << 20;
+
 pub fn router(app: App) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -30,13 +33,20 @@ pub fn router(app: App) -> Router {
             "/api/v1/firmware/{id}",
             get(firmware::show).delete(firmware::delete),
         )
-        .route("/api/v1/devices", post(devices::create).get(devices::list))
+        .route(
+            "/api/v1/devices",
+            post(devices::create)
+                .get(devices::list)
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
         .route("/api/v1/devices/{name}", get(devices::show))
         .route("/api/v1/devices/{name}/history", get(devices::history))
         .route("/api/v1/versions", get(devices::versions))
         .route(
             "/api/v1/campaigns",
-            post(campaigns::create).get(campaigns::list),
+            post(campaigns::create)
+                .get(campaigns::list)
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
         )
         .route("/api/v1/campaigns/{id}", get(campaigns::show))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))

@@ -35,7 +35,8 @@ impl Target {
         match self {
             Target::All => serde_json::json!({"all": true}),
             Target::SourceVersions(v) => serde_json::json!({"source_versions": v}),
-            Target::Devices(d) => serde_json::json!({"devices": d.len()}),
+            // The list itself can be 10,000 names; keep the record small.
+            Target::Devices(d) => serde_json::json!({"device_count": d.len()}),
         }
     }
 }

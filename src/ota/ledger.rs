@@ -7,7 +7,7 @@ use redb::WriteTransaction;
 
 use super::task::{self, Outcome, Rejected, Status, TaskEvent};
 use crate::store::access;
-use crate::store::records::{DeviceRecord, HistoryEntry, TaskRecord};
+use crate::store::records::{CampaignStatus, DeviceRecord, HistoryEntry, TaskRecord};
 use crate::store::StoreError;
 
 /// The cause of block-inferred progress.
@@ -66,8 +66,11 @@ pub fn transition(
     }
     updated.deadline = deadline_of(&updated, ctx);
     access::put_task(txn, ctx.device_name, Some(task), &updated)?;
-    if next.state.is_final() && device.active_task == Some(task.campaign) {
-        device.active_task = None;
+    if next.state.is_final() {
+        if device.active_task == Some(task.campaign) {
+            device.active_task = None;
+        }
+        finish_campaign_if_done(txn, task.campaign, ctx.now)?;
     }
     if next.state == task::TaskState::Updated {
         device.version = task.target_version.clone();
@@ -101,4 +104,20 @@ fn deadline_of(task: &TaskRecord, ctx: &Context<'_>) -> Option<u64> {
         return None;
     }
     Some(task.last_activity.unwrap_or(ctx.now) + ctx.timeout_ms)
+}
+
+/// Records the moment a running campaign's last task finished.
+fn finish_campaign_if_done(txn: &WriteTransaction, id: u64, now: u64) -> Result<(), StoreError> {
+    let counts = access::Reader::campaign_counts(txn, id)?;
+    if access::unfinished(&counts) > 0 {
+        return Ok(());
+    }
+    if let Some(mut campaign) = access::campaign(txn, id)? {
+        if campaign.status == CampaignStatus::Running {
+            campaign.status = CampaignStatus::Finished;
+            campaign.finished_at = Some(now);
+            access::put_campaign(txn, &campaign)?;
+        }
+    }
+    Ok(())
 }

@@ -102,8 +102,10 @@ pub struct CampaignRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HistoryEntry {
     pub at: u64,
-    /// `state` (task state change), `report` (device report),
-    /// `poll` (poll outcome), `registered`, `version`.
+    /// What happened: `registered`, `version` (the device's version
+    /// changed), `queued` (a campaign gave it a task), `poll` (poll
+    /// outcome, or a state change a poll caused), `report`, `download`
+    /// (block-inferred progress started), `timeout`, `cancel`.
     pub event: String,
     #[serde(default)]
     pub campaign: Option<u64>,
