@@ -2,6 +2,7 @@
 //! CoAP devices. See `docs/ARCHITECTURE.md` for the map of modules.
 
 pub mod admin;
+pub mod bench;
 pub mod cli;
 pub mod coap;
 pub mod config;

@@ -32,20 +32,44 @@ fn firmware_device_and_campaign_commands() {
     std::fs::write(&fw_path, image(20_000, 1)).unwrap();
     let fw = fw_path.to_str().unwrap();
 
-    let o = lwota(&server, &["firmware", "add", fw, "--product", "p", "--version", "2.0", "--name", "main"]);
+    let o = lwota(
+        &server,
+        &[
+            "firmware",
+            "add",
+            fw,
+            "--product",
+            "p",
+            "--version",
+            "2.0",
+            "--name",
+            "main",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("firmware 1 uploaded"), "{}", stdout(&o));
     // Repeat: non-zero exit, one line.
-    let o = lwota(&server, &["firmware", "add", fw, "--product", "p", "--version", "2.0"]);
+    let o = lwota(
+        &server,
+        &["firmware", "add", fw, "--product", "p", "--version", "2.0"],
+    );
     assert!(!o.status.success());
     assert_eq!(stderr(&o).trim().lines().count(), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("409"), "{}", stderr(&o));
     let o = lwota(&server, &["firmware", "ls"]);
-    assert!(stdout(&o).contains("2.0") && stdout(&o).contains("main"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("2.0") && stdout(&o).contains("main"),
+        "{}",
+        stdout(&o)
+    );
 
     // CSV import: bad lines are reported with their numbers, nothing imported.
     let csv = dir.path().join("devices.csv");
-    std::fs::write(&csv, "name,product,version\nd1,p,1.0\nbad name,p,1.0\nd3,p\nd4\n").unwrap();
+    std::fs::write(
+        &csv,
+        "name,product,version\nd1,p,1.0\nbad name,p,1.0\nd3,p\nd4\n",
+    )
+    .unwrap();
     let o = lwota(&server, &["device", "import", csv.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -61,10 +85,30 @@ fn firmware_device_and_campaign_commands() {
 
     let names = dir.path().join("targets.csv");
     std::fs::write(&names, "name\nd1\nd2\n").unwrap();
-    let o = lwota(&server, &["campaign", "create", "--firmware", "1", "--devices-csv", names.to_str().unwrap()]);
+    let o = lwota(
+        &server,
+        &[
+            "campaign",
+            "create",
+            "--firmware",
+            "1",
+            "--devices-csv",
+            names.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("2 tasks"), "{}", stdout(&o));
-    let o = lwota(&server, &["campaign", "create", "--firmware", "1", "--from-version", "1.5"]);
+    let o = lwota(
+        &server,
+        &[
+            "campaign",
+            "create",
+            "--firmware",
+            "1",
+            "--from-version",
+            "1.5",
+        ],
+    );
     assert!(stdout(&o).contains("1 tasks"), "{}", stdout(&o));
 
     // --watch returns once the campaign finishes.
@@ -72,7 +116,16 @@ fn firmware_device_and_campaign_commands() {
         let url = format!("http://{}", server.http);
         std::thread::spawn(move || {
             Command::new(env!("CARGO_BIN_EXE_lwota"))
-                .args(["campaign", "show", "1", "--watch", "--interval", "0.2", "--server", &url])
+                .args([
+                    "campaign",
+                    "show",
+                    "1",
+                    "--watch",
+                    "--interval",
+                    "0.2",
+                    "--server",
+                    &url,
+                ])
                 .output()
                 .unwrap()
         })
@@ -82,7 +135,11 @@ fn firmware_device_and_campaign_commands() {
     assert!(o.status.success(), "{}", stderr(&o));
     let watched = watcher.join().unwrap();
     assert!(watched.status.success());
-    assert!(stdout(&watched).contains("status cancelled"), "{}", stdout(&watched));
+    assert!(
+        stdout(&watched).contains("status cancelled"),
+        "{}",
+        stdout(&watched)
+    );
 
     let o = lwota(&server, &["device", "history", "d1"]);
     assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
@@ -110,7 +167,13 @@ fn serve_rejects_bad_config_and_busy_port_with_one_line() {
     std::fs::write(&bad, "[firmware]\nmax_block_size = 100\n").unwrap();
     let data = dir.path().join("data");
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["serve", "--config", bad.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .args([
+            "serve",
+            "--config",
+            bad.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -121,7 +184,15 @@ fn serve_rejects_bad_config_and_busy_port_with_one_line() {
     let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().to_string();
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["serve", "--data-dir", data.to_str().unwrap(), "--coap-bind", &port, "--http-bind", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--coap-bind",
+            &port,
+            "--http-bind",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -134,10 +205,20 @@ fn serve_rejects_bad_config_and_busy_port_with_one_line() {
 fn sigterm_stops_cleanly_with_exit_0() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ChildServer::spawn(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
-    let r = common::http(ureq::post(&format!("http://{}/api/v1/firmware?product=p&version=1", server.http)).send_bytes(b"abc"));
+    let r = common::http(
+        ureq::post(&format!(
+            "http://{}/api/v1/firmware?product=p&version=1",
+            server.http
+        ))
+        .send_bytes(b"abc"),
+    );
     assert_eq!(r.0, 201);
     let pid = server.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit {status:?}");
 }

@@ -25,7 +25,11 @@ fn coap_client_get(server: &TestServer, id: u64, block: usize, expected: &[u8]) 
     assert!(status.success(), "coap-client -b {block} failed");
     let got = std::fs::read(out.path()).unwrap();
     assert_eq!(got.len(), expected.len(), "size at block {block}");
-    assert_eq!(Sha256::digest(&got), Sha256::digest(expected), "sha256 at block {block}");
+    assert_eq!(
+        Sha256::digest(&got),
+        Sha256::digest(expected),
+        "sha256 at block {block}"
+    );
 }
 
 fn aiocoap_get(server: &TestServer, id: u64, szx: Option<u8>, expected: &[u8]) {
@@ -41,7 +45,11 @@ fn aiocoap_get(server: &TestServer, id: u64, szx: Option<u8>, expected: &[u8]) {
     let status = cmd.status().expect("run python");
     assert!(status.success(), "aiocoap download failed");
     let got = std::fs::read(out.path()).unwrap();
-    assert_eq!(Sha256::digest(&got), Sha256::digest(expected), "aiocoap sha256");
+    assert_eq!(
+        Sha256::digest(&got),
+        Sha256::digest(expected),
+        "aiocoap sha256"
+    );
 }
 
 #[test]
@@ -79,8 +87,13 @@ struct Raw {
 impl Raw {
     fn new(server: &TestServer) -> Raw {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Raw { socket, server: server.coap }
+        socket
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        Raw {
+            socket,
+            server: server.coap,
+        }
     }
 
     fn send(&self, bytes: &[u8]) -> Option<Vec<u8>> {
@@ -98,7 +111,13 @@ impl Raw {
     }
 }
 
-fn request(mid: u16, method: RequestType, path: &str, options: &[(CoapOption, Vec<u8>)], payload: Vec<u8>) -> Vec<u8> {
+fn request(
+    mid: u16,
+    method: RequestType,
+    path: &str,
+    options: &[(CoapOption, Vec<u8>)],
+    payload: Vec<u8>,
+) -> Vec<u8> {
     let mut p = Packet::new();
     p.header.set_type(MessageType::Confirmable);
     p.header.code = MessageClass::Request(method);
@@ -115,7 +134,15 @@ fn request(mid: u16, method: RequestType, path: &str, options: &[(CoapOption, Ve
 }
 
 fn block2(num: u32, szx: u8) -> (CoapOption, Vec<u8>) {
-    (CoapOption::Block2, lwota::coap::block::Block { num, more: false, szx }.encode())
+    (
+        CoapOption::Block2,
+        lwota::coap::block::Block {
+            num,
+            more: false,
+            szx,
+        }
+        .encode(),
+    )
 }
 
 #[test]
@@ -132,12 +159,22 @@ fn block2_details_out_of_order_etag_size2_and_errors() {
         let size = 16usize << szx;
         let last = (img.len() - 1) / size;
         for num in [last, 0, last / 2] {
-            let resp = raw.get(100 + u16::from(szx) * 3 + num as u16 % 3, &path, &[block2(num as u32, szx)]);
-            assert_eq!(resp.header.code, MessageClass::Response(ResponseType::Content));
+            let resp = raw.get(
+                100 + u16::from(szx) * 3 + num as u16 % 3,
+                &path,
+                &[block2(num as u32, szx)],
+            );
+            assert_eq!(
+                resp.header.code,
+                MessageClass::Response(ResponseType::Content)
+            );
             let start = num * size;
             let end = (start + size).min(img.len());
             assert_eq!(resp.payload, img[start..end], "szx {szx} num {num}");
-            let b = lwota::coap::block::Block::parse(resp.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+            let b = lwota::coap::block::Block::parse(
+                resp.get_first_option(CoapOption::Block2).unwrap(),
+            )
+            .unwrap();
             assert_eq!((b.num as usize, b.more, b.szx), (num, end < img.len(), szx));
             let size2 = resp.get_first_option(CoapOption::Size2);
             assert_eq!(size2.is_some(), num == 0, "Size2 only on block 0");
@@ -145,11 +182,23 @@ fn block2_details_out_of_order_etag_size2_and_errors() {
     }
     // Size2 asked for with Size2=0 on a later block.
     let resp = raw.get(300, &path, &[block2(2, 6), (CoapOption::Size2, vec![])]);
-    assert_eq!(resp.get_first_option(CoapOption::Size2).unwrap(), &vec![0x13, 0x88]);
+    assert_eq!(
+        resp.get_first_option(CoapOption::Size2).unwrap(),
+        &vec![0x13, 0x88]
+    );
     // ETag stable per image, different across images.
-    let e1 = raw.get(301, &path, &[block2(0, 6)]).get_first_option(CoapOption::ETag).cloned();
-    let e2 = raw.get(302, &path, &[block2(3, 6)]).get_first_option(CoapOption::ETag).cloned();
-    let e3 = raw.get(303, &format!("ota/fw/{other}"), &[]).get_first_option(CoapOption::ETag).cloned();
+    let e1 = raw
+        .get(301, &path, &[block2(0, 6)])
+        .get_first_option(CoapOption::ETag)
+        .cloned();
+    let e2 = raw
+        .get(302, &path, &[block2(3, 6)])
+        .get_first_option(CoapOption::ETag)
+        .cloned();
+    let e3 = raw
+        .get(303, &format!("ota/fw/{other}"), &[])
+        .get_first_option(CoapOption::ETag)
+        .cloned();
     assert!(e1.is_some());
     assert_eq!(e1, e2);
     assert_ne!(e1, e3);
@@ -159,16 +208,31 @@ fn block2_details_out_of_order_etag_size2_and_errors() {
     assert_eq!(resp.payload.len(), 1024);
     // Past the end: 4.02; BERT (SZX 7): 4.02; unknown id: 4.04; POST: 4.05.
     let resp = raw.get(305, &path, &[block2(5, 6)]);
-    assert_eq!(resp.header.code, MessageClass::Response(ResponseType::BadOption));
+    assert_eq!(
+        resp.header.code,
+        MessageClass::Response(ResponseType::BadOption)
+    );
     let resp = raw.get(306, &path, &[(CoapOption::Block2, vec![0x07])]);
-    assert_eq!(resp.header.code, MessageClass::Response(ResponseType::BadOption));
+    assert_eq!(
+        resp.header.code,
+        MessageClass::Response(ResponseType::BadOption)
+    );
     let resp = raw.get(307, "ota/fw/999", &[]);
-    assert_eq!(resp.header.code, MessageClass::Response(ResponseType::NotFound));
+    assert_eq!(
+        resp.header.code,
+        MessageClass::Response(ResponseType::NotFound)
+    );
     let resp = raw.get(308, "nope", &[]);
-    assert_eq!(resp.header.code, MessageClass::Response(ResponseType::NotFound));
+    assert_eq!(
+        resp.header.code,
+        MessageClass::Response(ResponseType::NotFound)
+    );
     let bytes = request(309, RequestType::Post, &path, &[], vec![]);
     let resp = Packet::from_bytes(&raw.send(&bytes).unwrap()).unwrap();
-    assert_eq!(resp.header.code, MessageClass::Response(ResponseType::MethodNotAllowed));
+    assert_eq!(
+        resp.header.code,
+        MessageClass::Response(ResponseType::MethodNotAllowed)
+    );
     // Undecodable bytes: silence, and the server keeps serving.
     assert!(raw.send(&[0xff, 0x00]).is_none());
     assert_eq!(raw.get(310, &path, &[block2(0, 0)]).payload, img[..16]);
@@ -181,22 +245,45 @@ fn duplicate_con_gets_the_identical_response() {
     let mut poll = Vec::new();
     ciborium::into_writer(
         &ciborium::Value::Map(vec![
-            (ciborium::Value::Text("product".into()), ciborium::Value::Text("p".into())),
-            (ciborium::Value::Text("version".into()), ciborium::Value::Text("1".into())),
+            (
+                ciborium::Value::Text("product".into()),
+                ciborium::Value::Text("p".into()),
+            ),
+            (
+                ciborium::Value::Text("version".into()),
+                ciborium::Value::Text("1".into()),
+            ),
         ]),
         &mut poll,
     )
     .unwrap();
-    let bytes = request(4242, RequestType::Post, "ota/dup-dev/poll", &[(CoapOption::ContentFormat, vec![60])], poll);
+    let bytes = request(
+        4242,
+        RequestType::Post,
+        "ota/dup-dev/poll",
+        &[(CoapOption::ContentFormat, vec![60])],
+        poll,
+    );
     let first = raw.send(&bytes).unwrap();
     let second = raw.send(&bytes).unwrap();
     assert_eq!(first, second, "byte-identical replay");
     let (_, history) = server.get("/api/v1/devices/dup-dev/history");
-    let polls = history.as_array().unwrap().iter().filter(|h| h["event"] == "poll").count();
+    let polls = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"] == "poll")
+        .count();
     assert_eq!(polls, 1, "applied once: {history}");
     // GET duplicates are answered again identically too (re-served).
     let id = server.upload_ok("p", "2", &image(3000, 1));
-    let get = request(7, RequestType::Get, &format!("ota/fw/{id}"), &[block2(1, 4)], vec![]);
+    let get = request(
+        7,
+        RequestType::Get,
+        &format!("ota/fw/{id}"),
+        &[block2(1, 4)],
+        vec![],
+    );
     assert_eq!(raw.send(&get), raw.send(&get));
 }
 

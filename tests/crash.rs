@@ -11,7 +11,11 @@ use common::*;
 use serde_json::{json, Value};
 
 fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn get(http: std::net::SocketAddr, path: &str) -> (u16, Value) {
@@ -28,12 +32,22 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     let devices: Vec<Value> = (0..200)
         .map(|i| json!({"name": format!("k{i:05}"), "product": "p", "version": "1.0"}))
         .collect();
-    let r = common::http(ureq::post(&format!("http://{http}/api/v1/devices")).send_json(json!(devices)));
+    let r = common::http(
+        ureq::post(&format!("http://{http}/api/v1/devices")).send_json(json!(devices)),
+    );
     assert_eq!(r.0, 201, "{}", r.1);
-    let r = common::http(ureq::post(&format!("http://{http}/api/v1/firmware?product=p&version=2.0")).send_bytes(&image(256 * 1024, 1)));
+    let r = common::http(
+        ureq::post(&format!(
+            "http://{http}/api/v1/firmware?product=p&version=2.0"
+        ))
+        .send_bytes(&image(256 * 1024, 1)),
+    );
     assert_eq!(r.0, 201, "{}", r.1);
     let fw = r.1["id"].as_u64().unwrap();
-    let r = common::http(ureq::post(&format!("http://{http}/api/v1/campaigns")).send_json(json!({"firmware": fw, "target": {"all": true}})));
+    let r = common::http(
+        ureq::post(&format!("http://{http}/api/v1/campaigns"))
+            .send_json(json!({"firmware": fw, "target": {"all": true}})),
+    );
     assert_eq!(r.0, 201, "{}", r.1);
     let cid = r.1["id"].as_u64().unwrap();
 
@@ -69,13 +83,20 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     }
     server.kill9();
     assert!(!at_kill.is_null(), "rollout did not start");
-    assert!(at_kill["updated"].as_u64().unwrap() < 200, "killed mid-rollout: {at_kill}");
+    assert!(
+        at_kill["updated"].as_u64().unwrap() < 200,
+        "killed mid-rollout: {at_kill}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let server = ChildServer::spawn(dir.path(), &coap, "127.0.0.1:0");
     let http = server.http;
 
     let report = fleet.join().unwrap();
-    assert_eq!(report.updated(), 200, "every device updated after the restart");
+    assert_eq!(
+        report.updated(),
+        200,
+        "every device updated after the restart"
+    );
     let (_, c) = get(http, &format!("/api/v1/campaigns/{cid}"));
     assert_eq!(c["counts"]["updated"], 200, "{c}");
 
@@ -86,7 +107,12 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
             .as_array()
             .unwrap()
             .iter()
-            .filter_map(|h| Some((h["task"].as_str()?.to_string(), h["to"].as_str()?.to_string())))
+            .filter_map(|h| {
+                Some((
+                    h["task"].as_str()?.to_string(),
+                    h["to"].as_str()?.to_string(),
+                ))
+            })
             .collect();
         for acked in &device.acked {
             if !recorded.contains(&(acked.task.clone(), acked.state.clone())) {
@@ -96,5 +122,8 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     }
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     let acked: usize = report.devices.iter().map(|d| d.acked.len()).sum();
-    assert!(acked >= 200 * 4, "each device acknowledged several transitions ({acked})");
+    assert!(
+        acked >= 200 * 4,
+        "each device acknowledged several transitions ({acked})"
+    );
 }

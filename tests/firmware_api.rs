@@ -17,7 +17,20 @@ fn upload_list_show_delete() {
         &img,
     );
     assert_eq!(status, 201, "{fw}");
-    for key in ["id", "product", "name", "version", "kind", "filename", "size", "sha256", "md5", "signature", "description", "created_at"] {
+    for key in [
+        "id",
+        "product",
+        "name",
+        "version",
+        "kind",
+        "filename",
+        "size",
+        "sha256",
+        "md5",
+        "signature",
+        "description",
+        "created_at",
+    ] {
         assert!(!fw[key].is_null(), "missing {key}: {fw}");
     }
     assert_eq!(fw["size"], 3000);
@@ -37,7 +50,10 @@ fn upload_list_show_delete() {
     assert_eq!(status, 200);
     assert_eq!(one["counts"]["updated"], 0);
 
-    let status = ureq::delete(&server.url(&format!("/api/v1/firmware/{id}"))).call().unwrap().status();
+    let status = ureq::delete(&server.url(&format!("/api/v1/firmware/{id}")))
+        .call()
+        .unwrap()
+        .status();
     assert_eq!(status, 204);
     let (status, err) = server.get(&format!("/api/v1/firmware/{id}"));
     assert_eq!(status, 404);
@@ -48,7 +64,10 @@ fn upload_list_show_delete() {
 fn blob_files(dir: &std::path::Path) -> usize {
     let count = |p: std::path::PathBuf| {
         std::fs::read_dir(p)
-            .map(|d| d.filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file()).count())
+            .map(|d| {
+                d.filter(|e| e.as_ref().unwrap().file_type().unwrap().is_file())
+                    .count()
+            })
             .unwrap_or(0)
     };
     count(dir.join("blobs")) + count(dir.join("blobs/tmp"))
@@ -63,23 +82,37 @@ fn every_validation_rule_is_a_400_with_a_clear_message() {
         ("product=p".into(), "version"),
         ("product=p&version=1&name=".into(), "name"),
         ("product=p&version=1&name=_starts_badly".into(), "name"),
-        (format!("product=p&version=1&name={}", "a".repeat(33)), "name"),
+        (
+            format!("product=p&version=1&name={}", "a".repeat(33)),
+            "name",
+        ),
         ("product=p&version=1&name=has%20space".into(), "name"),
         ("product=p&version=1&name=dot.ted".into(), "name"),
         (format!("product=p&version={}", "1".repeat(65)), "version"),
         ("product=p&version=1%2F2".into(), "version"),
         ("product=p&version=1&kind=driver".into(), "kind"),
         ("product=p&version=1&signature=crc32".into(), "signature"),
-        (format!("product=p&version=1&description={}", "d".repeat(101)), "description"),
+        (
+            format!("product=p&version=1&description={}", "d".repeat(101)),
+            "description",
+        ),
     ];
     for (query, field) in &cases {
         let (status, body) = server.upload(query, &img);
         assert_eq!(status, 400, "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap();
-        assert!(message.contains(field), "{query}: message {message:?} should name {field}");
+        assert!(
+            message.contains(field),
+            "{query}: message {message:?} should name {field}"
+        );
     }
     // Boundaries that are allowed.
-    let ok = format!("product=p&version={}&name={}&description={}", "v".repeat(64), "N".repeat(32), "d".repeat(100));
+    let ok = format!(
+        "product=p&version={}&name={}&description={}",
+        "v".repeat(64),
+        "N".repeat(32),
+        "d".repeat(100)
+    );
     assert_eq!(server.upload(&ok, &img).0, 201);
     // Empty image.
     let (status, body) = server.upload("product=p&version=2", &[]);
@@ -91,7 +124,11 @@ fn every_validation_rule_is_a_400_with_a_clear_message() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(server.upload("product=q&version=3", &img).0, 201);
     let (_, list) = server.get("/api/v1/firmware");
-    assert_eq!(list.as_array().unwrap().len(), 3, "rejected uploads left no record");
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        3,
+        "rejected uploads left no record"
+    );
 }
 
 #[test]
@@ -126,7 +163,10 @@ fn oversize_is_rejected_mid_stream_and_leaves_nothing() {
     assert_eq!(list.as_array().unwrap().len(), 0);
 
     // Exactly the limit is fine; the per-product count limit holds.
-    assert_eq!(server.upload("product=p&version=3", &image(10_000, 5)).0, 201);
+    assert_eq!(
+        server.upload("product=p&version=3", &image(10_000, 5)).0,
+        201
+    );
     assert_eq!(server.upload("product=p&version=4", &image(10, 5)).0, 201);
     let (status, body) = server.upload("product=p&version=5", &image(10, 6));
     assert_eq!(status, 409, "{body}");
@@ -150,7 +190,11 @@ fn restart_keeps_catalogue_and_start_up_removes_orphan_blobs() {
     assert_eq!(status, 200);
     assert_eq!(fw["size"], 5000);
     assert!(!orphan.exists(), "orphan blob removed at start-up");
-    assert_eq!(blob_files(dir.path()), 1, "only the referenced blob is left");
+    assert_eq!(
+        blob_files(dir.path()),
+        1,
+        "only the referenced blob is left"
+    );
     // Ids keep counting after a restart.
     let next = server.upload_ok("p", "2.0", &image(10, 8));
     assert!(next > id);
@@ -160,15 +204,26 @@ fn restart_keeps_catalogue_and_start_up_removes_orphan_blobs() {
 fn delete_is_refused_while_an_unfinished_campaign_uses_the_firmware() {
     let server = TestServer::start();
     let id = server.upload_ok("p", "2.0", &image(2000, 1));
-    let (status, _) = server.post_json("/api/v1/devices", &json!({"name": "d1", "product": "p", "version": "1.0"}));
+    let (status, _) = server.post_json(
+        "/api/v1/devices",
+        &json!({"name": "d1", "product": "p", "version": "1.0"}),
+    );
     assert_eq!(status, 201);
-    let (status, c) = server.post_json("/api/v1/campaigns", &json!({"firmware": id, "target": {"all": true}}));
+    let (status, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": id, "target": {"all": true}}),
+    );
     assert_eq!(status, 201, "{c}");
     let r = common::http(ureq::delete(&server.url(&format!("/api/v1/firmware/{id}"))).call());
     assert_eq!(r.0, 409, "{}", r.1);
     assert_eq!(r.1["error"]["code"], "firmware_in_use");
     let cid = c["id"].as_u64().unwrap();
-    assert_eq!(server.post_json(&format!("/api/v1/campaigns/{cid}/cancel"), &json!({})).0, 200);
+    assert_eq!(
+        server
+            .post_json(&format!("/api/v1/campaigns/{cid}/cancel"), &json!({}))
+            .0,
+        200
+    );
     let r = common::http(ureq::delete(&server.url(&format!("/api/v1/firmware/{id}"))).call());
     assert_eq!(r.0, 204);
 }

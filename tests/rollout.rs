@@ -12,7 +12,10 @@ use common::*;
 use serde_json::{json, Value};
 
 fn campaign(server: &TestServer, firmware: u64, target: Value) -> Value {
-    let (status, c) = server.post_json("/api/v1/campaigns", &json!({"firmware": firmware, "target": target}));
+    let (status, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": firmware, "target": target}),
+    );
     assert_eq!(status, 201, "{c}");
     c
 }
@@ -51,24 +54,59 @@ fn campaign_updates_50_devices_and_leaves_the_other_5_alone() {
     updaters.duration = Duration::from_secs(60);
     let mut bystanders = sim_config(&server, 5, "b-", "meter", "2.0");
     bystanders.duration = Duration::from_secs(2);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (a, b) = rt.block_on(async { tokio::join!(lwota::sim::run(updaters), lwota::sim::run(bystanders)) });
-    assert_eq!(a.updated(), 50, "{:?}", a.devices.iter().filter(|d| d.updated == 0).collect::<Vec<_>>());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (a, b) =
+        rt.block_on(async { tokio::join!(lwota::sim::run(updaters), lwota::sim::run(bystanders)) });
+    assert_eq!(
+        a.updated(),
+        50,
+        "{:?}",
+        a.devices
+            .iter()
+            .filter(|d| d.updated == 0)
+            .collect::<Vec<_>>()
+    );
     assert_eq!(b.updated(), 0);
     assert!(b.blocks() == 0, "bystanders downloaded nothing");
 
-    let c = server.wait_for(&format!("/api/v1/campaigns/{cid}"), Duration::from_secs(10), |c| c["status"] == "finished");
+    let c = server.wait_for(
+        &format!("/api/v1/campaigns/{cid}"),
+        Duration::from_secs(10),
+        |c| c["status"] == "finished",
+    );
     assert_eq!(c["counts"]["updated"], 50, "{c}");
     let (_, versions) = server.get("/api/v1/versions?product=meter");
     assert_eq!(versions, json!({"3.0": 50, "2.0": 5}));
 
     // History shows each step, oldest first.
     let (_, history) = server.get("/api/v1/devices/a-00007/history");
-    let steps: Vec<&str> = history.as_array().unwrap().iter().filter_map(|h| h["to"].as_str()).collect();
-    for state in ["queued", "initiated", "downloading", "downloaded", "verified", "updating", "updated"] {
+    let steps: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["to"].as_str())
+        .collect();
+    for state in [
+        "queued",
+        "initiated",
+        "downloading",
+        "downloaded",
+        "verified",
+        "updating",
+        "updated",
+    ] {
         assert!(steps.contains(&state), "{state} missing from {steps:?}");
     }
-    let times: Vec<u64> = history.as_array().unwrap().iter().map(|h| h["at_ms"].as_u64().unwrap()).collect();
+    let times: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["at_ms"].as_u64().unwrap())
+        .collect();
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "oldest first");
     let (_, untouched) = server.get("/api/v1/devices/b-00003");
     assert_eq!(untouched["version"], "2.0");
@@ -98,7 +136,10 @@ fn device_that_reboots_on_the_new_version_counts_as_updated_even_if_its_report_w
     assert_eq!(d["version"], "2.0");
     // A late `updated` report is a harmless repeat; going back is refused.
     assert_eq!(dev.report(&task, "updated", &[]), ResponseType::Changed);
-    assert_eq!(dev.report(&task, "downloading", &[]), ResponseType::Conflict);
+    assert_eq!(
+        dev.report(&task, "downloading", &[]),
+        ResponseType::Conflict
+    );
 }
 
 #[test]
@@ -106,25 +147,41 @@ fn task_times_out_after_15_minutes_without_a_sign_of_life() {
     let server = TestServer::start_with_manual_clock();
     register(&server, "t", 2, "p", "1.0");
     let fw = server.upload_ok("p", "2.0", &image(3000, 3));
-    let cid = campaign(&server, fw, json!({"all": true}))["id"].as_u64().unwrap();
+    let cid = campaign(&server, fw, json!({"all": true}))["id"]
+        .as_u64()
+        .unwrap();
     let mut quiet = Device::new(server.coap, "t00000", "p");
     let mut alive = Device::new(server.coap, "t00001", "p");
     let (_, _) = task_of(&quiet.poll("1.0"));
     let (task, _) = task_of(&alive.poll("1.0"));
 
     server.advance(Duration::from_secs(10 * 60));
-    assert_eq!(alive.report(&task, "downloading", &[("progress", ciborium::Value::Integer(30.into()))]), ResponseType::Changed);
+    assert_eq!(
+        alive.report(
+            &task,
+            "downloading",
+            &[("progress", ciborium::Value::Integer(30.into()))]
+        ),
+        ResponseType::Changed
+    );
     server.advance(Duration::from_secs(6 * 60)); // 16 min after the first poll
     let path = format!("/api/v1/campaigns/{cid}/devices?state=failed");
-    let failed = server.wait_for(&path, Duration::from_secs(10), |l| l.as_array().is_some_and(|a| !a.is_empty()));
+    let failed = server.wait_for(&path, Duration::from_secs(10), |l| {
+        l.as_array().is_some_and(|a| !a.is_empty())
+    });
     assert_eq!(failed.as_array().unwrap().len(), 1, "{failed}");
     assert_eq!(failed[0]["device"], "t00000");
     assert_eq!(failed[0]["error"], "timeout");
     assert_eq!(task_state(&server, cid, "t00001")["state"], "downloading");
 
     server.advance(Duration::from_secs(10 * 60)); // 16 min after the report
-    server.wait_for(&path, Duration::from_secs(10), |l| l.as_array().is_some_and(|a| a.len() == 2));
-    assert!(quiet.poll("1.0").is_empty(), "a failed task is not handed out again");
+    server.wait_for(&path, Duration::from_secs(10), |l| {
+        l.as_array().is_some_and(|a| a.len() == 2)
+    });
+    assert!(
+        quiet.poll("1.0").is_empty(),
+        "a failed task is not handed out again"
+    );
 }
 
 #[test]
@@ -134,23 +191,37 @@ fn cancel_mid_download_fails_the_task_and_later_polls_get_nothing() {
     let img = image(10_240, 4);
     let fw = server.upload_ok("p", "2.0", &img);
     let cid = campaign(&server, fw, json!({"devices": ["c00000", "ghost"]}));
-    assert_eq!(cid["skipped"]["unknown"], json!(["ghost"]), "unknown names are reported");
+    assert_eq!(
+        cid["skipped"]["unknown"],
+        json!(["ghost"]),
+        "unknown names are reported"
+    );
     let cid = cid["id"].as_u64().unwrap();
     let mut dev = Device::new(server.coap, "c00000", "p");
     let (task, uri) = task_of(&dev.poll("1.0"));
     // Five of ten 1 KiB blocks: the server infers ~50% without any report.
     for num in 0..5 {
         let block = dev.get_block(&uri, num, 6);
-        assert_eq!(block.payload, img[num as usize * 1024..(num as usize + 1) * 1024]);
+        assert_eq!(
+            block.payload,
+            img[num as usize * 1024..(num as usize + 1) * 1024]
+        );
     }
-    let t = server.wait_for(&format!("/api/v1/campaigns/{cid}/devices"), Duration::from_secs(5), |l| l[0]["progress"] == 50);
+    let t = server.wait_for(
+        &format!("/api/v1/campaigns/{cid}/devices"),
+        Duration::from_secs(5),
+        |l| l[0]["progress"] == 50,
+    );
     assert_eq!(t[0]["state"], "downloading");
 
     let (status, c) = server.post_json(&format!("/api/v1/campaigns/{cid}/cancel"), &json!({}));
     assert_eq!(status, 200, "{c}");
     assert_eq!(c["status"], "cancelled");
     let t = task_state(&server, cid, "c00000");
-    assert_eq!((t["state"].as_str(), t["error"].as_str()), (Some("failed"), Some("cancelled")));
+    assert_eq!(
+        (t["state"].as_str(), t["error"].as_str()),
+        (Some("failed"), Some("cancelled"))
+    );
     assert!(dev.poll("1.0").is_empty());
     assert_eq!(dev.report(&task, "downloaded", &[]), ResponseType::Conflict);
     let (status, _) = server.post_json(&format!("/api/v1/campaigns/{cid}/cancel"), &json!({}));
@@ -168,7 +239,9 @@ fn retransmitted_report_is_applied_once_and_bad_input_changes_nothing() {
     let (task, _) = task_of(&dev.poll("1.0"));
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
     let send = |mid: u16, path: &str, payload: Vec<u8>, cf: Option<u8>| -> Vec<u8> {
         let mut p = Packet::new();
         p.header.set_type(MessageType::Confirmable);
@@ -191,7 +264,11 @@ fn retransmitted_report_is_applied_once_and_bad_input_changes_nothing() {
     let snapshot = |server: &TestServer| {
         let (_, h) = server.get("/api/v1/devices/r00000/history");
         let (_, d) = server.get("/api/v1/devices/r00000");
-        (h.as_array().unwrap().len(), d["task"].clone(), d["version"].clone())
+        (
+            h.as_array().unwrap().len(),
+            d["task"].clone(),
+            d["version"].clone(),
+        )
     };
 
     let report = common::device::cbor(&[("task", text(&task)), ("state", text("downloaded"))]);
@@ -202,18 +279,52 @@ fn retransmitted_report_is_applied_once_and_bad_input_changes_nothing() {
     assert_eq!(code(&first), ResponseType::Changed);
     assert_eq!(snapshot(&server), before, "applied once");
     // The same report with a new Message ID is a repeat: 2.04, no change.
-    assert_eq!(code(&send(501, "ota/r00000/report", report, Some(60))), ResponseType::Changed);
+    assert_eq!(
+        code(&send(501, "ota/r00000/report", report, Some(60))),
+        ResponseType::Changed
+    );
     assert_eq!(snapshot(&server), before);
 
     let bad: Vec<(Vec<u8>, Option<u8>, ResponseType)> = vec![
-        (vec![0xa1, 0x61], Some(60), ResponseType::BadRequest),  // truncated CBOR
+        (vec![0xa1, 0x61], Some(60), ResponseType::BadRequest), // truncated CBOR
         (vec![0x83, 1, 2, 3], Some(60), ResponseType::BadRequest), // array, not map
-        (common::device::cbor(&[("task", ciborium::Value::Integer(5.into())), ("state", text("verified"))]), Some(60), ResponseType::BadRequest),
-        (common::device::cbor(&[("task", text(&task)), ("state", text("exploded"))]), Some(60), ResponseType::BadRequest),
-        (common::device::cbor(&[("task", text(&task)), ("state", text("downloading")), ("progress", ciborium::Value::Integer(101.into()))]), Some(60), ResponseType::BadRequest),
-        (common::device::cbor(&[("task", text("c999")), ("state", text("verified"))]), Some(60), ResponseType::NotFound),
-        (common::device::cbor(&[("task", text(&task)), ("state", text("verified"))]), Some(50), ResponseType::UnsupportedContentFormat),
-        (common::device::cbor(&[("task", text(&task)), ("state", text("downloading"))]), Some(60), ResponseType::Conflict),
+        (
+            common::device::cbor(&[
+                ("task", ciborium::Value::Integer(5.into())),
+                ("state", text("verified")),
+            ]),
+            Some(60),
+            ResponseType::BadRequest,
+        ),
+        (
+            common::device::cbor(&[("task", text(&task)), ("state", text("exploded"))]),
+            Some(60),
+            ResponseType::BadRequest,
+        ),
+        (
+            common::device::cbor(&[
+                ("task", text(&task)),
+                ("state", text("downloading")),
+                ("progress", ciborium::Value::Integer(101.into())),
+            ]),
+            Some(60),
+            ResponseType::BadRequest,
+        ),
+        (
+            common::device::cbor(&[("task", text("c999")), ("state", text("verified"))]),
+            Some(60),
+            ResponseType::NotFound,
+        ),
+        (
+            common::device::cbor(&[("task", text(&task)), ("state", text("verified"))]),
+            Some(50),
+            ResponseType::UnsupportedContentFormat,
+        ),
+        (
+            common::device::cbor(&[("task", text(&task)), ("state", text("downloading"))]),
+            Some(60),
+            ResponseType::Conflict,
+        ),
     ];
     for (i, (payload, cf, expected)) in bad.into_iter().enumerate() {
         let resp = send(600 + i as u16, "ota/r00000/report", payload, cf);
@@ -221,16 +332,34 @@ fn retransmitted_report_is_applied_once_and_bad_input_changes_nothing() {
         assert_eq!(snapshot(&server), before, "case {i} changed state");
     }
     // Unknown device, bad poll bodies.
-    let resp = send(700, "ota/nobody/report", common::device::cbor(&[("task", text(&task)), ("state", text("verified"))]), Some(60));
+    let resp = send(
+        700,
+        "ota/nobody/report",
+        common::device::cbor(&[("task", text(&task)), ("state", text("verified"))]),
+        Some(60),
+    );
     assert_eq!(code(&resp), ResponseType::NotFound);
-    let resp = send(701, "ota/r00000/poll", common::device::cbor(&[("product", text("p"))]), Some(60));
+    let resp = send(
+        701,
+        "ota/r00000/poll",
+        common::device::cbor(&[("product", text("p"))]),
+        Some(60),
+    );
     assert_eq!(code(&resp), ResponseType::BadRequest);
-    let resp = send(702, "ota/r00000/poll", common::device::cbor(&[("product", text("other")), ("version", text("1.0"))]), Some(60));
+    let resp = send(
+        702,
+        "ota/r00000/poll",
+        common::device::cbor(&[("product", text("other")), ("version", text("1.0"))]),
+        Some(60),
+    );
     assert_eq!(code(&resp), ResponseType::BadRequest, "wrong product");
     assert_eq!(snapshot(&server), before);
     // Device errors are kept verbatim.
     let err = "flash write failed at 0x0800_4000: ECC";
-    assert_eq!(dev.report(&task, "failed", &[("error", text(err))]), ResponseType::Changed);
+    assert_eq!(
+        dev.report(&task, "failed", &[("error", text(err))]),
+        ResponseType::Changed
+    );
     let (_, d) = server.get("/api/v1/devices/r00000");
     assert_eq!(d["task"]["error"], err);
 }
@@ -243,7 +372,10 @@ fn unknown_devices_get_4_04_when_auto_register_is_off() {
     let server = TestServer::start_with(config, None);
     let mut dev = Device::new(server.coap, "stranger", "p");
     let body = common::device::cbor(&[("product", text("p")), ("version", text("1"))]);
-    assert_eq!(common::device::code(&dev.post("poll", body)), ResponseType::NotFound);
+    assert_eq!(
+        common::device::code(&dev.post("poll", body)),
+        ResponseType::NotFound
+    );
     let (status, _) = server.get("/api/v1/devices/stranger");
     assert_eq!(status, 404);
 }
@@ -254,13 +386,20 @@ fn python_aiocoap_device_updates_using_only_the_protocol_doc() {
     register(&server, "py", 1, "sensor", "0.9");
     let img = image(50_000, 6);
     let fw = server.upload_ok("sensor", "1.0", &img);
-    let cid = campaign(&server, fw, json!({"devices": ["py00000"]}))["id"].as_u64().unwrap();
+    let cid = campaign(&server, fw, json!({"devices": ["py00000"]}))["id"]
+        .as_u64()
+        .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/device.py");
     let out = std::process::Command::new(python_with_aiocoap())
         .args([script, &server.coap.to_string(), "py00000", "sensor", "0.9"])
         .output()
         .expect("run device.py");
-    assert!(out.status.success(), "device.py: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "device.py: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = task_state(&server, cid, "py00000");
     assert_eq!(t["state"], "updated", "{t}");
     let (_, versions) = server.get("/api/v1/versions?product=sensor");

@@ -121,7 +121,9 @@ fn first_on_path(names: &[&str]) -> Option<String> {
 
 /// Waits until a CoAP GET of `path` answers 2.05.
 fn wait_ready(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         let config = crate::sim::ClientConfig {
             ack_timeout: Duration::from_millis(200),
@@ -131,8 +133,14 @@ fn wait_ready(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
         let mut client = crate::sim::CoapClient::connect(addr, config).await?;
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if let Ok(p) = client.request(coap_lite::RequestType::Get, path, &[], vec![]).await {
-                if matches!(p.header.code, coap_lite::MessageClass::Response(coap_lite::ResponseType::Content)) {
+            if let Ok(p) = client
+                .request(coap_lite::RequestType::Get, path, &[], vec![])
+                .await
+            {
+                if matches!(
+                    p.header.code,
+                    coap_lite::MessageClass::Response(coap_lite::ResponseType::Content)
+                ) {
                     return Ok(());
                 }
             }
@@ -163,13 +171,32 @@ pub fn start_aiocoap(image: &Path, dir: &Path) -> anyhow::Result<Peer> {
 }
 
 pub fn start_libcoap(image: &Path) -> anyhow::Result<Peer> {
-    let server = first_on_path(&["coap-server", "coap-server-notls", "coap-server-openssl", "coap-server-gnutls"])
-        .ok_or_else(|| anyhow!("libcoap coap-server not found (apt install libcoap3-bin)"))?;
-    let client = first_on_path(&["coap-client", "coap-client-notls", "coap-client-openssl", "coap-client-gnutls"])
-        .ok_or_else(|| anyhow!("libcoap coap-client not found"))?;
+    let server = first_on_path(&[
+        "coap-server",
+        "coap-server-notls",
+        "coap-server-openssl",
+        "coap-server-gnutls",
+    ])
+    .ok_or_else(|| anyhow!("libcoap coap-server not found (apt install libcoap3-bin)"))?;
+    let client = first_on_path(&[
+        "coap-client",
+        "coap-client-notls",
+        "coap-client-openssl",
+        "coap-client-gnutls",
+    ])
+    .ok_or_else(|| anyhow!("libcoap coap-client not found"))?;
     let port = free_udp_port()?;
     let child = Command::new(server)
-        .args(["-A", "127.0.0.1", "-p", &port.to_string(), "-d", "10", "-v", "0"])
+        .args([
+            "-A",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-d",
+            "10",
+            "-v",
+            "0",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;

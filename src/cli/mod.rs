@@ -35,6 +35,8 @@ enum Command {
     Campaign(campaign::CampaignCmd),
     /// Simulate a fleet of devices against a server.
     Sim(crate::sim::SimArgs),
+    /// Benchmark lwota against peer CoAP servers and the UDP ceiling.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Where the admin API is, for client commands.
@@ -52,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(cmd) => device::run(cmd),
         Command::Campaign(cmd) => campaign::run(cmd),
         Command::Sim(args) => crate::sim::run_cli(args),
+        Command::Bench(args) => crate::bench::run_cli(args),
     }
 }

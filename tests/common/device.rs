@@ -16,7 +16,12 @@ pub struct Device {
 }
 
 pub fn cbor(entries: &[(&str, Value)]) -> Vec<u8> {
-    let map = Value::Map(entries.iter().map(|(k, v)| (Value::Text(k.to_string()), v.clone())).collect());
+    let map = Value::Map(
+        entries
+            .iter()
+            .map(|(k, v)| (Value::Text(k.to_string()), v.clone()))
+            .collect(),
+    );
     let mut out = Vec::new();
     ciborium::into_writer(&map, &mut out).unwrap();
     out
@@ -35,17 +40,30 @@ pub fn code(p: &Packet) -> ResponseType {
 
 impl Device {
     pub fn new(server: SocketAddr, name: &str, product: &str) -> Device {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let client = rt
             .block_on(CoapClient::connect(server, ClientConfig::default()))
             .unwrap();
-        Device { name: name.into(), product: product.into(), rt, client }
+        Device {
+            name: name.into(),
+            product: product.into(),
+            rt,
+            client,
+        }
     }
 
     pub fn post(&mut self, resource: &str, payload: Vec<u8>) -> Packet {
         let path = format!("/ota/{}/{resource}", self.name);
         self.rt
-            .block_on(self.client.request(RequestType::Post, &path, &[(CoapOption::ContentFormat, vec![60])], payload))
+            .block_on(self.client.request(
+                RequestType::Post,
+                &path,
+                &[(CoapOption::ContentFormat, vec![60])],
+                payload,
+            ))
             .unwrap()
     }
 
@@ -53,7 +71,12 @@ impl Device {
     pub fn poll(&mut self, version: &str) -> BTreeMap<String, Value> {
         let body = cbor(&[("product", text(&self.product)), ("version", text(version))]);
         let resp = self.post("poll", body);
-        assert_eq!(code(&resp), ResponseType::Content, "poll: {:?}", String::from_utf8_lossy(&resp.payload));
+        assert_eq!(
+            code(&resp),
+            ResponseType::Content,
+            "poll: {:?}",
+            String::from_utf8_lossy(&resp.payload)
+        );
         let value: Value = ciborium::from_reader(resp.payload.as_slice()).unwrap();
         match value {
             Value::Map(entries) => entries
@@ -72,14 +95,29 @@ impl Device {
     }
 
     pub fn get_block(&mut self, uri: &str, num: u32, szx: u8) -> Packet {
-        let block = Block { num, more: false, szx };
+        let block = Block {
+            num,
+            more: false,
+            szx,
+        };
         self.rt
-            .block_on(self.client.request(RequestType::Get, uri, &[(CoapOption::Block2, block.encode())], vec![]))
+            .block_on(self.client.request(
+                RequestType::Get,
+                uri,
+                &[(CoapOption::Block2, block.encode())],
+                vec![],
+            ))
             .unwrap()
     }
 }
 
 pub fn task_of(answer: &BTreeMap<String, Value>) -> (String, String) {
-    let t = |k: &str| answer.get(k).and_then(|v| v.as_text()).unwrap_or_else(|| panic!("no {k} in {answer:?}")).to_string();
+    let t = |k: &str| {
+        answer
+            .get(k)
+            .and_then(|v| v.as_text())
+            .unwrap_or_else(|| panic!("no {k} in {answer:?}"))
+            .to_string()
+    };
     (t("task"), t("uri"))
 }

@@ -133,7 +133,10 @@ impl TestServer {
             if pred(&body) {
                 return body;
             }
-            assert!(start.elapsed() < timeout, "timed out waiting on {path}: {body}");
+            assert!(
+                start.elapsed() < timeout,
+                "timed out waiting on {path}: {body}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -228,7 +231,12 @@ impl Drop for ChildServer {
 /// libcoap's client: Debian ships it as coap-client-notls/-openssl/-gnutls.
 /// Missing tool = failed test, never a skip.
 pub fn coap_client() -> String {
-    for name in ["coap-client", "coap-client-notls", "coap-client-openssl", "coap-client-gnutls"] {
+    for name in [
+        "coap-client",
+        "coap-client-notls",
+        "coap-client-openssl",
+        "coap-client-gnutls",
+    ] {
         if Command::new("sh")
             .args(["-c", &format!("command -v {name}")])
             .output()
@@ -251,7 +259,13 @@ pub fn python_with_aiocoap() -> String {
     "python3".to_string()
 }
 
-pub fn sim_config(server: &TestServer, devices: usize, prefix: &str, product: &str, version: &str) -> lwota::sim::SimConfig {
+pub fn sim_config(
+    server: &TestServer,
+    devices: usize,
+    prefix: &str,
+    product: &str,
+    version: &str,
+) -> lwota::sim::SimConfig {
     lwota::sim::SimConfig {
         server: server.coap,
         devices,
