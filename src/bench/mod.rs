@@ -28,6 +28,9 @@ pub struct BenchArgs {
     /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign.
     #[arg(long)]
     only: Vec<String>,
+    /// Concurrent clients in the poll scenario (default 64, quick 8).
+    #[arg(long)]
+    poll_clients: Option<usize>,
 }
 
 struct Sizes {
@@ -89,7 +92,10 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
     let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
-    let sizes = Sizes::new(args.quick);
+    let mut sizes = Sizes::new(args.quick);
+    if let Some(n) = args.poll_clients {
+        sizes.poll_workers = n.clamp(1, 4096);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -16,7 +16,8 @@ use super::ledger::{self, Context};
 use super::task::{TaskEvent, TaskState};
 use super::OtaSettings;
 use crate::store::records::{
-    decode, CampaignRecord, CampaignStatus, DeviceRecord, HistoryEntry, TaskRecord,
+    decode, encode, CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry,
+    TaskRecord,
 };
 use crate::store::{access, next_id, schema, StoreError};
 
@@ -131,23 +132,70 @@ pub fn create(
     }
 
     let id = next_id(txn, schema::NEXT_CAMPAIGN_ID)?;
-    for (name, mut device) in chosen.iter().cloned() {
-        let task = TaskRecord {
-            campaign: id,
-            firmware: fw.id,
-            target_version: fw.version.clone(),
-            state: TaskState::Queued,
-            progress: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            last_activity: None,
-            deadline: None,
-        };
-        access::put_task(txn, &name, None, &task)?;
-        device.active_task = Some(id);
-        device.last_task = Some(id);
-        access::put_device(txn, &name, &device)?;
+    let total = chosen.len() as u64;
+    queue_tasks(txn, now, id, &fw, chosen)?;
+    let campaign = CampaignRecord {
+        id,
+        firmware: fw.id,
+        product: fw.product.clone(),
+        target_version: fw.version.clone(),
+        target: target.to_json(),
+        status: if total == 0 {
+            CampaignStatus::Finished
+        } else {
+            CampaignStatus::Running
+        },
+        created_at: now,
+        total,
+        finished_at: (total == 0).then_some(now),
+    };
+    access::put_campaign(txn, &campaign)?;
+    Ok(Ok(Created { campaign, skipped }))
+}
+
+/// Queues one task per chosen device. The bulk form of
+/// `access::put_task` + `put_device` + `append_history` for a campaign of a
+/// million devices: each table is opened once, history sequence numbers
+/// are reserved in one step, and the campaign's `queued` counter is written
+/// once. Queued tasks have no deadline, so `DEADLINES` is untouched.
+fn queue_tasks(
+    txn: &WriteTransaction,
+    now: u64,
+    id: u64,
+    fw: &FirmwareRecord,
+    chosen: Vec<(String, DeviceRecord)>,
+) -> Result<(), StoreError> {
+    let total = chosen.len() as u64;
+    if total == 0 {
+        return Ok(());
+    }
+    let first_seq = {
+        let mut counters = txn.open_table(schema::COUNTERS)?;
+        let first = counters
+            .get(schema::NEXT_HISTORY_SEQ)?
+            .map(|v| v.value())
+            .unwrap_or(1);
+        counters.insert(schema::NEXT_HISTORY_SEQ, first + total)?;
+        first
+    };
+    let mut tasks = txn.open_table(schema::TASKS)?;
+    let mut devices = txn.open_table(schema::DEVICES)?;
+    let mut history = txn.open_table(schema::HISTORY)?;
+    let task = TaskRecord {
+        campaign: id,
+        firmware: fw.id,
+        target_version: fw.version.clone(),
+        state: TaskState::Queued,
+        progress: 0,
+        error: None,
+        created_at: now,
+        updated_at: now,
+        last_activity: None,
+        deadline: None,
+    };
+    let task_bytes = encode(&task);
+    for (seq, (name, mut device)) in (first_seq..).zip(chosen) {
+        tasks.insert((id, name.as_str()), task_bytes.as_slice())?;
         let mut entry = HistoryEntry::note(
             now,
             "queued",
@@ -155,25 +203,14 @@ pub fn create(
         );
         entry.campaign = Some(id);
         entry.to = Some(TaskState::Queued);
-        access::append_history(txn, &name, &entry)?;
+        history.insert((name.as_str(), seq), encode(&entry).as_slice())?;
+        device.active_task = Some(id);
+        device.last_task = Some(id);
+        devices.insert(name.as_str(), encode(&device).as_slice())?;
     }
-    let campaign = CampaignRecord {
-        id,
-        firmware: fw.id,
-        product: fw.product.clone(),
-        target_version: fw.version.clone(),
-        target: target.to_json(),
-        status: if chosen.is_empty() {
-            CampaignStatus::Finished
-        } else {
-            CampaignStatus::Running
-        },
-        created_at: now,
-        total: chosen.len() as u64,
-        finished_at: chosen.is_empty().then_some(now),
-    };
-    access::put_campaign(txn, &campaign)?;
-    Ok(Ok(Created { campaign, skipped }))
+    txn.open_table(schema::CAMPAIGN_COUNTS)?
+        .insert((id, TaskState::Queued.index()), total)?;
+    Ok(())
 }
 
 /// Cancels a campaign: its unfinished tasks fail with error `cancelled`.
