@@ -30,6 +30,27 @@ fn api_error(e: FirmwareError) -> ApiError {
     }
 }
 
+/// How much of a rejected body is read and discarded before answering.
+/// A client that is still sending when the server answers and closes
+/// often sees a reset instead of the answer; reading a bounded rest first
+/// lets it see the 400. Larger bodies are cut off (clients that send
+/// `Expect: 100-continue`, as curl does, never start sending them).
+const MAX_DRAIN: u64 = 64 << 20;
+
+async fn drain(body: Body) {
+    drain_stream(body.into_data_stream()).await
+}
+
+async fn drain_stream(mut stream: axum::body::BodyDataStream) {
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len() as u64;
+        if read > MAX_DRAIN {
+            break;
+        }
+    }
+}
+
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::BAD_REQUEST,
@@ -53,6 +74,9 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
+        if declared.is_some_and(|n| n <= MAX_DRAIN) {
+            drain(body).await;
+        }
         return Err(too_large(limit));
     }
     firmware::check_slot(&app.store.read()?, &meta, per_product)?.map_err(api_error)?;
@@ -63,6 +87,8 @@ pub async fn upload(
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("upload interrupted: {e}")))?;
         if temp.size() + chunk.len() as u64 > limit {
             // Dropping `temp` deletes the partial file.
+            drop(temp);
+            drain_stream(stream).await;
             return Err(too_large(limit));
         }
         temp.write(&chunk)?;

@@ -68,10 +68,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     });
     let (shutdown, signal) = watch::channel(false);
     let mut tasks = Vec::new();
+    // One receive loop per core (see coap_shell.rs).
+    let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
     tasks.push(tokio::spawn(coap_shell::run(
         coap_socket,
         app.clone(),
         signal.clone(),
+        loops,
     )));
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
