@@ -30,6 +30,22 @@ fn api_error(e: FirmwareError) -> ApiError {
     }
 }
 
+/// Everything that can be checked before the body is read.
+fn precheck(
+    app: &App,
+    params: &UploadParams,
+    declared: Option<u64>,
+    limit: u64,
+    per_product: u32,
+) -> ApiResult<firmware::NewFirmware> {
+    let meta = firmware::validate(params).map_err(api_error)?;
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large(limit));
+    }
+    firmware::check_slot(&app.store.read()?, &meta, per_product)?.map_err(api_error)?;
+    Ok(meta)
+}
+
 /// How much of a rejected body is read and discarded before answering.
 /// A client that is still sending when the server answers and closes
 /// often sees a reset instead of the answer; reading a bounded rest first
@@ -65,21 +81,22 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let meta = firmware::validate(&params).map_err(api_error)?;
     let limit = app.config.firmware.max_size;
     let per_product = app.config.firmware.max_per_product;
-    // Refuse before reading a byte where we can.
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        if declared.is_some_and(|n| n <= MAX_DRAIN) {
-            drain(body).await;
+    // Refuse before storing a byte where we can.
+    let meta = match precheck(&app, &params, declared, limit, per_product) {
+        Ok(meta) => meta,
+        Err(e) => {
+            if declared.is_none_or(|n| n <= MAX_DRAIN) {
+                drain(body).await;
+            }
+            return Err(e);
         }
-        return Err(too_large(limit));
-    }
-    firmware::check_slot(&app.store.read()?, &meta, per_product)?.map_err(api_error)?;
+    };
 
     let mut temp = app.blobs.create_temp()?;
     let mut stream = body.into_data_stream();
