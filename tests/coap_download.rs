@@ -268,13 +268,17 @@ fn duplicate_con_gets_the_identical_response() {
     let second = raw.send(&bytes).unwrap();
     assert_eq!(first, second, "byte-identical replay");
     let (_, history) = server.get("/api/v1/devices/dup-dev/history");
-    let polls = history
+    let polls: Vec<_> = history
         .as_array()
         .unwrap()
         .iter()
         .filter(|h| h["event"] == "poll")
-        .count();
-    assert_eq!(polls, 1, "applied once: {history}");
+        .collect();
+    assert_eq!(polls.len(), 1, "applied once: {history}");
+    assert!(
+        polls[0]["repeat"].is_null(),
+        "applied once, not twice: {history}"
+    );
     // GET duplicates are answered again identically too (re-served).
     let id = server.upload_ok("p", "2", &image(3000, 1));
     let get = request(

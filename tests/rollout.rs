@@ -405,3 +405,54 @@ fn python_aiocoap_device_updates_using_only_the_protocol_doc() {
     let (_, versions) = server.get("/api/v1/versions?product=sensor");
     assert_eq!(versions, json!({"1.0": 1}));
 }
+
+#[test]
+fn idle_polls_are_one_history_entry_with_a_count() {
+    let server = TestServer::start();
+    register(&server, "i", 1, "p", "1.0");
+    let mut dev = Device::new(server.coap, "i00000", "p");
+    for _ in 0..5 {
+        assert!(dev.poll("1.0").is_empty());
+    }
+    let (_, history) = server.get("/api/v1/devices/i00000/history");
+    let polls: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"] == "poll")
+        .collect();
+    assert_eq!(polls.len(), 1, "{history}");
+    assert_eq!(polls[0]["repeat"], 5);
+    assert!(polls[0]["since"].is_string());
+
+    // Something else in between starts a new run.
+    let fw = server.upload_ok("p", "2.0", &image(100, 1));
+    campaign(&server, fw, json!({"all": true}));
+    let (task, _) = task_of(&dev.poll("1.0"));
+    assert_eq!(
+        dev.report(&task, "failed", &[("error", text("no space"))]),
+        ResponseType::Changed
+    );
+    assert!(dev.poll("1.0").is_empty());
+    assert!(dev.poll("1.0").is_empty());
+    let (_, history) = server.get("/api/v1/devices/i00000/history");
+    let events: Vec<String> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| format!("{}:{}", h["event"].as_str().unwrap(), h["repeat"]))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "registered:null",
+            "poll:5",
+            "queued:null",
+            "poll:null",
+            "poll:null",
+            "report:null",
+            "poll:2"
+        ],
+        "{history}"
+    );
+}

@@ -96,5 +96,7 @@ pub fn history(h: &HistoryEntry) -> Value {
         "progress": h.progress,
         "error": h.error,
         "detail": h.detail,
+        "repeat": h.repeat,
+        "since": h.since.map(rfc3339),
     })
 }

@@ -92,6 +92,8 @@ pub fn transition(
             progress: Some(next.progress),
             error: next.error,
             detail: None,
+            repeat: None,
+            since: None,
         },
     )?;
     Ok(Ok(Some(updated)))

@@ -146,20 +146,18 @@ pub fn poll(
             None => device.active_task = None,
         }
     }
-    access::append_history(
-        txn,
-        name,
-        &HistoryEntry::note(
-            now,
-            "poll",
-            match &answer {
-                PollAnswer::Task(offer) => {
-                    format!("handed task {} (version {})", offer.task, offer.version)
-                }
-                PollAnswer::Nothing => "nothing to do".to_string(),
-            },
-        ),
-    )?;
+    match &answer {
+        PollAnswer::Task(offer) => access::append_history(
+            txn,
+            name,
+            &HistoryEntry::note(
+                now,
+                "poll",
+                format!("handed task {} (version {})", offer.task, offer.version),
+            ),
+        )?,
+        PollAnswer::Nothing => access::record_idle_poll(txn, name, now)?,
+    }
     access::put_device(txn, name, &device)?;
     Ok(Ok(answer))
 }

@@ -186,3 +186,43 @@ pub fn unfinished(counts: &[u64; 8]) -> u64 {
         .map(|s| counts[usize::from(s.index())])
         .sum()
 }
+
+/// History detail of an idle poll.
+pub const IDLE_POLL: &str = "nothing to do";
+
+/// Records a poll that found nothing to do. A run of such polls is one
+/// history entry with a count (`repeat`) and the time of the first
+/// (`since`), rewritten in place, so a device that polls every hour for a
+/// year does not add 8,760 entries; anything else in between starts a new
+/// entry.
+pub fn record_idle_poll(txn: &WriteTransaction, device: &str, now: u64) -> Result<(), StoreError> {
+    let last = {
+        let table = txn.open_table(schema::HISTORY)?;
+        let mut range = table.range((device, 0u64)..=(device, u64::MAX))?;
+        let last = match range.next_back() {
+            Some(entry) => {
+                let (key, value) = entry?;
+                Some((key.value().1, decode::<HistoryEntry>(value.value())?))
+            }
+            None => None,
+        };
+        last
+    };
+    match last {
+        Some((seq, mut entry))
+            if entry.event == "poll" && entry.detail.as_deref() == Some(IDLE_POLL) =>
+        {
+            entry.since = Some(entry.since.unwrap_or(entry.at));
+            entry.repeat = Some(entry.repeat.unwrap_or(1) + 1);
+            entry.at = now;
+            txn.open_table(schema::HISTORY)?
+                .insert((device, seq), encode(&entry).as_slice())?;
+            Ok(())
+        }
+        _ => append_history(
+            txn,
+            device,
+            &HistoryEntry::note(now, "poll", IDLE_POLL.to_string()),
+        ),
+    }
+}

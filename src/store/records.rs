@@ -119,6 +119,12 @@ pub struct HistoryEntry {
     pub error: Option<String>,
     #[serde(default)]
     pub detail: Option<String>,
+    /// For a run of identical idle polls kept as one entry: how many, and
+    /// when the first was (`at` is the latest).
+    #[serde(default)]
+    pub repeat: Option<u32>,
+    #[serde(default)]
+    pub since: Option<u64>,
 }
 
 impl HistoryEntry {
@@ -133,6 +139,8 @@ impl HistoryEntry {
             progress: None,
             error: None,
             detail: Some(detail),
+            repeat: None,
+            since: None,
         }
     }
 }
