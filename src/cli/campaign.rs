@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde_json::{json, Value};
 
-use super::client::{cell, print_table, Client};
+use super::client::{cell, print_list, print_table, Client};
 use super::ServerArg;
 use crate::ota::task::TaskState;
 
@@ -98,30 +98,22 @@ pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
         }
         CampaignCmd::Ls { server } => {
             let list = Client::new(&server.server).get("/api/v1/campaigns")?;
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|c| {
-                            vec![
-                                cell(&c["id"]),
-                                cell(&c["firmware"]),
-                                cell(&c["target_version"]),
-                                cell(&c["status"]),
-                                cell(&c["total"]),
-                                cell(&c["counts"]["updated"]),
-                                cell(&c["counts"]["failed"]),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            print_table(
+            print_list(
+                &list,
                 &[
                     "ID", "FIRMWARE", "VERSION", "STATUS", "DEVICES", "UPDATED", "FAILED",
                 ],
-                &rows,
+                |c| {
+                    vec![
+                        cell(&c["id"]),
+                        cell(&c["firmware"]),
+                        cell(&c["target_version"]),
+                        cell(&c["status"]),
+                        cell(&c["total"]),
+                        cell(&c["counts"]["updated"]),
+                        cell(&c["counts"]["failed"]),
+                    ]
+                },
             );
             Ok(())
         }
@@ -151,21 +143,16 @@ pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
                 None => format!("/api/v1/campaigns/{id}/devices"),
             };
             let list = Client::new(&server.server).get(&path)?;
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .map(|items| {
-                    items
+            print_list(
+                &list,
+                &["DEVICE", "STATE", "PROGRESS", "ERROR", "UPDATED"],
+                |t| {
+                    ["device", "state", "progress", "error", "updated_at"]
                         .iter()
-                        .map(|t| {
-                            ["device", "state", "progress", "error", "updated_at"]
-                                .iter()
-                                .map(|k| cell(&t[*k]))
-                                .collect()
-                        })
+                        .map(|k| cell(&t[*k]))
                         .collect()
-                })
-                .unwrap_or_default();
-            print_table(&["DEVICE", "STATE", "PROGRESS", "ERROR", "UPDATED"], &rows);
+                },
+            );
             Ok(())
         }
         CampaignCmd::Cancel { id, server } => {

@@ -71,6 +71,15 @@ impl Client {
     }
 }
 
+/// Prints a JSON array as a table, one row per element.
+pub fn print_list(list: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    let rows: Vec<Vec<String>> = list
+        .as_array()
+        .map(|items| items.iter().map(row).collect())
+        .unwrap_or_default();
+    print_table(headers, &rows);
+}
+
 /// Prints rows as aligned columns.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

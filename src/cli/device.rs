@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, Context};
 use serde_json::json;
 
-use super::client::{cell, print_table, Client};
+use super::client::{cell, print_list, Client};
 use super::ServerArg;
 use crate::ota::devices::{validate, NewDevice};
 
@@ -94,26 +94,8 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
             }
             let path = format!("/api/v1/devices?{}", query.join("&"));
             let list = Client::new(&server.server).get(&path)?;
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|d| {
-                            vec![
-                                cell(&d["name"]),
-                                cell(&d["product"]),
-                                cell(&d["version"]),
-                                cell(&d["last_seen"]),
-                                cell(&d["state"]),
-                                cell(&d["task"]["progress"]),
-                                cell(&d["task"]["error"]),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            print_table(
+            print_list(
+                &list,
                 &[
                     "NAME",
                     "PRODUCT",
@@ -123,7 +105,17 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
                     "PROGRESS",
                     "ERROR",
                 ],
-                &rows,
+                |d| {
+                    vec![
+                        cell(&d["name"]),
+                        cell(&d["product"]),
+                        cell(&d["version"]),
+                        cell(&d["last_seen"]),
+                        cell(&d["state"]),
+                        cell(&d["task"]["progress"]),
+                        cell(&d["task"]["error"]),
+                    ]
+                },
             );
             Ok(())
         }
@@ -135,35 +127,27 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
         DeviceCmd::History { name, server } => {
             let list =
                 Client::new(&server.server).get(&format!("/api/v1/devices/{name}/history"))?;
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|h| {
-                            let change = match (h["from"].as_str(), h["to"].as_str()) {
-                                (Some(f), Some(t)) => format!("{f} -> {t}"),
-                                (None, Some(t)) => t.to_string(),
-                                _ => String::new(),
-                            };
-                            vec![
-                                cell(&h["at"]),
-                                cell(&h["event"]),
-                                cell(&h["task"]),
-                                change,
-                                cell(&h["progress"]),
-                                cell(&h["error"]),
-                                cell(&h["detail"]),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            print_table(
+            print_list(
+                &list,
                 &[
                     "AT", "EVENT", "TASK", "STATE", "PROGRESS", "ERROR", "DETAIL",
                 ],
-                &rows,
+                |h| {
+                    let change = match (h["from"].as_str(), h["to"].as_str()) {
+                        (Some(f), Some(t)) => format!("{f} -> {t}"),
+                        (None, Some(t)) => t.to_string(),
+                        _ => String::new(),
+                    };
+                    vec![
+                        cell(&h["at"]),
+                        cell(&h["event"]),
+                        cell(&h["task"]),
+                        change,
+                        cell(&h["progress"]),
+                        cell(&h["error"]),
+                        cell(&h["detail"]),
+                    ]
+                },
             );
             Ok(())
         }

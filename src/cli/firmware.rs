@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::client::{cell, print_table, Client};
+use super::client::{cell, print_list, Client};
 use super::ServerArg;
 
 #[derive(Debug, clap::Subcommand)]
@@ -100,29 +100,8 @@ pub fn run(cmd: FirmwareCmd) -> anyhow::Result<()> {
                 None => "/api/v1/firmware".into(),
             };
             let list = Client::new(&server.server).get(&path)?;
-            let rows: Vec<Vec<String>> = list
-                .as_array()
-                .map(|items| {
-                    items
-                        .iter()
-                        .map(|fw| {
-                            [
-                                "id",
-                                "product",
-                                "version",
-                                "name",
-                                "size",
-                                "signature",
-                                "created_at",
-                            ]
-                            .iter()
-                            .map(|k| cell(&fw[*k]))
-                            .collect()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            print_table(
+            print_list(
+                &list,
                 &[
                     "ID",
                     "PRODUCT",
@@ -132,7 +111,20 @@ pub fn run(cmd: FirmwareCmd) -> anyhow::Result<()> {
                     "SIGNATURE",
                     "CREATED",
                 ],
-                &rows,
+                |fw| {
+                    [
+                        "id",
+                        "product",
+                        "version",
+                        "name",
+                        "size",
+                        "signature",
+                        "created_at",
+                    ]
+                    .iter()
+                    .map(|k| cell(&fw[*k]))
+                    .collect()
+                },
             );
             Ok(())
         }

@@ -241,9 +241,6 @@ pub fn cancel(
     };
     let mut cancelled = 0;
     for (name, task) in open {
-        let Some(mut device) = access::device(txn, &name)? else {
-            continue;
-        };
         let ctx = Context {
             now,
             timeout_ms: settings.timeout_ms,
@@ -251,10 +248,7 @@ pub fn cancel(
             alive: false,
             cause: "cancel",
         };
-        if let Ok(Some(_)) =
-            ledger::transition(txn, &ctx, &mut device, &task, &TaskEvent::Cancelled)?
-        {
-            access::put_device(txn, &name, &device)?;
+        if ledger::transition_device(txn, &ctx, &task, &TaskEvent::Cancelled)? {
             cancelled += 1;
         }
     }

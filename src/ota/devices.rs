@@ -57,16 +57,7 @@ pub fn register(
             continue;
         }
         let version = new.version.clone().unwrap_or_default();
-        let record = DeviceRecord {
-            product: new.product.clone(),
-            version: version.clone(),
-            created_at: now,
-            last_seen: None,
-            last_addr: None,
-            battery: None,
-            active_task: None,
-            last_task: None,
-        };
+        let record = DeviceRecord::new(&new.product, &version, now);
         access::put_device(txn, &new.name, &record)?;
         access::append_history(
             txn,

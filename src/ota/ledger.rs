@@ -99,6 +99,31 @@ pub fn transition(
     Ok(Ok(Some(updated)))
 }
 
+/// [`transition`] for events that do not come with the device record in
+/// hand (cancel, timeout, block progress): loads the device, applies the
+/// event and writes the device back when the task changed. Returns whether
+/// it changed.
+pub fn transition_device(
+    txn: &WriteTransaction,
+    ctx: &Context<'_>,
+    task: &TaskRecord,
+    event: &TaskEvent,
+) -> Result<bool, StoreError> {
+    let Some(mut device) = access::device(txn, ctx.device_name)? else {
+        return Ok(false);
+    };
+    match transition(txn, ctx, &mut device, task, event)? {
+        Ok(Some(_)) => {
+            if ctx.alive {
+                device.last_seen = Some(ctx.now);
+            }
+            access::put_device(txn, ctx.device_name, &device)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
 /// A task times out `timeout` after the device's last sign of life; a
 /// queued task (never handed out) waits for its device indefinitely.
 fn deadline_of(task: &TaskRecord, ctx: &Context<'_>) -> Option<u64> {

@@ -77,16 +77,7 @@ pub fn poll(
                 "registered",
                 format!("auto-registered on {}", request.version),
             ));
-            DeviceRecord {
-                product: request.product.clone(),
-                version: request.version.clone(),
-                created_at: now,
-                last_seen: None,
-                last_addr: None,
-                battery: None,
-                active_task: None,
-                last_task: None,
-            }
+            DeviceRecord::new(&request.product, &request.version, now)
         }
         None => return Ok(Err(PollError::UnknownDevice(name.to_string()))),
     };

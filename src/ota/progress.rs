@@ -32,9 +32,6 @@ pub fn record(
     campaign: u64,
     percent: u8,
 ) -> Result<(), StoreError> {
-    let Some(mut device) = access::device(txn, device_name)? else {
-        return Ok(());
-    };
     let Some(task) = access::task(txn, campaign, device_name)? else {
         return Ok(());
     };
@@ -45,11 +42,7 @@ pub fn record(
         alive: true,
         cause: ledger::CAUSE_DOWNLOAD,
     };
-    let event = TaskEvent::BlockProgress(percent);
-    if let Ok(Some(_)) = ledger::transition(txn, &ctx, &mut device, &task, &event)? {
-        device.last_seen = Some(now);
-        access::put_device(txn, device_name, &device)?;
-    }
+    ledger::transition_device(txn, &ctx, &task, &TaskEvent::BlockProgress(percent))?;
     Ok(())
 }
 

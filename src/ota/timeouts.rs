@@ -30,12 +30,6 @@ pub fn sweep(txn: &WriteTransaction, now: u64, settings: OtaSettings) -> Result<
     let mut failed = 0;
     for (at, campaign, name) in due {
         let task = access::task(txn, campaign, &name)?;
-        let device = access::device(txn, &name)?;
-        let (Some(task), Some(mut device)) = (task, device) else {
-            txn.open_table(schema::DEADLINES)?
-                .remove((at, campaign, name.as_str()))?;
-            continue;
-        };
         let ctx = Context {
             now,
             timeout_ms: settings.timeout_ms,
@@ -43,14 +37,18 @@ pub fn sweep(txn: &WriteTransaction, now: u64, settings: OtaSettings) -> Result<
             alive: false,
             cause: "timeout",
         };
-        if let Ok(Some(_)) =
-            ledger::transition(txn, &ctx, &mut device, &task, &TaskEvent::TimedOut)?
-        {
-            access::put_device(txn, &name, &device)?;
+        let timed_out = match &task {
+            // Only the task's current deadline counts; the transition
+            // removes it from the index.
+            Some(task) if task.deadline == Some(at) => {
+                ledger::transition_device(txn, &ctx, task, &TaskEvent::TimedOut)?
+            }
+            _ => false,
+        };
+        if timed_out {
             failed += 1;
-        }
-        // A stale index entry (the task's deadline moved) is simply dropped.
-        if task.deadline != Some(at) {
+        } else {
+            // Stale or orphaned index entry.
             txn.open_table(schema::DEADLINES)?
                 .remove((at, campaign, name.as_str()))?;
         }

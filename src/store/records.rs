@@ -57,6 +57,22 @@ pub struct DeviceRecord {
     pub last_task: Option<u64>,
 }
 
+impl DeviceRecord {
+    /// A device never seen and with no task yet.
+    pub fn new(product: &str, version: &str, now: u64) -> DeviceRecord {
+        DeviceRecord {
+            product: product.to_string(),
+            version: version.to_string(),
+            created_at: now,
+            last_seen: None,
+            last_addr: None,
+            battery: None,
+            active_task: None,
+            last_task: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TaskRecord {
     pub campaign: u64,
