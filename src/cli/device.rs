@@ -154,16 +154,22 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Reads `name,product[,version]` rows (a header row is optional). Every
-/// bad line is reported with its line number; any bad line means nothing
-/// is imported.
-pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
-    let mut reader = csv::ReaderBuilder::new()
+/// A CSV reader that takes an optional header row and ragged lines (so
+/// each line's problem can be reported by number).
+fn csv_reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
+    csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
         .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads `name,product[,version]` rows (a header row is optional). Every
+/// bad line is reported with its line number; any bad line means nothing
+/// is imported.
+pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
+    let mut reader = csv_reader(path)?;
     let mut devices = Vec::new();
     let mut errors = Vec::new();
     for (i, record) in reader.records().enumerate() {
@@ -223,12 +229,7 @@ pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
 /// Reads device names from the first column of a CSV file (header `name`
 /// optional), for campaign targets.
 pub fn read_device_names(path: &Path) -> anyhow::Result<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = csv_reader(path)?;
     let mut names = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record.with_context(|| format!("{} line {}", path.display(), i + 1))?;

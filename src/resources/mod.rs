@@ -69,6 +69,36 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
     }
 }
 
+/// Runs `job` as a durable write (with `now` and the OTA settings) and
+/// answers with `answer` once it is committed. A storage failure is a 5.00:
+/// nothing was acknowledged, so the device simply retries.
+fn durable<T, E, F, A>(app: &App, what: &'static str, job: F, answer: A) -> Reply
+where
+    T: Send + 'static,
+    E: Send + 'static,
+    F: FnOnce(
+            &redb::WriteTransaction,
+            u64,
+            crate::ota::OtaSettings,
+        ) -> crate::store::WriteOutcome<T, E>
+        + Send
+        + 'static,
+    A: FnOnce(&App, Result<T, E>) -> Packet + Send + 'static,
+{
+    let app = app.clone();
+    Reply::Later(Box::pin(async move {
+        let now = app.now_ms();
+        let settings = app.ota_settings();
+        match app.store.write(move |txn| job(txn, now, settings)).await {
+            Ok(outcome) => answer(&app, outcome),
+            Err(e) => {
+                tracing::error!("{what} not stored: {e}");
+                error_response(ResponseType::InternalServerError, "not stored, retry")
+            }
+        }
+    }))
+}
+
 /// A response with a code and no payload.
 pub fn response(code: ResponseType) -> Packet {
     let mut packet = Packet::new();

@@ -9,7 +9,7 @@ use ciborium::Value;
 use coap_lite::{CoapOption, ContentFormat, Packet, ResponseType};
 
 use super::cbor::{encode_map, CborMap};
-use super::{require_cbor, response, Reply};
+use super::{durable, require_cbor, response, Reply};
 use crate::coap::endpoint::error_response;
 use crate::ota::poll::{self, PollAnswer, PollError, PollRequest};
 use crate::ota::valid_device_name;
@@ -20,38 +20,20 @@ pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Rep
         Ok(request) => request,
         Err(resp) => return Reply::Now(resp),
     };
-    let app = app.clone();
     let device = device.to_string();
-    Reply::Later(Box::pin(async move {
-        let now = app.now_ms();
-        let settings = app.ota_settings();
-        let outcome = app
-            .store
-            .write(move |txn| {
-                poll::poll(
-                    txn,
-                    now,
-                    settings,
-                    &device,
-                    Some(peer.to_string()),
-                    &request,
-                )
-            })
-            .await;
-        match outcome {
-            Ok(Ok(answer)) => answer_packet(&app, answer),
-            Ok(Err(e @ PollError::UnknownDevice(_))) => {
-                error_response(ResponseType::NotFound, &e.to_string())
-            }
-            Ok(Err(e @ PollError::WrongProduct { .. })) => {
-                error_response(ResponseType::BadRequest, &e.to_string())
-            }
-            Err(e) => {
-                tracing::error!("poll not stored: {e}");
-                error_response(ResponseType::InternalServerError, "not stored, retry")
-            }
+    let job = move |txn: &redb::WriteTransaction, now, settings| {
+        let peer = Some(peer.to_string());
+        poll::poll(txn, now, settings, &device, peer, &request)
+    };
+    durable(app, "poll", job, |app, outcome| match outcome {
+        Ok(answer) => answer_packet(app, answer),
+        Err(e @ PollError::UnknownDevice(_)) => {
+            error_response(ResponseType::NotFound, &e.to_string())
         }
-    }))
+        Err(e @ PollError::WrongProduct { .. }) => {
+            error_response(ResponseType::BadRequest, &e.to_string())
+        }
+    })
 }
 
 fn parse(packet: &Packet, device: &str) -> Result<PollRequest, Packet> {

@@ -5,7 +5,7 @@
 use coap_lite::{Packet, ResponseType};
 
 use super::cbor::CborMap;
-use super::{require_cbor, response, Reply};
+use super::{durable, require_cbor, response, Reply};
 use crate::coap::endpoint::error_response;
 use crate::ota::report::{self, Report, ReportError};
 use crate::ota::task::TaskState;
@@ -19,29 +19,17 @@ pub fn handle(app: &App, packet: &Packet, device: &str) -> Reply {
         Ok(parsed) => parsed,
         Err(resp) => return Reply::Now(resp),
     };
-    let app = app.clone();
     let device = device.to_string();
-    Reply::Later(Box::pin(async move {
-        let now = app.now_ms();
-        let settings = app.ota_settings();
-        let outcome = app
-            .store
-            .write(move |txn| report::report(txn, now, settings, &device, &parsed))
-            .await;
-        match outcome {
-            Ok(Ok(_)) => response(ResponseType::Changed),
-            Ok(Err(e @ (ReportError::UnknownDevice(_) | ReportError::UnknownTask { .. }))) => {
-                error_response(ResponseType::NotFound, &e.to_string())
-            }
-            Ok(Err(e @ ReportError::Conflict(_))) => {
-                error_response(ResponseType::Conflict, &e.to_string())
-            }
-            Err(e) => {
-                tracing::error!("report not stored: {e}");
-                error_response(ResponseType::InternalServerError, "not stored, retry")
-            }
+    let job = move |txn: &redb::WriteTransaction, now, settings| {
+        report::report(txn, now, settings, &device, &parsed)
+    };
+    durable(app, "report", job, |_, outcome| match outcome {
+        Ok(_) => response(ResponseType::Changed),
+        Err(e @ (ReportError::UnknownDevice(_) | ReportError::UnknownTask { .. })) => {
+            error_response(ResponseType::NotFound, &e.to_string())
         }
-    }))
+        Err(e @ ReportError::Conflict(_)) => error_response(ResponseType::Conflict, &e.to_string()),
+    })
 }
 
 fn parse(packet: &Packet) -> Result<Report, Packet> {
