@@ -84,6 +84,9 @@ impl Default for TasksConfig {
     }
 }
 
+/// Longest task timeout accepted (30 days), far from any overflow.
+pub const MAX_TASK_TIMEOUT: u64 = 30 * 24 * 3600;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -139,10 +142,18 @@ impl Config {
                 "firmware.max_per_product must be at least 1".into(),
             ));
         }
-        if self.tasks.timeout == 0 {
-            return Err(ConfigError::Invalid(
-                "tasks.timeout must be at least 1".into(),
-            ));
+        // Block2 numbers have 20 bits: larger images could not be served whole.
+        let servable = (1u64 << 20) * u64::from(block);
+        if self.firmware.max_size > servable {
+            return Err(ConfigError::Invalid(format!(
+                "firmware.max_size {} is more than Block2 can address at max_block_size {block} ({servable} bytes)",
+                self.firmware.max_size
+            )));
+        }
+        if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
+            return Err(ConfigError::Invalid(format!(
+                "tasks.timeout must be from 1 to {MAX_TASK_TIMEOUT} seconds (30 days)"
+            )));
         }
         Ok(())
     }
@@ -165,6 +176,17 @@ mod tests {
         assert!(err.is_err());
         let mut config = Config::default();
         config.firmware.max_block_size = 100;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.firmware.max_block_size = 16;
+        assert!(
+            config.validate().is_err(),
+            "1 GiB needs more than 2^20 16-byte blocks"
+        );
+        config.firmware.max_size = 16 << 20;
+        assert!(config.validate().is_ok());
+        let mut config = Config::default();
+        config.tasks.timeout = u64::MAX;
         assert!(config.validate().is_err());
     }
 }

@@ -15,6 +15,12 @@ pub struct AppState {
     pub blobs: BlobStore,
     pub catalogue: Catalogue,
     pub clock: Arc<dyn Clock>,
+    /// Serialises "is this blob still used?" decisions (upload, delete):
+    /// blobs are shared by identical images, so deciding and acting must
+    /// not interleave.
+    pub blob_lock: tokio::sync::Mutex<()>,
+    /// Coalesces block-fetch signs of life (see `ota::progress::Touches`).
+    pub touches: crate::ota::progress::Touches,
 }
 
 impl AppState {

@@ -404,6 +404,24 @@ fn python_aiocoap_device_updates_using_only_the_protocol_doc() {
     assert_eq!(t["state"], "updated", "{t}");
     let (_, versions) = server.get("/api/v1/versions?product=sensor");
     assert_eq!(versions, json!({"1.0": 1}));
+    let (_, history) = server.get("/api/v1/devices/py00000/history");
+    let version_notes: Vec<&Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"] == "version")
+        .collect();
+    assert_eq!(version_notes.len(), 1, "{history}");
+    assert_eq!(version_notes[0]["detail"], "0.9 -> 1.0");
+}
+
+#[test]
+fn a_device_may_be_called_fw() {
+    let server = TestServer::start();
+    let mut dev = Device::new(server.coap, "fw", "p");
+    assert!(dev.poll("1.0").is_empty());
+    let (status, d) = server.get("/api/v1/devices/fw");
+    assert_eq!(status, 200, "{d}");
 }
 
 #[test]

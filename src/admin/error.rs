@@ -37,6 +37,9 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if matches!(e, StoreError::Busy) {
+            return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
+        }
         tracing::error!("storage: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

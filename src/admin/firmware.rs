@@ -115,6 +115,10 @@ pub async fn upload(
             "empty image: the request body is the firmware image",
         ));
     }
+    // Held from the rename until the record is committed (or the blob
+    // removed), so a concurrent delete of an identical image cannot remove
+    // the file this upload is about to reference.
+    let _blob_guard = app.blob_lock.lock().await;
     let blobs = app.blobs.clone();
     let stored = tokio::task::spawn_blocking(move || temp.persist(&blobs))
         .await
@@ -129,7 +133,13 @@ pub async fn upload(
         .await;
     let failure = match outcome {
         Ok(Ok(record)) => {
-            app.catalogue.insert(&app.blobs, record.clone())?;
+            // Committed: the operator gets 201 whatever happens next.
+            if let Err(e) = app.catalogue.insert(&app.blobs, record.clone()) {
+                tracing::error!(
+                    id = record.id,
+                    "uploaded image cannot be opened for serving: {e}"
+                );
+            }
             tracing::info!(id = record.id, product = %record.product, version = %record.version, size = record.size, "firmware uploaded");
             return Ok((StatusCode::CREATED, Json(views::firmware(&record, &[0; 8]))));
         }
@@ -180,6 +190,7 @@ pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<J
 
 pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
+    let _blob_guard = app.blob_lock.lock().await;
     let (record, unreferenced) = app
         .store
         .write(move |txn| firmware::delete(txn, id))
@@ -187,8 +198,11 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
         .map_err(api_error)?;
     app.catalogue.remove(id);
     if unreferenced {
-        // A crash before this line leaves an orphan blob, removed at start-up.
-        app.blobs.remove(&record.sha256)?;
+        // Committed: a failure here only leaves an orphan blob, which
+        // start-up removes; the operator still gets 204.
+        if let Err(e) = app.blobs.remove(&record.sha256) {
+            tracing::warn!(id, "blob of deleted firmware not removed: {e}");
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }

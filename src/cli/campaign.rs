@@ -134,7 +134,8 @@ pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
                 if !watch || c["status"].as_str() != Some("running") {
                     return Ok(());
                 }
-                std::thread::sleep(Duration::from_secs_f64(interval.max(0.1)));
+                let pause = Duration::try_from_secs_f64(interval.clamp(0.1, 3600.0));
+                std::thread::sleep(pause.unwrap_or(Duration::from_secs(1)));
             }
         }
         CampaignCmd::Devices { id, state, server } => {

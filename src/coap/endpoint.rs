@@ -34,8 +34,10 @@ pub const DEDUP_CAPACITY: usize = 200_000;
 
 /// Critical options (odd numbers) this endpoint acts on or may ignore
 /// safely: If-Match, Uri-Host, If-None-Match, Uri-Port, Uri-Path,
-/// Uri-Query, Block2, Block1.
-const UNDERSTOOD_CRITICAL: [u16; 8] = [1, 3, 5, 7, 11, 15, 23, 27];
+/// Uri-Query, Block2. Block1 is not among them: request bodies here are
+/// small CBOR maps, and a body split into blocks must not be mistaken for
+/// its first block (4.02 tells the client).
+const UNDERSTOOD_CRITICAL: [u16; 7] = [1, 3, 5, 7, 11, 15, 23];
 
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,11 +261,20 @@ fn unsupported_critical_option(packet: &Packet) -> Option<u16> {
         .find(|n| n % 2 == 1 && !UNDERSTOOD_CRITICAL.contains(n))
 }
 
-/// An error response with a diagnostic payload (RFC 7252 §5.5.2).
+/// Diagnostics echo parts of the request; this bound keeps every error
+/// response (and its copy in the dedup cache) small.
+const MAX_DIAGNOSTIC: usize = 128;
+
+/// An error response with a diagnostic payload (RFC 7252 §5.5.2), cut to
+/// `MAX_DIAGNOSTIC` bytes on a character boundary.
 pub fn error_response(code: ResponseType, diagnostic: &str) -> Packet {
+    let mut end = diagnostic.len().min(MAX_DIAGNOSTIC);
+    while !diagnostic.is_char_boundary(end) {
+        end -= 1;
+    }
     let mut packet = Packet::new();
     packet.header.code = MessageClass::Response(code);
-    packet.payload = diagnostic.as_bytes().to_vec();
+    packet.payload = diagnostic.as_bytes()[..end].to_vec();
     packet
 }
 
@@ -352,6 +363,25 @@ mod tests {
         let rst = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
         assert_eq!(rst.header.get_type(), MessageType::Reset);
         assert_eq!(rst.header.message_id, 9);
+
+        // Block1 (a request body in blocks) is not supported: 4.02, not a
+        // first block taken for the whole body.
+        let mut p = Packet::from_bytes(&request(
+            MessageType::Confirmable,
+            RequestType::Post,
+            4,
+            "x",
+        ))
+        .unwrap();
+        p.add_option(CoapOption::Block1, vec![0x0e]);
+        assert!(ep
+            .handle_datagram(now, peer(), &p.to_bytes().unwrap())
+            .is_none());
+        let resp = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
+        assert_eq!(
+            resp.header.code,
+            MessageClass::Response(ResponseType::BadOption)
+        );
 
         let mut p =
             Packet::from_bytes(&request(MessageType::Confirmable, RequestType::Get, 3, "x"))

@@ -35,12 +35,18 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    pub fn load(blobs: &BlobStore, records: Vec<FirmwareRecord>) -> io::Result<Catalogue> {
+    /// Opens every recorded image. One whose blob is missing or unreadable
+    /// is logged and left out (its downloads answer 4.04) rather than
+    /// keeping the whole server from starting.
+    pub fn load(blobs: &BlobStore, records: Vec<FirmwareRecord>) -> Catalogue {
         let catalogue = Catalogue::default();
         for record in records {
-            catalogue.insert(blobs, record)?;
+            let id = record.id;
+            if let Err(e) = catalogue.insert(blobs, record) {
+                tracing::error!(firmware = id, "image file unusable, not served: {e}");
+            }
         }
-        Ok(catalogue)
+        catalogue
     }
 
     pub fn insert(&self, blobs: &BlobStore, record: FirmwareRecord) -> io::Result<()> {

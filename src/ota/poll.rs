@@ -137,18 +137,13 @@ pub fn poll(
             None => device.active_task = None,
         }
     }
-    match &answer {
-        PollAnswer::Task(offer) => access::append_history(
-            txn,
-            name,
-            &HistoryEntry::note(
-                now,
-                "poll",
-                format!("handed task {} (version {})", offer.task, offer.version),
-            ),
-        )?,
-        PollAnswer::Nothing => access::record_idle_poll(txn, name, now)?,
-    }
+    let outcome = match &answer {
+        PollAnswer::Task(offer) => {
+            format!("handed task {} (version {})", offer.task, offer.version)
+        }
+        PollAnswer::Nothing => "nothing to do".to_string(),
+    };
+    access::record_poll(txn, name, now, &outcome)?;
     access::put_device(txn, name, &device)?;
     Ok(Ok(answer))
 }

@@ -66,6 +66,7 @@ pub fn report(
         progress: report.progress,
         error: report.error.clone(),
     };
+    let previous_version = device.version.clone();
     let changed = match ledger::transition(txn, &ctx, &mut device, &task, &event)? {
         Err(rejected) => return Ok(Err(ReportError::Conflict(rejected))),
         Ok(None) => false,
@@ -75,14 +76,14 @@ pub fn report(
         // A repeat: the deadline may have moved (sign of life), nothing else.
         return Ok(Ok(Applied::Repeat));
     }
-    if let Some(version) = &report.version {
-        if *version != device.version && report.state == TaskState::Updated {
-            access::append_history(
-                txn,
-                name,
-                &HistoryEntry::note(now, "version", format!("{} -> {version}", device.version)),
-            )?;
+    if report.state == TaskState::Updated {
+        // The device's own word on what it runs now wins over the target.
+        if let Some(version) = &report.version {
             device.version = version.clone();
+        }
+        if device.version != previous_version {
+            let change = format!("{previous_version} -> {}", device.version);
+            access::append_history(txn, name, &HistoryEntry::note(now, "version", change))?;
         }
     }
     device.last_seen = Some(now);

@@ -93,17 +93,26 @@ pub fn handle(app: &App, request: &Packet, id: &str, task: Option<(&str, &str)>)
 }
 
 /// Progress inferred from the block served; written without waiting (no
-/// peer is promised it), at most once per whole percent.
+/// peer is promised it), at most once per whole percent, plus a periodic
+/// sign of life for slow downloads (see `progress::Touches`).
 fn record_progress(app: &App, device: &str, task: &str, slice: &Slice, total: u64) {
     let Some(campaign) = parse_task_id(task) else {
         return;
     };
     let end = slice.offset + slice.len as u64;
-    let Some(percent) = progress::crossed_percent(slice.offset, end, total) else {
-        return;
-    };
+    let crossed = progress::crossed_percent(slice.offset, end, total);
     let now = app.now_ms();
     let settings = app.ota_settings();
+    if !app.touches.due(
+        campaign,
+        device,
+        now,
+        settings.timeout_ms,
+        crossed.is_some(),
+    ) {
+        return;
+    }
+    let percent = crossed.unwrap_or(((end * 100) / total.max(1)).min(100) as u8);
     let device = device.to_string();
     app.store.write_detached(move |txn| {
         progress::record(txn, now, settings, &device, campaign, percent)

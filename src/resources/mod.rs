@@ -48,6 +48,13 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
         [".well-known", "core"] => expect(RequestType::Get, &|| {
             Reply::Now(well_known::handle(app, &request.packet))
         }),
+        // Device resources first: a device may be called "fw".
+        ["ota", device, "poll"] => expect(RequestType::Post, &|| {
+            poll::handle(app, &request.packet, device, request.meta.peer)
+        }),
+        ["ota", device, "report"] => expect(RequestType::Post, &|| {
+            report::handle(app, &request.packet, device)
+        }),
         ["ota", "fw", id] => expect(RequestType::Get, &|| {
             Reply::Now(firmware::handle(app, &request.packet, id, None))
         }),
@@ -58,12 +65,6 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
                 id,
                 Some((device, task)),
             ))
-        }),
-        ["ota", device, "poll"] => expect(RequestType::Post, &|| {
-            poll::handle(app, &request.packet, device, request.meta.peer)
-        }),
-        ["ota", device, "report"] => expect(RequestType::Post, &|| {
-            report::handle(app, &request.packet, device)
         }),
         _ => Reply::Now(error_response(ResponseType::NotFound, "no such resource")),
     }
@@ -91,6 +92,12 @@ where
         let settings = app.ota_settings();
         match app.store.write(move |txn| job(txn, now, settings)).await {
             Ok(outcome) => answer(&app, outcome),
+            Err(crate::store::StoreError::Busy) => {
+                let mut packet =
+                    error_response(ResponseType::ServiceUnavailable, "busy, retry later");
+                packet.add_option(coap_lite::CoapOption::MaxAge, vec![5]);
+                packet
+            }
             Err(e) => {
                 tracing::error!("{what} not stored: {e}");
                 error_response(ResponseType::InternalServerError, "not stored, retry")

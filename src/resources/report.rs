@@ -15,6 +15,9 @@ use crate::state::App;
 const MAX_ERROR_LEN: usize = 256;
 
 pub fn handle(app: &App, packet: &Packet, device: &str) -> Reply {
+    if !crate::ota::valid_device_name(device) {
+        return Reply::Now(error_response(ResponseType::NotFound, "unknown device"));
+    }
     let parsed = match parse(packet) {
         Ok(parsed) => parsed,
         Err(resp) => return Reply::Now(resp),

@@ -10,9 +10,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use coap_lite::ResponseType;
+use futures_util::FutureExt;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use crate::coap::endpoint::error_response;
 use crate::coap::{Endpoint, IncomingRequest, RequestMeta, Transmit};
 use crate::resources::{self, Reply};
 use crate::state::App;
@@ -131,7 +134,14 @@ async fn receive_loop(
                         let shared = shared.clone();
                         let meta = request.meta;
                         tokio::spawn(async move {
-                            let packet = future.await;
+                            // A panic must still answer, or the exchange stays
+                            // "in progress" and retransmissions go unanswered.
+                            let packet = std::panic::AssertUnwindSafe(future)
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|_| {
+                                    error_response(ResponseType::InternalServerError, "internal error")
+                                });
                             let out = respond(&shared, Instant::now(), meta, packet);
                             shared.flush(out).await;
                         });

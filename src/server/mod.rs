@@ -39,18 +39,18 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("cannot bind HTTP {}", config.server.http_bind))?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let blobs = BlobStore::open(&data_dir)
+        .with_context(|| format!("cannot use blob dir under {}", data_dir.display()))?;
     let db_path = data_dir.join("lwota.redb");
     let store = Store::open(&db_path)
         .with_context(|| format!("cannot open database {}", db_path.display()))?;
-    let blobs = BlobStore::open(&data_dir)
-        .with_context(|| format!("cannot use blob dir under {}", data_dir.display()))?;
     let records = firmware::list_all(&store.read()?)?;
     let referenced: HashSet<String> = records.iter().map(|r| hex::encode(&r.sha256)).collect();
     let removed = blobs.remove_unreferenced(&referenced)?;
     if removed > 0 {
         tracing::info!("removed {removed} leftover blob files");
     }
-    let catalogue = Catalogue::load(&blobs, records).context("cannot open firmware blobs")?;
+    let catalogue = Catalogue::load(&blobs, records);
 
     coap_socket.set_nonblocking(true)?;
     http_listener.set_nonblocking(true)?;
@@ -65,6 +65,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         blobs,
         catalogue,
         clock,
+        blob_lock: tokio::sync::Mutex::new(()),
+        touches: Default::default(),
     });
     let (shutdown, signal) = watch::channel(false);
     let mut tasks = Vec::new();

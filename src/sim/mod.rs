@@ -139,6 +139,9 @@ pub fn run_cli(args: SimArgs) -> anyhow::Result<()> {
     if !(16..=1024).contains(&args.block) || !args.block.is_power_of_two() {
         anyhow::bail!("--block must be a power of two from 16 to 1024");
     }
+    if !args.poll_interval.is_finite() || !args.duration.is_finite() {
+        anyhow::bail!("--poll-interval and --duration must be numbers of seconds");
+    }
     if !(0.0..=1.0).contains(&args.failure_rate) || !(0.0..=1.0).contains(&args.loss) {
         anyhow::bail!("--failure-rate and --loss must be between 0 and 1");
     }
@@ -149,13 +152,13 @@ pub fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         version: args.version,
         prefix: args.prefix,
         block: args.block,
-        poll_interval: Duration::from_secs_f64(args.poll_interval.max(0.01)),
+        poll_interval: Duration::from_secs_f64(args.poll_interval.clamp(0.01, 86_400.0)),
         failure_rate: args.failure_rate,
         client: ClientConfig {
             loss: args.loss,
             ..ClientConfig::default()
         },
-        duration: Duration::from_secs_f64(args.duration.max(0.1)),
+        duration: Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0 * 30.0)),
         stop_when_done: !args.forever,
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -187,15 +187,17 @@ pub fn unfinished(counts: &[u64; 8]) -> u64 {
         .sum()
 }
 
-/// History detail of an idle poll.
-pub const IDLE_POLL: &str = "nothing to do";
-
-/// Records a poll that found nothing to do. A run of such polls is one
-/// history entry with a count (`repeat`) and the time of the first
-/// (`since`), rewritten in place, so a device that polls every hour for a
-/// year does not add 8,760 entries; anything else in between starts a new
-/// entry.
-pub fn record_idle_poll(txn: &WriteTransaction, device: &str, now: u64) -> Result<(), StoreError> {
+/// Records a poll's outcome (`detail`). A run of polls with the same
+/// outcome is one history entry with a count (`repeat`) and the time of
+/// the first (`since`), rewritten in place, so a device that polls every
+/// hour for a year — or every few seconds during a download — does not add
+/// an entry per poll; anything else in between starts a new entry.
+pub fn record_poll(
+    txn: &WriteTransaction,
+    device: &str,
+    now: u64,
+    detail: &str,
+) -> Result<(), StoreError> {
     let last = {
         let table = txn.open_table(schema::HISTORY)?;
         let mut range = table.range((device, 0u64)..=(device, u64::MAX))?;
@@ -210,10 +212,10 @@ pub fn record_idle_poll(txn: &WriteTransaction, device: &str, now: u64) -> Resul
     };
     match last {
         Some((seq, mut entry))
-            if entry.event == "poll" && entry.detail.as_deref() == Some(IDLE_POLL) =>
+            if entry.event == "poll" && entry.detail.as_deref() == Some(detail) =>
         {
             entry.since = Some(entry.since.unwrap_or(entry.at));
-            entry.repeat = Some(entry.repeat.unwrap_or(1) + 1);
+            entry.repeat = Some(entry.repeat.unwrap_or(1).saturating_add(1));
             entry.at = now;
             txn.open_table(schema::HISTORY)?
                 .insert((device, seq), encode(&entry).as_slice())?;
@@ -222,7 +224,7 @@ pub fn record_idle_poll(txn: &WriteTransaction, device: &str, now: u64) -> Resul
         _ => append_history(
             txn,
             device,
-            &HistoryEntry::note(now, "poll", IDLE_POLL.to_string()),
+            &HistoryEntry::note(now, "poll", detail.to_string()),
         ),
     }
 }

@@ -27,6 +27,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store writer has stopped")]
     Closed,
+    #[error("too many writes queued; retry later")]
+    Busy,
 }
 
 macro_rules! from_redb {

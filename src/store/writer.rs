@@ -21,6 +21,11 @@ use super::StoreError;
 /// thousands of jobs are queued.
 const MAX_BATCH: usize = 4096;
 
+/// Bound on queued jobs. When the disk cannot keep up, new writes are
+/// refused (`StoreError::Busy`: devices get 5.03 and retry later) and
+/// best-effort writes are dropped, instead of memory growing.
+const MAX_QUEUED: usize = 65_536;
+
 /// What a job reports back: the outer error aborted its batch.
 pub type WriteOutcome<T, E> = Result<Result<T, E>, StoreError>;
 
@@ -96,14 +101,14 @@ enum Message {
 
 #[derive(Clone)]
 pub struct WriterHandle {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::SyncSender<Message>,
     stats: Arc<StoreStats>,
     thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl WriterHandle {
     pub fn start(db: Arc<Database>) -> WriterHandle {
-        let (tx, rx) = mpsc::channel::<Message>();
+        let (tx, rx) = mpsc::sync_channel::<Message>(MAX_QUEUED);
         let stats = Arc::new(StoreStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
@@ -129,9 +134,10 @@ impl WriterHandle {
             result: None,
             reply,
         });
-        self.tx
-            .send(Message::Job(job))
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.try_send(Message::Job(job)).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+        })?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -139,12 +145,11 @@ impl WriterHandle {
     where
         F: FnOnce(&WriteTransaction) -> Result<(), StoreError> + Send + 'static,
     {
-        if self
+        if let Err(e) = self
             .tx
-            .send(Message::Job(Box::new(Detached(Some(job)))))
-            .is_err()
+            .try_send(Message::Job(Box::new(Detached(Some(job)))))
         {
-            tracing::debug!("writer stopped; detached write dropped");
+            tracing::debug!("best-effort write dropped: {e}");
         }
     }
 
@@ -182,7 +187,13 @@ fn run_writer(db: &Database, rx: &mpsc::Receiver<Message>, stats: &StoreStats) {
                 Err(_) => break,
             }
         }
-        let outcome = run_batch(db, &mut batch);
+        // A panicking job must not take every later write down with the
+        // thread: its batch is aborted and answered with an error.
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_batch(db, &mut batch)))
+                .unwrap_or_else(|_| {
+                    Err(StoreError::Db("a write job panicked; batch aborted".into()))
+                });
         stats.jobs.fetch_add(batch.len() as u64, Ordering::Relaxed);
         if outcome.is_ok() {
             stats.commits.fetch_add(1, Ordering::Relaxed);
