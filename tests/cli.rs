@@ -202,6 +202,25 @@ fn serve_rejects_bad_config_and_busy_port_with_one_line() {
 }
 
 #[test]
+fn unwritable_data_dir_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // A data dir below a regular file cannot be created (even as root).
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let data = file.join("data");
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["serve", "--data-dir", data.to_str().unwrap()])
+        .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.trim().lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains("cannot create data dir"), "{err}");
+}
+
+#[test]
 fn sigterm_stops_cleanly_with_exit_0() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ChildServer::spawn(dir.path(), "127.0.0.1:0", "127.0.0.1:0");

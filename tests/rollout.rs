@@ -473,4 +473,11 @@ fn idle_polls_are_one_history_entry_with_a_count() {
         ],
         "{history}"
     );
+    // Paging: `seq` of the last entry seen, then `after`.
+    let (_, page) = server.get("/api/v1/devices/i00000/history?limit=3");
+    assert_eq!(page.as_array().unwrap().len(), 3);
+    let after = page[2]["seq"].as_u64().unwrap();
+    let (_, rest) = server.get(&format!("/api/v1/devices/i00000/history?after={after}"));
+    assert_eq!(rest.as_array().unwrap().len(), 4);
+    assert_eq!(rest[0]["event"], "poll");
 }

@@ -149,7 +149,19 @@ pub async fn show(State(app): State<App>, Path(name): Path<String>) -> ApiResult
     Ok(Json(views::device(&name, &device, task.as_ref())))
 }
 
-pub async fn history(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+#[derive(Debug, serde::Deserialize)]
+pub struct HistoryQuery {
+    /// At most this many entries (default: all).
+    limit: Option<usize>,
+    /// Only entries after this `seq` (for paging).
+    after: Option<u64>,
+}
+
+pub async fn history(
+    State(app): State<App>,
+    Path(name): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> ApiResult<Json<Value>> {
     let txn = app.store.read()?;
     if access::device(&txn, &name)?.is_none() {
         return Err(ApiError::not_found(
@@ -158,11 +170,18 @@ pub async fn history(State(app): State<App>, Path(name): Path<String>) -> ApiRes
         ));
     }
     let table = txn.open_table(schema::HISTORY)?;
+    let limit = q.limit.unwrap_or(usize::MAX).max(1);
+    let first = q.after.map_or(0, |a| a.saturating_add(1));
     let mut out = Vec::new();
-    for entry in table.range((name.as_str(), 0u64)..=(name.as_str(), u64::MAX))? {
-        let (_, value) = entry.map_err(crate::store::StoreError::from)?;
+    for entry in table.range((name.as_str(), first)..=(name.as_str(), u64::MAX))? {
+        let (key, value) = entry.map_err(crate::store::StoreError::from)?;
         let h: HistoryEntry = decode(value.value())?;
-        out.push(views::history(&h));
+        let mut item = views::history(&h);
+        item["seq"] = json!(key.value().1);
+        out.push(item);
+        if out.len() >= limit {
+            break;
+        }
     }
     Ok(Json(Value::Array(out)))
 }
