@@ -7,7 +7,7 @@
 //! target version and (for explicit lists) unknown names or devices of
 //! another product.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use redb::{ReadableTable, WriteTransaction};
 use serde::Serialize;
@@ -194,16 +194,22 @@ fn queue_tasks(
         deadline: None,
     };
     let task_bytes = encode(&task);
+    // The history entry depends only on the source version: encode it once
+    // per version, not once per device.
+    let mut entries: HashMap<String, Vec<u8>> = HashMap::new();
     for (seq, (name, mut device)) in (first_seq..).zip(chosen) {
         tasks.insert((id, name.as_str()), task_bytes.as_slice())?;
-        let mut entry = HistoryEntry::note(
-            now,
-            "queued",
-            format!("campaign {id}: {} -> {}", device.version, fw.version),
-        );
-        entry.campaign = Some(id);
-        entry.to = Some(TaskState::Queued);
-        history.insert((name.as_str(), seq), encode(&entry).as_slice())?;
+        let entry = entries.entry(device.version.clone()).or_insert_with(|| {
+            let mut entry = HistoryEntry::note(
+                now,
+                "queued",
+                format!("campaign {id}: {} -> {}", device.version, fw.version),
+            );
+            entry.campaign = Some(id);
+            entry.to = Some(TaskState::Queued);
+            encode(&entry)
+        });
+        history.insert((name.as_str(), seq), entry.as_slice())?;
         device.active_task = Some(id);
         device.last_task = Some(id);
         devices.insert(name.as_str(), encode(&device).as_slice())?;
