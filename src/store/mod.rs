@@ -74,7 +74,8 @@ impl Store {
             txn.open_table(schema::COUNTERS)?;
         }
         txn.commit()?;
-        let writer = writer::WriterHandle::start(db.clone());
+        let writer = writer::WriterHandle::start(db.clone())
+            .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
         Ok(Store { db, writer })
     }
 

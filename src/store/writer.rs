@@ -107,19 +107,18 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn start(db: Arc<Database>) -> WriterHandle {
+    pub fn start(db: Arc<Database>) -> std::io::Result<WriterHandle> {
         let (tx, rx) = mpsc::sync_channel::<Message>(MAX_QUEUED);
         let stats = Arc::new(StoreStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("lwota-writer".into())
-            .spawn(move || run_writer(&db, &rx, &thread_stats))
-            .expect("spawn writer thread");
-        WriterHandle {
+            .spawn(move || run_writer(&db, &rx, &thread_stats))?;
+        Ok(WriterHandle {
             tx,
             stats,
             thread: Arc::new(Mutex::new(Some(thread))),
-        }
+        })
     }
 
     pub async fn submit<T, E, F>(&self, job: F) -> WriteOutcome<T, E>
