@@ -97,6 +97,19 @@ pub struct Peer {
     pub path: String,
 }
 
+impl Peer {
+    /// Wraps a started peer once it serves `path` on loopback `port`.
+    fn ready(child: Child, port: u16, path: &str) -> anyhow::Result<Peer> {
+        let peer = Peer {
+            child,
+            addr: ([127, 0, 0, 1], port).into(),
+            path: path.into(),
+        };
+        wait_ready(peer.addr, &peer.path)?;
+        Ok(peer)
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -161,13 +174,7 @@ pub fn start_aiocoap(image: &Path, dir: &Path) -> anyhow::Result<Peer> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let peer = Peer {
-        child,
-        addr: ([127, 0, 0, 1], port).into(),
-        path: "/fw.bin".into(),
-    };
-    wait_ready(peer.addr, &peer.path)?;
-    Ok(peer)
+    Peer::ready(child, port, "/fw.bin")
 }
 
 pub fn start_libcoap(image: &Path) -> anyhow::Result<Peer> {
@@ -210,13 +217,7 @@ pub fn start_libcoap(image: &Path) -> anyhow::Result<Peer> {
     if !status.success() {
         bail!("uploading the image to coap-server failed");
     }
-    let peer = Peer {
-        child,
-        addr: ([127, 0, 0, 1], port).into(),
-        path: "/fw".into(),
-    };
-    wait_ready(peer.addr, &peer.path)?;
-    Ok(peer)
+    Peer::ready(child, port, "/fw")
 }
 
 /// A plain UDP echo on a thread: answers each datagram with the request's
