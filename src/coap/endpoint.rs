@@ -312,6 +312,18 @@ mod tests {
         p.to_bytes().unwrap()
     }
 
+    /// The endpoint answers `p` itself with 4.02 and hands nothing up.
+    fn assert_rejected_with_bad_option(ep: &mut Endpoint, now: Instant, p: &Packet) {
+        assert!(ep
+            .handle_datagram(now, peer(), &p.to_bytes().unwrap())
+            .is_none());
+        let resp = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
+        assert_eq!(
+            resp.header.code,
+            MessageClass::Response(ResponseType::BadOption)
+        );
+    }
+
     fn content(payload: &[u8]) -> Packet {
         let mut p = Packet::new();
         p.header.code = MessageClass::Response(ResponseType::Content);
@@ -374,27 +386,13 @@ mod tests {
         ))
         .unwrap();
         p.add_option(CoapOption::Block1, vec![0x0e]);
-        assert!(ep
-            .handle_datagram(now, peer(), &p.to_bytes().unwrap())
-            .is_none());
-        let resp = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
-        assert_eq!(
-            resp.header.code,
-            MessageClass::Response(ResponseType::BadOption)
-        );
+        assert_rejected_with_bad_option(&mut ep, now, &p);
 
         let mut p =
             Packet::from_bytes(&request(MessageType::Confirmable, RequestType::Get, 3, "x"))
                 .unwrap();
         p.add_option(CoapOption::Unknown(2049), vec![1]);
-        assert!(ep
-            .handle_datagram(now, peer(), &p.to_bytes().unwrap())
-            .is_none());
-        let resp = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
-        assert_eq!(
-            resp.header.code,
-            MessageClass::Response(ResponseType::BadOption)
-        );
+        assert_rejected_with_bad_option(&mut ep, now, &p);
     }
 
     #[test]
