@@ -64,12 +64,7 @@ fn firmware_device_and_campaign_commands() {
     );
 
     // CSV import: bad lines are reported with their numbers, nothing imported.
-    let csv = dir.path().join("devices.csv");
-    std::fs::write(
-        &csv,
-        "name,product,version\nd1,p,1.0\nbad name,p,1.0\nd3,p\nd4\n",
-    )
-    .unwrap();
+    let csv = fixture("devices-with-errors.csv");
     let o = lwota(&server, &["device", "import", csv.to_str().unwrap()]);
     assert!(!o.status.success());
     let err = stderr(&o);
@@ -77,14 +72,13 @@ fn firmware_device_and_campaign_commands() {
     assert!(!err.contains("line 4"), "d3 without version is fine: {err}");
     let (_, list) = server.get("/api/v1/devices");
     assert_eq!(list.as_array().unwrap().len(), 0, "nothing imported");
-    std::fs::write(&csv, "name,product,version\nd1,p,1.0\nd2,p,1.0\nd3,p,1.5\n").unwrap();
+    let csv = fixture("devices.csv");
     let o = lwota(&server, &["device", "import", csv.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = lwota(&server, &["device", "ls"]);
     assert_eq!(stdout(&o).lines().count(), 4, "{}", stdout(&o));
 
-    let names = dir.path().join("targets.csv");
-    std::fs::write(&names, "name\nd1\nd2\n").unwrap();
+    let names = fixture("targets.csv");
     let o = lwota(
         &server,
         &[
@@ -163,8 +157,7 @@ fn unreachable_server_is_one_clear_line() {
 #[test]
 fn serve_rejects_bad_config_and_busy_port_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[firmware]\nmax_block_size = 100\n").unwrap();
+    let bad = fixture("config/bad-block-size.toml");
     let data = dir.path().join("data");
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
         .args([
@@ -240,4 +233,42 @@ fn sigterm_stops_cleanly_with_exit_0() {
         .success());
     let status = server.child.wait().unwrap();
     assert!(status.success(), "exit {status:?}");
+}
+
+#[test]
+fn serve_runs_on_the_local_test_config_fixture() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["serve", "--config"])
+        .arg(fixture("config/local-test.toml"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (mut coap, mut http_addr) = (None, None);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some((kind, addr)) = line.split_once(" listening on ") {
+            let addr: std::net::SocketAddr = addr.trim().parse().unwrap();
+            assert!(addr.ip().is_loopback() && addr.port() != 0, "{line}");
+            match kind {
+                "coap" => coap = Some(addr),
+                "http" => http_addr = Some(addr),
+                _ => {}
+            }
+        }
+        if coap.is_some() && http_addr.is_some() {
+            break;
+        }
+    }
+    let http_addr = http_addr.expect("http address printed");
+    assert!(coap.is_some(), "coap address printed");
+    let (status, _) = http(ureq::get(&format!("http://{http_addr}/healthz")).call());
+    assert_eq!(status, 200);
+    let _ = child.kill();
+    let _ = child.wait();
 }

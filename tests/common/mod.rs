@@ -291,3 +291,10 @@ pub fn run_sim(config: lwota::sim::SimConfig) -> lwota::sim::SimReport {
         .unwrap()
         .block_on(lwota::sim::run(config))
 }
+
+/// A file under the repository's `fixtures/` (see fixtures/README.md).
+pub fn fixture(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(relative)
+}
