@@ -14,10 +14,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The error and its causes on one line. A cause that its parent's message
+/// already quotes (thiserror's `"...: {source}"` with a `source` field) is
+/// not repeated. Control characters are escaped: messages may carry text
+/// from the server or from devices.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    lwota::cli::escape_line(&parts.join(": "))
 }

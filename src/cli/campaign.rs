@@ -4,102 +4,93 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::client::{cell, print_list, print_table, Client};
-use super::ServerArg;
+use super::client::{append_query, encode, Paging};
+use super::csv_input::read_device_names;
+use super::device::print_names;
+use super::firmware::print_counts;
+use super::output::{cell, escape, interactive, print_fields, print_json, print_list};
+use super::Ctx;
 use crate::ota::task::TaskState;
+
+/// Statuses after which a campaign changes no more.
+const FINAL_STATUSES: [&str; 2] = ["finished", "cancelled"];
 
 #[derive(Debug, clap::Subcommand)]
 pub enum CampaignCmd {
-    /// Roll a firmware out.
+    /// Roll a firmware out to --all, --from-version, --device or --devices-csv.
     Create {
-        #[arg(long)]
+        /// Firmware id to roll out.
+        #[arg(long, value_name = "ID")]
         firmware: String,
         /// Every device of the firmware's product.
-        #[arg(long, conflicts_with_all = ["from_version", "devices_csv"])]
+        #[arg(long, conflicts_with_all = ["from_version", "devices_csv", "device"])]
         all: bool,
         /// Devices currently on this version (repeatable).
-        #[arg(long = "from-version", conflicts_with = "devices_csv")]
+        #[arg(long = "from-version", value_name = "VERSION", conflicts_with_all = ["devices_csv", "device"])]
         from_version: Vec<String>,
-        /// Devices named in the first column of a CSV file.
-        #[arg(long = "devices-csv")]
+        /// One device by name (repeatable; combines with --devices-csv).
+        #[arg(long = "device", value_name = "NAME")]
+        device: Vec<String>,
+        /// Devices named in the first column of a CSV file (a header row such
+        /// as `name` or `DeviceName` is skipped).
+        #[arg(long = "devices-csv", value_name = "FILE")]
         devices_csv: Option<PathBuf>,
-        #[command(flatten)]
-        server: ServerArg,
     },
     /// List campaigns.
-    Ls {
-        #[command(flatten)]
-        server: ServerArg,
-    },
-    /// Show a campaign's counts; --watch redraws until it finishes.
+    Ls,
+    /// Show a campaign's counts per state; --watch refreshes until it ends.
     Show {
+        /// Campaign id.
+        #[arg(value_name = "ID")]
         id: String,
+        /// Refresh until the campaign is finished or cancelled (a progress
+        /// bar on a terminal, one line per refresh otherwise).
         #[arg(long)]
         watch: bool,
-        /// Seconds between redraws with --watch.
-        #[arg(long, default_value_t = 1.0)]
+        /// Seconds between refreshes with --watch (0.1 to 3600).
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
         interval: f64,
-        #[command(flatten)]
-        server: ServerArg,
     },
     /// The devices of a campaign and their task state.
     Devices {
+        /// Campaign id.
+        #[arg(value_name = "ID")]
         id: String,
-        #[arg(long)]
+        /// Only tasks in this state.
+        #[arg(
+            long,
+            value_name = "queued|initiated|downloading|downloaded|verified|updating|updated|failed"
+        )]
         state: Option<String>,
-        #[command(flatten)]
-        server: ServerArg,
     },
     /// Cancel: unfinished tasks fail with error "cancelled".
     Cancel {
+        /// Campaign id.
+        #[arg(value_name = "ID")]
         id: String,
-        #[command(flatten)]
-        server: ServerArg,
     },
 }
 
-pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
+pub fn run(cmd: CampaignCmd, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         CampaignCmd::Create {
             firmware,
             all,
             from_version,
+            device,
             devices_csv,
-            server,
-        } => {
-            let target = if all {
-                json!({"all": true})
-            } else if !from_version.is_empty() {
-                json!({"source_versions": from_version})
-            } else if let Some(path) = devices_csv {
-                json!({"devices": super::device::read_device_names(&path)?})
-            } else {
-                return Err(anyhow!(
-                    "name a target: --all, --from-version V or --devices-csv FILE"
-                ));
-            };
-            let body = json!({"firmware": firmware, "target": target});
-            let c = Client::new(&server.server).post_json("/api/v1/campaigns", &body)?;
-            println!(
-                "campaign {} created: {} tasks, status {}",
-                cell(&c["id"]),
-                cell(&c["total"]),
-                cell(&c["status"])
-            );
-            for (reason, list) in c["skipped"].as_object().into_iter().flatten() {
-                let n = list.as_array().map(Vec::len).unwrap_or(0);
-                if n > 0 {
-                    println!("skipped {n} {reason}");
-                }
+        } => create(ctx, firmware, all, from_version, device, devices_csv),
+        CampaignCmd::Ls => {
+            let list = ctx.client.get("/api/v1/campaigns")?;
+            if ctx.json() {
+                print_json(&list, true);
+                return Ok(());
             }
-            Ok(())
-        }
-        CampaignCmd::Ls { server } => {
-            let list = Client::new(&server.server).get("/api/v1/campaigns")?;
             print_list(
-                &list,
+                list.as_array().map(Vec::as_slice).unwrap_or_default(),
                 &[
                     "ID", "FIRMWARE", "VERSION", "STATUS", "DEVICES", "UPDATED", "FAILED",
                 ],
@@ -121,31 +112,29 @@ pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
             id,
             watch,
             interval,
-            server,
-        } => {
-            let client = Client::new(&server.server);
-            loop {
-                let c = client.get(&format!("/api/v1/campaigns/{id}"))?;
-                if watch {
-                    // Clear the screen and home the cursor between redraws.
-                    print!("\x1b[2J\x1b[H");
-                }
-                print_campaign(&c);
-                if !watch || c["status"].as_str() != Some("running") {
-                    return Ok(());
-                }
-                let pause = Duration::try_from_secs_f64(interval.clamp(0.1, 3600.0));
-                std::thread::sleep(pause.unwrap_or(Duration::from_secs(1)));
+        } => show(ctx, &id, watch, interval),
+        CampaignCmd::Devices { id, state } => {
+            let mut params = Vec::new();
+            if let Some(s) = state {
+                params.push(("state", s));
             }
-        }
-        CampaignCmd::Devices { id, state, server } => {
-            let path = match state {
-                Some(s) => format!("/api/v1/campaigns/{id}/devices?state={s}"),
-                None => format!("/api/v1/campaigns/{id}/devices"),
-            };
-            let list = Client::new(&server.server).get(&path)?;
+            let list = ctx.client.get_all(
+                &append_query(
+                    &format!("/api/v1/campaigns/{}/devices", encode(&id)),
+                    &params,
+                ),
+                Paging {
+                    page: None,
+                    cursor_field: Some("device"),
+                    max: None,
+                },
+            )?;
+            if ctx.json() {
+                print_json(&Value::Array(list.items), true);
+                return Ok(());
+            }
             print_list(
-                &list,
+                &list.items,
                 &["DEVICE", "STATE", "PROGRESS", "ERROR", "UPDATED"],
                 |t| {
                     ["device", "state", "progress", "error", "updated_at"]
@@ -156,16 +145,147 @@ pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        CampaignCmd::Cancel { id, server } => {
-            let c = Client::new(&server.server)
-                .post_json(&format!("/api/v1/campaigns/{id}/cancel"), &json!({}))?;
+        CampaignCmd::Cancel { id } => {
+            let c = ctx.client.post_json(
+                &format!("/api/v1/campaigns/{}/cancel", encode(&id)),
+                &json!({}),
+            )?;
+            if ctx.json() {
+                print_json(&c, true);
+                return Ok(());
+            }
             println!(
-                "campaign {id} cancelled: {} tasks failed with \"cancelled\"",
+                "campaign {} cancelled: {} tasks failed with \"cancelled\"",
+                escape(&id),
                 cell(&c["cancelled"])
             );
             Ok(())
         }
     }
+}
+
+fn create(
+    ctx: &Ctx,
+    firmware: String,
+    all: bool,
+    from_version: Vec<String>,
+    mut devices: Vec<String>,
+    devices_csv: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    if let Some(path) = &devices_csv {
+        devices.extend(read_device_names(path)?);
+    }
+    let target = if all {
+        json!({"all": true})
+    } else if !from_version.is_empty() {
+        json!({"source_versions": from_version})
+    } else if !devices.is_empty() {
+        json!({ "devices": devices })
+    } else if let Some(path) = devices_csv {
+        return Err(anyhow!(
+            "{} lists no devices",
+            escape(&path.display().to_string())
+        ));
+    } else {
+        return Err(anyhow!(
+            "name a target: --all, --from-version V, --device NAME or --devices-csv FILE"
+        ));
+    };
+    let body = json!({"firmware": firmware, "target": target});
+    let c = ctx.client.post_json("/api/v1/campaigns", &body)?;
+    if ctx.json() {
+        print_json(&c, true);
+        return Ok(());
+    }
+    println!(
+        "campaign {} created: {} tasks, status {}",
+        cell(&c["id"]),
+        cell(&c["total"]),
+        cell(&c["status"])
+    );
+    for (reason, list) in c["skipped"].as_object().into_iter().flatten() {
+        let label = format!("skipped {}", escape(&reason.replace('_', " ")));
+        print_names(&label, list);
+    }
+    Ok(())
+}
+
+fn show(ctx: &Ctx, id: &str, watch: bool, interval: f64) -> anyhow::Result<()> {
+    let path = format!("/api/v1/campaigns/{}", encode(id));
+    let pause =
+        Duration::try_from_secs_f64(interval.clamp(0.1, 3600.0)).unwrap_or(Duration::from_secs(1));
+    let bar = (watch && interactive(ctx.output)).then(watch_bar);
+    loop {
+        let c = match ctx.client.get(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                return Err(e);
+            }
+        };
+        let done = !watch
+            || c["status"]
+                .as_str()
+                .map_or(true, |s| FINAL_STATUSES.contains(&s));
+        match (&bar, ctx.json()) {
+            (_, true) => print_json(&c, !watch),
+            (Some(bar), false) => {
+                bar.set_length(c["total"].as_u64().unwrap_or(0));
+                bar.set_position(final_count(&c));
+                bar.set_message(summary(&c));
+                if done {
+                    bar.finish_and_clear();
+                    print_campaign(&c);
+                }
+            }
+            (None, false) if !watch || done => print_campaign(&c),
+            (None, false) => println!(
+                "campaign {} {}/{} final, {}",
+                cell(&c["id"]),
+                final_count(&c),
+                cell(&c["total"]),
+                summary(&c)
+            ),
+        }
+        if done {
+            return Ok(());
+        }
+        std::thread::sleep(pause);
+    }
+}
+
+fn watch_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout());
+    if let Ok(style) =
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} final  {msg}  ({elapsed})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// Tasks that reached `updated` or `failed`.
+fn final_count(c: &Value) -> u64 {
+    ["updated", "failed"]
+        .iter()
+        .filter_map(|s| c["counts"][*s].as_u64())
+        .sum()
+}
+
+/// `status running: updated 3, failed 1, downloading 2, queued 4`, states
+/// with no task left out.
+fn summary(c: &Value) -> String {
+    let states: Vec<String> = TaskState::ALL
+        .iter()
+        .filter_map(|s| {
+            let n = c["counts"][s.as_str()].as_u64()?;
+            (n > 0).then(|| format!("{} {n}", s.as_str()))
+        })
+        .collect();
+    format!("status {}: {}", cell(&c["status"]), states.join(", "))
 }
 
 fn print_campaign(c: &Value) {
@@ -177,9 +297,43 @@ fn print_campaign(c: &Value) {
         cell(&c["status"]),
         cell(&c["total"])
     );
-    let rows: Vec<Vec<String>> = TaskState::ALL
-        .iter()
-        .map(|s| vec![s.as_str().to_string(), cell(&c["counts"][s.as_str()])])
-        .collect();
-    print_table(&["STATE", "DEVICES"], &rows);
+    let mut fields = vec![
+        ("PRODUCT", cell(&c["product"])),
+        ("TARGET", target_text(&c["target"])),
+        ("CREATED", cell(&c["created_at"])),
+        ("FINISHED", cell(&c["finished_at"])),
+    ];
+    for (key, label) in [("kind", "KIND"), ("start_at", "START AT")] {
+        if !c[key].is_null() {
+            fields.push((label, cell(&c[key])));
+        }
+    }
+    print_fields(&fields);
+    println!();
+    print_counts(&c["counts"]);
+}
+
+/// The campaign's target in words.
+fn target_text(target: &Value) -> String {
+    if target["all"].as_bool() == Some(true) {
+        return "all devices of the product".into();
+    }
+    let list = |key: &str| {
+        target[key].as_array().map(|items| {
+            let shown: Vec<String> = items.iter().take(5).map(cell).collect();
+            let more = items.len().saturating_sub(5);
+            if more > 0 {
+                format!("{} (+{more} more)", shown.join(", "))
+            } else {
+                shown.join(", ")
+            }
+        })
+    };
+    if let Some(v) = list("source_versions") {
+        return format!("devices on {v}");
+    }
+    if let Some(d) = list("devices") {
+        return format!("devices {d}");
+    }
+    cell(target)
 }

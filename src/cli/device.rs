@@ -1,69 +1,96 @@
-//! `lwota device add|import|ls|show|history`.
+//! `lwota device add|import|ls|show|history` and `lwota versions`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{anyhow, Context};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use super::client::{cell, print_list, Client};
-use super::ServerArg;
-use crate::ota::devices::{validate, NewDevice};
+use super::client::{append_query, encode, Paging};
+use super::csv_input::read_devices_csv;
+use super::output::{cell, escape, print_fields, print_json, print_list, print_table};
+use super::Ctx;
+
+/// Devices asked for per request by `device ls` (the API's default page
+/// is 10,000; smaller pages keep each answer quick).
+const LS_PAGE: usize = 1_000;
+/// History entries asked for per request.
+const HISTORY_PAGE: usize = 1_000;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DeviceCmd {
     /// Register one device.
     Add {
+        /// Device name (CoAP path segment / LwM2M endpoint): 1-64 of letters, digits, . _ - :.
+        #[arg(value_name = "NAME")]
         name: String,
-        #[arg(long)]
+        /// Product the device belongs to.
+        #[arg(long, value_name = "PRODUCT")]
         product: String,
-        #[arg(long)]
+        /// Version it runs now (optional; its first poll reports it).
+        #[arg(long, value_name = "VERSION")]
         version: Option<String>,
-        #[command(flatten)]
-        server: ServerArg,
     },
     /// Register devices from a CSV file with columns name,product[,version].
     Import {
+        /// CSV file; a header row (name,product,version) is optional.
+        #[arg(value_name = "FILE")]
         file: PathBuf,
-        #[command(flatten)]
-        server: ServerArg,
     },
-    /// List devices.
+    /// List devices (every page of them).
     Ls {
-        #[arg(long)]
+        /// Only devices of this product.
+        #[arg(long, value_name = "PRODUCT")]
         product: Option<String>,
-        #[arg(long)]
+        /// Only devices currently on this version.
+        #[arg(long, value_name = "VERSION")]
         version: Option<String>,
-        #[command(flatten)]
-        server: ServerArg,
+        /// Show at most N devices (default: all).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
-    /// Show one device.
+    /// Show one device and its current task.
     Show {
+        /// Device name.
+        #[arg(value_name = "NAME")]
         name: String,
-        #[command(flatten)]
-        server: ServerArg,
     },
     /// A device's history, oldest first.
     History {
+        /// Device name.
+        #[arg(value_name = "NAME")]
         name: String,
-        #[command(flatten)]
-        server: ServerArg,
+        /// Show at most N entries (oldest first; the rest with --after).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Only entries after this SEQ (the first column).
+        #[arg(long, value_name = "SEQ")]
+        after: Option<u64>,
     },
 }
 
-pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
+#[derive(Debug, clap::Args)]
+pub struct VersionsArgs {
+    /// Product whose devices to count (default: every product).
+    #[arg(long, value_name = "PRODUCT")]
+    product: Option<String>,
+}
+
+pub fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<()> {
     match cmd {
         DeviceCmd::Add {
             name,
             product,
             version,
-            server,
         } => {
             let body = json!({"name": name, "product": product, "version": version});
-            Client::new(&server.server).post_json("/api/v1/devices", &body)?;
-            println!("device {name} registered");
+            let device = ctx.client.post_json("/api/v1/devices", &body)?;
+            if ctx.json() {
+                print_json(&device, true);
+            } else {
+                println!("device {} registered", escape(&name));
+            }
             Ok(())
         }
-        DeviceCmd::Import { file, server } => {
+        DeviceCmd::Import { file } => {
             let devices = read_devices_csv(&file)?;
             let count = devices.len();
             let body = serde_json::to_value(
@@ -72,179 +99,233 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
                     .map(|d| json!({"name": d.name, "product": d.product, "version": d.version}))
                     .collect::<Vec<_>>(),
             )?;
-            let out = Client::new(&server.server).post_json("/api/v1/devices", &body)?;
+            let out = ctx.client.post_json("/api/v1/devices", &body)?;
+            if ctx.json() {
+                print_json(&out, true);
+                return Ok(());
+            }
             let existing = out["existing"].as_array().map(Vec::len).unwrap_or(0);
             println!(
                 "{} of {count} devices registered, {existing} already existed",
                 cell(&out["created"])
             );
+            print_names("already existed", &out["existing"]);
             Ok(())
         }
         DeviceCmd::Ls {
             product,
             version,
-            server,
+            limit,
         } => {
-            let mut query = Vec::new();
+            let mut params = Vec::new();
             if let Some(p) = product {
-                query.push(format!("product={p}"));
+                params.push(("product", p));
             }
             if let Some(v) = version {
-                query.push(format!("version={v}"));
+                params.push(("version", v));
             }
-            let path = format!("/api/v1/devices?{}", query.join("&"));
-            let list = Client::new(&server.server).get(&path)?;
-            print_list(
-                &list,
-                &[
-                    "NAME",
-                    "PRODUCT",
-                    "VERSION",
-                    "LAST SEEN",
-                    "TASK STATE",
-                    "PROGRESS",
-                    "ERROR",
-                ],
-                |d| {
-                    vec![
-                        cell(&d["name"]),
-                        cell(&d["product"]),
-                        cell(&d["version"]),
-                        cell(&d["last_seen"]),
-                        cell(&d["state"]),
-                        cell(&d["task"]["progress"]),
-                        cell(&d["task"]["error"]),
-                    ]
+            let page = limit.map_or(LS_PAGE, |l| l.clamp(1, LS_PAGE));
+            let list = ctx.client.get_all(
+                &append_query("/api/v1/devices", &params),
+                Paging {
+                    page: Some(page),
+                    cursor_field: Some("name"),
+                    max: limit,
                 },
-            );
-            Ok(())
-        }
-        DeviceCmd::Show { name, server } => {
-            let d = Client::new(&server.server).get(&format!("/api/v1/devices/{name}"))?;
-            println!("{}", serde_json::to_string_pretty(&d)?);
-            Ok(())
-        }
-        DeviceCmd::History { name, server } => {
-            let list =
-                Client::new(&server.server).get(&format!("/api/v1/devices/{name}/history"))?;
-            print_list(
-                &list,
-                &[
-                    "AT", "EVENT", "TASK", "STATE", "PROGRESS", "ERROR", "DETAIL",
-                ],
-                |h| {
-                    let change = match (h["from"].as_str(), h["to"].as_str()) {
-                        (Some(f), Some(t)) => format!("{f} -> {t}"),
-                        (None, Some(t)) => t.to_string(),
-                        _ => String::new(),
-                    };
-                    vec![
-                        cell(&h["at"]),
-                        cell(&h["event"]),
-                        cell(&h["task"]),
-                        change,
-                        cell(&h["progress"]),
-                        cell(&h["error"]),
-                        cell(&h["detail"]),
-                    ]
-                },
-            );
-            Ok(())
-        }
-    }
-}
-
-/// A CSV reader that takes an optional header row and ragged lines (so
-/// each line's problem can be reported by number).
-fn csv_reader(path: &Path) -> anyhow::Result<csv::Reader<std::fs::File>> {
-    csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// Reads `name,product[,version]` rows (a header row is optional). Every
-/// bad line is reported with its line number; any bad line means nothing
-/// is imported.
-pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
-    let mut reader = csv_reader(path)?;
-    let mut devices = Vec::new();
-    let mut errors = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let line = record
-            .as_ref()
-            .ok()
-            .and_then(|r| r.position())
-            .map(|p| p.line())
-            .unwrap_or(i as u64 + 1);
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(format!("line {line}: {e}"));
-                continue;
+            )?;
+            let shown = list.items.len();
+            if ctx.json() {
+                print_json(&Value::Array(list.items), true);
+            } else {
+                print_list(
+                    &list.items,
+                    &[
+                        "NAME",
+                        "PRODUCT",
+                        "VERSION",
+                        "LAST SEEN",
+                        "TASK STATE",
+                        "PROGRESS",
+                        "ERROR",
+                    ],
+                    |d| {
+                        vec![
+                            cell(&d["name"]),
+                            cell(&d["product"]),
+                            cell(&d["version"]),
+                            cell(&d["last_seen"]),
+                            cell(&d["state"]),
+                            cell(&d["task"]["progress"]),
+                            cell(&d["task"]["error"]),
+                        ]
+                    },
+                );
             }
-        };
-        if record.iter().all(str::is_empty) {
-            continue;
+            if list.more {
+                eprintln!("(first {shown} devices shown; more with a larger --limit)");
+            }
+            Ok(())
         }
-        if i == 0 && record.get(0) == Some("name") {
-            continue;
+        DeviceCmd::Show { name } => {
+            let d = ctx
+                .client
+                .get(&format!("/api/v1/devices/{}", encode(&name)))?;
+            if ctx.json() {
+                print_json(&d, true);
+                return Ok(());
+            }
+            print_device(&d);
+            Ok(())
         }
-        if record.len() < 2 || record.len() > 3 {
-            errors.push(format!(
-                "line {line}: expected name,product[,version], got {} fields",
-                record.len()
-            ));
-            continue;
-        }
-        let device = NewDevice {
-            name: record[0].to_string(),
-            product: record[1].to_string(),
-            version: record.get(2).filter(|v| !v.is_empty()).map(str::to_string),
-        };
-        match validate(&device) {
-            Ok(()) => devices.push(device),
-            Err(m) => errors.push(format!("line {line}: {m}")),
-        }
+        DeviceCmd::History { name, limit, after } => history(ctx, &name, limit, after),
     }
-    if !errors.is_empty() {
-        for e in &errors {
-            eprintln!("{}: {e}", path.display());
-        }
-        return Err(anyhow!(
-            "{} bad line(s) in {} (first: {}); nothing imported",
-            errors.len(),
-            path.display(),
-            errors[0]
-        ));
-    }
-    if devices.is_empty() {
-        return Err(anyhow!("{} lists no devices", path.display()));
-    }
-    Ok(devices)
 }
 
-/// Reads device names from the first column of a CSV file (header `name`
-/// optional), for campaign targets.
-pub fn read_device_names(path: &Path) -> anyhow::Result<Vec<String>> {
-    let mut reader = csv_reader(path)?;
-    let mut names = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("{} line {}", path.display(), i + 1))?;
-        let name = record.get(0).unwrap_or_default();
-        if name.is_empty() || (i == 0 && name == "name") {
-            continue;
-        }
-        if !crate::ota::valid_device_name(name) {
-            return Err(anyhow!(
-                "{} line {}: {name:?} is not a valid device name",
-                path.display(),
-                i + 1
-            ));
-        }
-        names.push(name.to_string());
+fn history(ctx: &Ctx, name: &str, limit: Option<usize>, after: Option<u64>) -> anyhow::Result<()> {
+    let mut params = Vec::new();
+    if let Some(a) = after {
+        params.push(("after", a.to_string()));
     }
-    Ok(names)
+    let list = ctx.client.get_all(
+        &append_query(
+            &format!("/api/v1/devices/{}/history", encode(name)),
+            &params,
+        ),
+        Paging {
+            // Without --limit today's server answers every entry at once;
+            // a paginated one sends a next link, which is followed.
+            page: limit.map(|l| l.clamp(1, HISTORY_PAGE)),
+            cursor_field: Some("seq"),
+            max: limit,
+        },
+    )?;
+    let more = (list.more, list.more_after);
+    if ctx.json() {
+        print_json(&Value::Array(list.items), true);
+    } else {
+        print_list(
+            &list.items,
+            &[
+                "SEQ", "AT", "EVENT", "TASK", "STATE", "PROGRESS", "ERROR", "REPEAT", "SINCE",
+                "DETAIL",
+            ],
+            |h| {
+                let change = match (h["from"].as_str(), h["to"].as_str()) {
+                    (Some(f), Some(t)) => format!("{} -> {}", escape(f), escape(t)),
+                    (None, Some(t)) => escape(t),
+                    _ => String::new(),
+                };
+                // `repeat` counts collapsed identical events (e.g. idle
+                // polls) between `since` and `at`.
+                let repeat = match h["repeat"].as_u64() {
+                    Some(n) => format!("x{n}"),
+                    None => cell(&h["repeat"]),
+                };
+                vec![
+                    cell(&h["seq"]),
+                    cell(&h["at"]),
+                    cell(&h["event"]),
+                    cell(&h["task"]),
+                    change,
+                    cell(&h["progress"]),
+                    cell(&h["error"]),
+                    repeat,
+                    cell(&h["since"]),
+                    cell(&h["detail"]),
+                ]
+            },
+        );
+    }
+    if more.0 {
+        match &more.1 {
+            Some(seq) => eprintln!(
+                "(more entries follow: lwota device history {} --after {seq})",
+                escape(name)
+            ),
+            None => eprintln!("(more entries follow)"),
+        }
+    }
+    Ok(())
+}
+
+fn print_device(d: &Value) {
+    let mut fields: Vec<(&str, String)> = [
+        ("name", "NAME"),
+        ("product", "PRODUCT"),
+        ("version", "VERSION"),
+        ("created_at", "REGISTERED"),
+        ("last_seen", "LAST SEEN"),
+        ("address", "ADDRESS"),
+        ("battery", "BATTERY"),
+        ("state", "TASK STATE"),
+    ]
+    .iter()
+    .map(|(key, label)| (*label, cell(&d[*key])))
+    .collect();
+    let task = &d["task"];
+    if task.is_object() {
+        fields.extend([
+            ("TASK", cell(&task["task"])),
+            ("CAMPAIGN", cell(&task["campaign"])),
+            ("FIRMWARE", cell(&task["firmware"])),
+            ("TARGET", cell(&task["target_version"])),
+            ("PROGRESS", cell(&task["progress"])),
+            ("ERROR", cell(&task["error"])),
+            ("TASK UPDATED", cell(&task["updated_at"])),
+        ]);
+    }
+    if let Some(lwm2m) = d["lwm2m"].as_object() {
+        for (key, value) in lwm2m {
+            fields.push(("LWM2M", format!("{}: {}", escape(key), cell(value))));
+        }
+    }
+    print_fields(&fields);
+}
+
+/// Prints `reason: a, b, c` when the list is not empty, so the operator
+/// sees which devices, not only how many.
+pub fn print_names(reason: &str, list: &Value) {
+    let names: Vec<String> = list.as_array().into_iter().flatten().map(cell).collect();
+    if !names.is_empty() {
+        println!("{reason} ({}): {}", names.len(), names.join(", "));
+    }
+}
+
+pub fn versions(args: VersionsArgs, ctx: &Ctx) -> anyhow::Result<()> {
+    let mut params = Vec::new();
+    if let Some(p) = args.product {
+        params.push(("product", p));
+    }
+    let counts = ctx.client.get(&append_query("/api/v1/versions", &params))?;
+    if ctx.json() {
+        print_json(&counts, true);
+        return Ok(());
+    }
+    let mut rows: Vec<(String, u64)> = counts
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(v, n)| (v.clone(), n.as_u64().unwrap_or(0)))
+        .collect();
+    // Most common first, like a distribution chart.
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let total: u64 = rows.iter().map(|r| r.1).sum();
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(v, n)| {
+            let shown = if v.is_empty() {
+                "(unknown)"
+            } else {
+                v.as_str()
+            };
+            let share = if total == 0 {
+                0.0
+            } else {
+                *n as f64 * 100.0 / total as f64
+            };
+            vec![escape(shown), n.to_string(), format!("{share:.1}%")]
+        })
+        .collect();
+    print_table(&["VERSION", "DEVICES", "SHARE"], &table);
+    Ok(())
 }

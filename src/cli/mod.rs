@@ -3,57 +3,166 @@
 
 mod campaign;
 mod client;
+mod csv_input;
 mod device;
 mod firmware;
+mod logging;
+mod output;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use std::path::Path;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+pub use logging::LogFormat;
+pub use output::Output;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "lwota",
     version,
-    about = "Lightweight firmware-over-the-air update server for CoAP devices"
+    about = "Lightweight firmware-over-the-air update server for CoAP devices",
+    after_help = "Client commands talk to the admin API at --server (env LWOTA_SERVER). \
+                  Run `lwota completions bash|zsh|fish` for shell completions."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Options every command takes, before or after the subcommand.
+#[derive(Debug, Clone, clap::Args)]
+struct GlobalArgs {
+    /// Admin API base URL, with its scheme (http://HOST:PORT).
+    #[arg(
+        long,
+        global = true,
+        env = "LWOTA_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL",
+        display_order = 900
+    )]
+    server: String,
+    /// Admin API token, sent as `Authorization: Bearer`. Default: env
+    /// LWOTA_TOKEN, else the contents of ./data/admin.token if it exists.
+    #[arg(
+        long,
+        global = true,
+        env = "LWOTA_TOKEN",
+        hide_env_values = true,
+        display_order = 901
+    )]
+    token: Option<String>,
+    /// What client commands print: human (tables) or json (the API's JSON,
+    /// one document per command; one line per refresh with --watch).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = Output::Human,
+        value_name = "human|json",
+        display_order = 902
+    )]
+    output: Output,
+    /// Log line format on stderr: text (for people) or json (one object per
+    /// line, for log shippers).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        value_name = "text|json",
+        display_order = 903
+    )]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server (CoAP on UDP, admin HTTP).
     Serve(serve::ServeArgs),
-    /// Firmware catalogue.
+    /// Firmware catalogue: add, ls, show, rm.
     #[command(subcommand)]
     Firmware(firmware::FirmwareCmd),
-    /// Devices.
+    /// Devices: add, import, ls, show, history.
     #[command(subcommand)]
     Device(device::DeviceCmd),
-    /// Campaigns.
+    /// Campaigns: create, ls, show, devices, cancel.
     #[command(subcommand)]
     Campaign(campaign::CampaignCmd),
+    /// Version distribution of the devices of a product.
+    Versions(device::VersionsArgs),
+    /// Print a shell completion script on stdout.
+    #[command(
+        after_help = "Examples:\n  lwota completions bash > /etc/bash_completion.d/lwota\n  \
+                            lwota completions zsh > \"${fpath[1]}/_lwota\"\n  \
+                            lwota completions fish > ~/.config/fish/completions/lwota.fish"
+    )]
+    Completions {
+        /// Shell to generate for: bash, zsh, fish (also elvish, powershell).
+        #[arg(value_enum, value_name = "bash|zsh|fish")]
+        shell: clap_complete::Shell,
+    },
     /// Simulate a fleet of devices against a server.
     Sim(crate::sim::SimArgs),
     /// Benchmark lwota against peer CoAP servers and the UDP ceiling.
     Bench(crate::bench::BenchArgs),
 }
 
-/// Where the admin API is, for client commands.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServerArg {
-    /// Admin API base URL.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+/// What a client command needs: the API client and the output mode.
+pub(crate) struct Ctx {
+    client: client::Client,
+    output: Output,
+}
+
+impl Ctx {
+    fn new(global: &GlobalArgs) -> anyhow::Result<Ctx> {
+        Ok(Ctx {
+            client: client::Client::new(&global.server, token(global))?,
+            output: global.output,
+        })
+    }
+
+    fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
+/// `--token`, else `LWOTA_TOKEN` (both through clap), else the token file
+/// the server writes on first start, when the CLI runs beside it.
+fn token(global: &GlobalArgs) -> Option<String> {
+    global.token.clone().or_else(|| {
+        std::fs::read_to_string(Path::new("data").join("admin.token"))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    })
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
     match cli.command {
-        Command::Serve(args) => serve::run(args),
-        Command::Firmware(cmd) => firmware::run(cmd),
-        Command::Device(cmd) => device::run(cmd),
-        Command::Campaign(cmd) => campaign::run(cmd),
-        Command::Sim(args) => crate::sim::run_cli(args),
+        Command::Serve(args) => {
+            logging::init(global.log_format);
+            serve::run(args)
+        }
+        Command::Firmware(cmd) => firmware::run(cmd, &Ctx::new(&global)?),
+        Command::Device(cmd) => device::run(cmd, &Ctx::new(&global)?),
+        Command::Campaign(cmd) => campaign::run(cmd, &Ctx::new(&global)?),
+        Command::Versions(args) => device::versions(args, &Ctx::new(&global)?),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lwota", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Sim(args) => crate::sim::run_cli(args, global.output == Output::Json),
         Command::Bench(args) => crate::bench::run_cli(args),
     }
+}
+
+/// A message on one line with every control character escaped (a newline
+/// becomes a space), for the CLI's error line.
+pub fn escape_line(text: &str) -> String {
+    output::escape(&text.replace(['\n', '\r'], " "))
 }

@@ -12,28 +12,22 @@ use crate::ota::clock::SystemClock;
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// Config file (default ./server.toml; embedded defaults if it is absent).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Data directory (redb file and firmware blobs).
-    #[arg(long)]
+    /// Data directory (redb file and firmware blobs; default ./data).
+    #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// CoAP UDP address; port 0 picks a free port.
-    #[arg(long)]
+    /// CoAP UDP address, e.g. 0.0.0.0:5683; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
     coap_bind: Option<SocketAddr>,
-    /// Admin HTTP address; port 0 picks a free port.
-    #[arg(long)]
+    /// Admin HTTP address, e.g. 127.0.0.1:8080; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
     http_bind: Option<SocketAddr>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // Logging is set up by the caller (`super::logging`): the global
+    // --log-format is accepted after `serve` too.
     let mut config = match &args.config {
         Some(path) => Config::load(path, true)?,
         None => Config::load(std::path::Path::new("server.toml"), false)?,

@@ -29,6 +29,10 @@ pub struct DeviceOutcome {
     pub updated: u32,
     pub failed: u32,
     pub errors: u32,
+    /// The run's deadline cut a request or a pause short.
+    pub timed_out: bool,
+    /// The last error this device met, for the CLI's summary.
+    pub last_error: Option<String>,
     pub acked: Vec<Acked>,
 }
 
@@ -48,21 +52,46 @@ pub async fn run(config: &SimConfig, name: String, until: Instant) -> DeviceOutc
     };
     let mut client = match CoapClient::connect(config.server, config.client).await {
         Ok(c) => c,
-        Err(_) => {
+        Err(e) => {
             out.errors += 1;
+            out.last_error = Some(format!("cannot open a UDP socket: {e}"));
             return out;
         }
     };
+    // The deadline also bounds a request in flight: without it one
+    // request to a silent server retransmits for a minute past `until`.
+    let deadline = tokio::time::Instant::from_std(until);
+    if tokio::time::timeout_at(
+        deadline,
+        lifecycle(&mut client, config, &name, until, &mut out),
+    )
+    .await
+    .is_err()
+    {
+        out.timed_out = true;
+    }
+    out
+}
+
+/// Polls, updates and reports until `until` or, with `stop_when_done`,
+/// until a task reached a final state.
+async fn lifecycle(
+    client: &mut CoapClient,
+    config: &SimConfig,
+    name: &str,
+    until: Instant,
+    out: &mut DeviceOutcome,
+) {
     let mut done = false;
     while Instant::now() < until {
-        match poll(&mut client, config, &name, &out.version).await {
+        match poll(client, config, name, &out.version).await {
             Ok(Some(offer)) => {
                 out.polls += 1;
                 out.acked.push(Acked {
                     task: offer.task.clone(),
                     state: "initiated".into(),
                 });
-                match update(&mut client, config, &name, &offer, &mut out).await {
+                match update(client, config, name, &offer, out).await {
                     Ok(true) => {
                         // "Reboot" into the new version; the next poll confirms it.
                         out.version = offer.version.clone();
@@ -73,7 +102,10 @@ pub async fn run(config: &SimConfig, name: String, until: Instant) -> DeviceOutc
                         out.failed += 1;
                         done = true;
                     }
-                    Err(_) => out.errors += 1,
+                    Err(e) => {
+                        out.errors += 1;
+                        out.last_error = Some(e);
+                    }
                 }
                 continue;
             }
@@ -83,12 +115,14 @@ pub async fn run(config: &SimConfig, name: String, until: Instant) -> DeviceOutc
                     break;
                 }
             }
-            Err(_) => out.errors += 1,
+            Err(e) => {
+                out.errors += 1;
+                out.last_error = Some(e);
+            }
         }
         let jitter = rand::thread_rng().gen_range(0.8..1.2);
         tokio::time::sleep(config.poll_interval.mul_f64(jitter)).await;
     }
-    out
 }
 
 fn cbor_map(entries: Vec<(&str, Value)>) -> Vec<u8> {

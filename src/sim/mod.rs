@@ -105,37 +105,108 @@ pub async fn run(config: SimConfig) -> SimReport {
 
 #[derive(Debug, clap::Args)]
 pub struct SimArgs {
-    /// CoAP address of the server.
-    #[arg(long, default_value = "127.0.0.1:5683")]
+    /// CoAP address (IP:PORT) of the server the devices poll.
+    #[arg(long, default_value = "127.0.0.1:5683", value_name = "ADDR")]
     coap: SocketAddr,
-    #[arg(long, default_value_t = 10)]
+    /// Number of simulated devices.
+    #[arg(long, default_value_t = 10, value_name = "N")]
     devices: usize,
-    #[arg(long, default_value = "sim-product")]
+    /// Product the devices report.
+    #[arg(long, default_value = "sim-product", value_name = "PRODUCT")]
     product: String,
-    #[arg(long, default_value = "1.0.0")]
+    /// Version the devices start on.
+    #[arg(long, default_value = "1.0.0", value_name = "VERSION")]
     version: String,
-    #[arg(long, default_value = "sim-")]
+    /// Device names are PREFIX00000, PREFIX00001, ...
+    #[arg(long, default_value = "sim-", value_name = "PREFIX")]
     prefix: String,
-    #[arg(long, default_value_t = 1024)]
+    /// Block size to ask for: 16, 32, 64, 128, 256, 512 or 1024.
+    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
     block: usize,
     /// Seconds between polls when idle.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
     poll_interval: f64,
     /// Fraction of updates that fail (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     failure_rate: f64,
     /// Fraction of datagrams lost each way (0..1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     loss: f64,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 300.0)]
+    /// Stop after this many seconds, whatever the devices are doing.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
     duration: f64,
     /// Keep polling after the update instead of stopping.
     #[arg(long)]
     forever: bool,
 }
 
-pub fn run_cli(args: SimArgs) -> anyhow::Result<()> {
+/// How long the start-up check waits for the server's answer to a CoAP
+/// ping, per try, and how many tries it makes (so a server that is not
+/// there is reported within about 3 s, not after the fleet's first
+/// minute of retransmissions).
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+const PROBE_TRIES: u32 = 3;
+
+/// Checks that something answers CoAP at `server` with a CoAP ping (an
+/// empty CON, RFC 7252 §4.3; any answer with its message id counts). A
+/// connected socket also learns of ICMP "port unreachable" at once.
+pub async fn probe(server: SocketAddr, within: Duration) -> anyhow::Result<()> {
+    use coap_lite::{MessageClass, MessageType, Packet};
+    let bind: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(bind).await?;
+    socket
+        .connect(server)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot send to {server}: {e}"))?;
+    let mut ping = Packet::new();
+    ping.header.set_type(MessageType::Confirmable);
+    ping.header.code = MessageClass::Empty;
+    ping.header.message_id = rand::random();
+    let bytes = ping
+        .to_bytes()
+        .map_err(|e| anyhow::anyhow!("cannot encode a CoAP ping: {e:?}"))?;
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 1500];
+    for _ in 0..PROBE_TRIES {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        let wait = PROBE_WAIT.min(deadline - now);
+        let refused = |e: &std::io::Error| {
+            anyhow::anyhow!(
+                "no CoAP server at {server}: {e}; is `lwota serve` running there (see --coap)?"
+            )
+        };
+        socket.send(&bytes).await.map_err(|e| refused(&e))?;
+        let answer = tokio::time::timeout(wait, async {
+            loop {
+                let n = socket.recv(&mut buf).await?;
+                if let Ok(p) = Packet::from_bytes(&buf[..n]) {
+                    if p.header.message_id == ping.header.message_id {
+                        return Ok::<(), std::io::Error>(());
+                    }
+                }
+            }
+        })
+        .await;
+        match answer {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => return Err(refused(&e)),
+            Err(_) => continue,
+        }
+    }
+    anyhow::bail!(
+        "no CoAP server answers at {server} (no reply to a CoAP ping within {:.1}s); is `lwota serve` running there (see --coap)?",
+        within.min(PROBE_WAIT * PROBE_TRIES).as_secs_f64()
+    )
+}
+
+pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
     if !(16..=1024).contains(&args.block) || !args.block.is_power_of_two() {
         anyhow::bail!("--block must be a power of two from 16 to 1024");
     }
@@ -145,8 +216,10 @@ pub fn run_cli(args: SimArgs) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.failure_rate) || !(0.0..=1.0).contains(&args.loss) {
         anyhow::bail!("--failure-rate and --loss must be between 0 and 1");
     }
+    let duration = Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0 * 30.0));
+    let server = args.coap;
     let config = SimConfig {
-        server: args.coap,
+        server,
         devices: args.devices,
         product: args.product,
         version: args.version,
@@ -158,19 +231,61 @@ pub fn run_cli(args: SimArgs) -> anyhow::Result<()> {
             loss: args.loss,
             ..ClientConfig::default()
         },
-        duration: Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0 * 30.0)),
+        duration,
         stop_when_done: !args.forever,
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(run(config));
-    println!(
-        "{} devices: {} updated, {} failed, {} polls, {} blocks in {:.1}s",
-        report.devices.len(),
-        report.updated(),
-        report.failed(),
-        report.polls(),
-        report.blocks(),
-        report.elapsed.as_secs_f64()
-    );
+    let report = runtime.block_on(async move {
+        // With simulated loss the ping may be lost too; the fleet's own
+        // retransmissions cope with that, so only a loss-free run probes.
+        if config.client.loss == 0.0 {
+            probe(server, duration).await?;
+        }
+        Ok::<_, anyhow::Error>(run(config).await)
+    })?;
+    let answered = report
+        .devices
+        .iter()
+        .any(|d| d.polls > 0 || d.blocks > 0 || !d.acked.is_empty());
+    if json {
+        let devices: Vec<serde_json::Value> = report
+            .devices
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "name": d.name, "version": d.version, "polls": d.polls,
+                    "blocks": d.blocks, "updated": d.updated, "failed": d.failed,
+                    "errors": d.errors, "last_error": d.last_error,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "devices": report.devices.len(), "updated": report.updated(),
+                "failed": report.failed(), "polls": report.polls(),
+                "blocks": report.blocks(), "elapsed_s": report.elapsed.as_secs_f64(),
+                "per_device": devices,
+            })
+        );
+    } else {
+        println!(
+            "{} devices: {} updated, {} failed, {} polls, {} blocks in {:.1}s",
+            report.devices.len(),
+            report.updated(),
+            report.failed(),
+            report.polls(),
+            report.blocks(),
+            report.elapsed.as_secs_f64()
+        );
+    }
+    if !answered && !report.devices.is_empty() {
+        let reason = report
+            .devices
+            .iter()
+            .find_map(|d| d.last_error.clone())
+            .unwrap_or_else(|| "no answer before --duration ran out".into());
+        anyhow::bail!("no device got an answer from {server}: {reason}");
+    }
     Ok(())
 }
