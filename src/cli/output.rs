@@ -54,8 +54,8 @@ pub fn cell(value: &Value) -> String {
 }
 
 /// Prints a JSON document for scripts. serde_json already escapes C0
-/// characters inside strings; DEL and C1 characters it leaves raw, so they
-/// are escaped here too (they can only occur inside strings, where `\uXXXX`
+/// characters inside strings; DEL, C1 and bidi overrides it leaves raw, so
+/// they are escaped here too (they can only occur inside strings, where `\uXXXX`
 /// is valid JSON).
 pub fn print_json(value: &Value, pretty: bool) {
     let text = if pretty {
@@ -70,7 +70,7 @@ pub fn print_json(value: &Value, pretty: bool) {
 fn json_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && c != '\n' {
+        if c != '\n' && is_unsafe(c) {
             let _ = write!(out, "\\u{:04x}", u32::from(c));
         } else {
             out.push(c);
@@ -143,9 +143,9 @@ mod tests {
 
     #[test]
     fn json_output_has_no_raw_control_characters() {
-        let value = serde_json::json!({"error": "\x1b[2J\u{7f}\u{9b}x"});
+        let value = serde_json::json!({"error": "\x1b[2J\u{7f}\u{9b}x\u{202e}"});
         let text = json_safe(&serde_json::to_string(&value).unwrap());
-        assert!(!text.chars().any(|c| c.is_control()), "{text}");
+        assert!(!text.chars().any(is_unsafe), "{text}");
         let back: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
     }
