@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::client::{append_query, encode, Paging};
@@ -214,57 +213,37 @@ fn show(ctx: &Ctx, id: &str, watch: bool, interval: f64) -> anyhow::Result<()> {
     let path = format!("/api/v1/campaigns/{}", encode(id));
     let pause =
         Duration::try_from_secs_f64(interval.clamp(0.1, 3600.0)).unwrap_or(Duration::from_secs(1));
-    let bar = (watch && interactive(ctx.output)).then(watch_bar);
+    let is_done = |c: &Value| {
+        c["status"]
+            .as_str()
+            .is_none_or(|s| FINAL_STATUSES.contains(&s))
+    };
     loop {
-        let c = match ctx.client.get(&path) {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(bar) = &bar {
-                    bar.abandon();
-                }
-                return Err(e);
-            }
-        };
-        let done = !watch
-            || c["status"]
-                .as_str()
-                .map_or(true, |s| FINAL_STATUSES.contains(&s));
-        match (&bar, ctx.json()) {
-            (_, true) => print_json(&c, !watch),
-            (Some(bar), false) => {
-                bar.set_length(c["total"].as_u64().unwrap_or(0));
-                bar.set_position(final_count(&c));
-                bar.set_message(summary(&c));
-                if done {
-                    bar.finish_and_clear();
-                    print_campaign(&c);
-                }
-            }
-            (None, false) if !watch || done => print_campaign(&c),
-            (None, false) => println!(
+        let c = ctx.client.get(&path)?;
+        let done = !watch || is_done(&c);
+        if ctx.json() {
+            // One document, or one line per refresh with --watch.
+            print_json(&c, !watch);
+        } else if done {
+            print_campaign(&c);
+        } else if interactive(ctx.output) {
+            let last = super::watch::run(ctx, id, c, pause, is_done, final_count, summary)?;
+            print_campaign(&last);
+            return Ok(());
+        } else {
+            println!(
                 "campaign {} {}/{} final, {}",
                 cell(&c["id"]),
                 final_count(&c),
                 cell(&c["total"]),
                 summary(&c)
-            ),
+            );
         }
         if done {
             return Ok(());
         }
         std::thread::sleep(pause);
     }
-}
-
-fn watch_bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout());
-    if let Ok(style) =
-        ProgressStyle::with_template("[{bar:30}] {pos}/{len} final  {msg}  ({elapsed})")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.enable_steady_tick(Duration::from_millis(250));
-    bar
 }
 
 /// Tasks that reached `updated` or `failed`.

@@ -9,6 +9,7 @@ mod firmware;
 mod logging;
 mod output;
 mod serve;
+mod watch;
 
 use std::path::Path;
 
@@ -141,8 +142,30 @@ fn token(global: &GlobalArgs) -> Option<String> {
     })
 }
 
+/// Client commands end quietly when their reader goes away (`lwota device
+/// ls | head`) instead of panicking in `println!`: Rust ignores SIGPIPE by
+/// default, so restore the default action. Not for `serve`, whose sockets
+/// rely on EPIPE errors rather than a signal.
+fn die_on_sigpipe() {
+    // SAFETY: resetting a signal to its default action at start-up, before
+    // any thread is spawned; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
+    if matches!(
+        cli.command,
+        Command::Firmware(_)
+            | Command::Device(_)
+            | Command::Campaign(_)
+            | Command::Versions(_)
+            | Command::Completions { .. }
+    ) {
+        die_on_sigpipe();
+    }
     match cli.command {
         Command::Serve(args) => {
             logging::init(global.log_format);
