@@ -312,6 +312,27 @@ fn device_ls_pages_through_everything() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("first 5 devices"));
     let all = json_of(&server, &["device", "ls", "--product", "p"]);
     assert_eq!(all.as_array().unwrap().len(), 2_500);
+
+    // `lwota device ls | head -1`: the closed pipe ends it quietly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args([
+            "device",
+            "ls",
+            "--server",
+            &format!("http://{}", server.http),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("NAME"), "{first}");
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{err}");
 }
 
 /// A minimal HTTP server that answers each request from `pages` in turn
