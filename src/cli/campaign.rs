@@ -83,13 +83,16 @@ pub fn run(cmd: CampaignCmd, ctx: &Ctx) -> anyhow::Result<()> {
             devices_csv,
         } => create(ctx, firmware, all, from_version, device, devices_csv),
         CampaignCmd::Ls => {
-            let list = ctx.client.get("/api/v1/campaigns")?;
+            let list = ctx
+                .client
+                .get_all("/api/v1/campaigns", Paging::SERVER)?
+                .items;
             if ctx.json() {
-                print_json(&list, true);
+                print_json(&Value::Array(list), true);
                 return Ok(());
             }
             print_list(
-                list.as_array().map(Vec::as_slice).unwrap_or_default(),
+                &list,
                 &[
                     "ID", "FIRMWARE", "VERSION", "STATUS", "DEVICES", "UPDATED", "FAILED",
                 ],

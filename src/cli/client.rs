@@ -36,6 +36,16 @@ pub struct Paging<'a> {
     pub max: Option<usize>,
 }
 
+impl Paging<'static> {
+    /// Pages only if the server says so (a `next` link): for listings the
+    /// API answers whole today.
+    pub const SERVER: Paging<'static> = Paging {
+        page: None,
+        cursor_field: None,
+        max: None,
+    };
+}
+
 /// Items of a listing, and whether the server had more than `max`.
 #[derive(Debug, Default)]
 pub struct Listing {

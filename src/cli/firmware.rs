@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
-use super::client::append_query;
+use super::client::{append_query, Paging};
 use super::csv_input::open_file;
 use super::output::{cell, interactive, print_fields, print_json, print_list, print_table};
 use super::Ctx;
@@ -119,13 +119,16 @@ pub fn run(cmd: FirmwareCmd, ctx: &Ctx) -> anyhow::Result<()> {
             if let Some(p) = product {
                 params.push(("product", p));
             }
-            let list = ctx.client.get(&append_query("/api/v1/firmware", &params))?;
+            let list = ctx
+                .client
+                .get_all(&append_query("/api/v1/firmware", &params), Paging::SERVER)?
+                .items;
             if ctx.json() {
-                print_json(&list, true);
+                print_json(&Value::Array(list), true);
                 return Ok(());
             }
             print_list(
-                list.as_array().map(Vec::as_slice).unwrap_or_default(),
+                &list,
                 &[
                     "ID",
                     "PRODUCT",

@@ -189,3 +189,59 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn escape_line(text: &str) -> String {
     output::escape(&text.replace(['\n', '\r'], " "))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Every argument of every command says what it is for.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "lwota", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
+
+    #[test]
+    fn client_options_work_before_and_after_the_subcommand() {
+        let cli = Cli::try_parse_from(["lwota", "--output", "json", "firmware", "ls"]).unwrap();
+        assert_eq!(cli.global.output, Output::Json);
+        let cli = Cli::try_parse_from([
+            "lwota",
+            "device",
+            "ls",
+            "--server",
+            "http://h:1",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.server, "http://h:1");
+        assert_eq!(cli.global.output, Output::Json);
+        let cli = Cli::try_parse_from(["lwota", "serve", "--log-format", "json"]).unwrap();
+        assert_eq!(cli.global.log_format, LogFormat::Json);
+        assert!(Cli::try_parse_from(["lwota", "--output", "yaml", "firmware", "ls"]).is_err());
+    }
+}
