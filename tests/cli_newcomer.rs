@@ -94,6 +94,21 @@ fn sim_honours_duration_against_a_live_server() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(took < Duration::from_secs(6), "took {took:?}");
     assert!(stdout(&o).contains("2 devices"), "{}", stdout(&o));
+
+    let (o, _) = sim(&[
+        "--output",
+        "json",
+        "--coap",
+        &coap,
+        "--devices",
+        "1",
+        "--duration",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["devices"], 1);
+    assert!(report["polls"].as_u64().unwrap() >= 1, "{report}");
 }
 
 #[test]

@@ -282,13 +282,24 @@ fn print_device(d: &Value) {
     print_fields(&fields);
 }
 
-/// Prints `reason: a, b, c` when the list is not empty, so the operator
-/// sees which devices, not only how many.
+/// Names printed by [`print_names`] before it only counts the rest.
+const NAMES_SHOWN: usize = 100;
+
+/// Prints `reason (3): a, b, c` when the list is not empty, so the
+/// operator sees which devices, not only how many.
 pub fn print_names(reason: &str, list: &Value) {
-    let names: Vec<String> = list.as_array().into_iter().flatten().map(cell).collect();
-    if !names.is_empty() {
-        println!("{reason} ({}): {}", names.len(), names.join(", "));
+    let all = list.as_array().map(Vec::as_slice).unwrap_or_default();
+    if all.is_empty() {
+        return;
     }
+    let names: Vec<String> = all.iter().take(NAMES_SHOWN).map(cell).collect();
+    let rest = all.len() - names.len();
+    let more = if rest > 0 {
+        format!(" (+{rest} more; --output json lists them all)")
+    } else {
+        String::new()
+    };
+    println!("{reason} ({}): {}{more}", all.len(), names.join(", "));
 }
 
 pub fn versions(args: VersionsArgs, ctx: &Ctx) -> anyhow::Result<()> {
