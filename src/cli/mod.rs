@@ -33,6 +33,9 @@ pub struct Cli {
     command: Command,
 }
 
+/// The admin API of a server started with no arguments.
+const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
 /// Options every command takes, before or after the subcommand.
 #[derive(Debug, Clone, clap::Args)]
 struct GlobalArgs {
@@ -41,7 +44,7 @@ struct GlobalArgs {
         long,
         global = true,
         env = "LWOTA_SERVER",
-        default_value = "http://127.0.0.1:8080",
+        default_value = DEFAULT_SERVER,
         value_name = "URL",
         display_order = 900
     )]
@@ -121,7 +124,11 @@ pub(crate) struct Ctx {
 impl Ctx {
     fn new(global: &GlobalArgs) -> anyhow::Result<Ctx> {
         Ok(Ctx {
-            client: client::Client::new(&global.server, token(global))?,
+            // An empty LWOTA_SERVER (exported but unset) means the default.
+            client: match global.server.trim() {
+                "" => client::Client::new(DEFAULT_SERVER, token(global))?,
+                server => client::Client::new(server, token(global))?,
+            },
             output: global.output,
         })
     }
