@@ -210,3 +210,96 @@ impl Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::{mpsc, Mutex};
+    use std::time::Duration;
+
+    use crate::model::DeviceRecord;
+    use crate::store::{Store, StoreError, StoreOptions, Tx, WriteOutcome};
+    use crate::time::Timestamp;
+
+    fn device() -> DeviceRecord {
+        DeviceRecord::new("p", "1", Timestamp::ZERO)
+    }
+
+    fn put(store: &Store, name: String) -> impl std::future::Future<Output = WriteOutcome<(), ()>> {
+        store.write(move |tx: &mut dyn Tx| {
+            tx.put_device(&name, &device())?;
+            Ok(Ok(()))
+        })
+    }
+
+    #[test]
+    fn failing_and_panicking_jobs_fail_alone_and_the_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
+        runtime.block_on(async {
+            // Hold the writer in a first batch, so every later job queues
+            // into one second batch.
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let gate_channels = Mutex::new((started_tx, release_rx));
+            let mut held = false;
+            let gate = store.write(move |_tx| {
+                if !held {
+                    held = true;
+                    let channels = gate_channels.lock().unwrap();
+                    let _ = channels.0.send(());
+                    let _ = channels.1.recv_timeout(Duration::from_secs(10));
+                }
+                Ok(Ok::<(), ()>(()))
+            });
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+
+            let mut good = Vec::new();
+            for i in 0..3 {
+                good.push(put(&store, format!("good-{i}")));
+            }
+            let failing = store.write(|tx: &mut dyn Tx| {
+                tx.put_device("bad-error", &device())?;
+                Err::<Result<(), ()>, _>(StoreError::Db("boom".into()))
+            });
+            for i in 3..6 {
+                good.push(put(&store, format!("good-{i}")));
+            }
+            let panicking = store.write(|tx: &mut dyn Tx| {
+                tx.put_device("bad-panic", &device())?;
+                if tx.device("bad-panic")?.is_some() {
+                    panic!("job bug");
+                }
+                Ok(Ok::<(), ()>(()))
+            });
+            good.push(put(&store, "good-last".into()));
+            release_tx.send(()).unwrap();
+
+            assert!(matches!(gate.await, Ok(Ok(()))));
+            for job in good {
+                assert!(matches!(job.await, Ok(Ok(()))));
+            }
+            assert!(matches!(failing.await, Err(StoreError::Db(m)) if m == "boom"));
+            assert!(matches!(panicking.await, Err(StoreError::JobPanicked(m)) if m == "job bug"));
+        });
+        let read = store.read().unwrap();
+        for i in 0..6 {
+            assert!(
+                read.device(&format!("good-{i}")).unwrap().is_some(),
+                "good-{i}"
+            );
+        }
+        assert!(read.device("good-last").unwrap().is_some());
+        assert!(read.device("bad-error").unwrap().is_none());
+        assert!(read.device("bad-panic").unwrap().is_none());
+        let stats = store.stats();
+        assert_eq!(stats.isolated_failures.load(Ordering::Relaxed), 2);
+        // One commit (one fsync) for the gate, one for everything else.
+        assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
+        store.shutdown();
+    }
+}
