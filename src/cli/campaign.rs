@@ -143,7 +143,7 @@ pub fn run(cmd: CampaignCmd) -> anyhow::Result<()> {
                 Some(s) => format!("/api/v1/campaigns/{id}/devices?state={s}"),
                 None => format!("/api/v1/campaigns/{id}/devices"),
             };
-            let list = Client::new(&server.server).get(&path)?;
+            let list = Client::new(&server.server).get_all(&path)?;
             print_list(
                 &list,
                 &["DEVICE", "STATE", "PROGRESS", "ERROR", "UPDATED"],

@@ -20,6 +20,29 @@ impl Client {
         self.finish(self.agent.get(&self.url(path)).call())
     }
 
+    /// GETs a paged listing whole: follows `Link: <...>; rel="next"`
+    /// until the server gives no next page, concatenating the arrays.
+    /// Bounded by `MAX_PAGES` so a misbehaving server cannot loop forever.
+    pub fn get_all(&self, path: &str) -> anyhow::Result<Value> {
+        const MAX_PAGES: usize = 100_000;
+        let mut items = Vec::new();
+        let mut next = Some(path.to_string());
+        for _ in 0..MAX_PAGES {
+            let Some(path) = next.take() else {
+                break;
+            };
+            let response = self.agent.get(&self.url(&path)).call();
+            if let Ok(response) = &response {
+                next = response.header("link").and_then(next_link);
+            }
+            match self.finish(response)? {
+                Value::Array(page) => items.extend(page),
+                other => return Ok(other),
+            }
+        }
+        Ok(Value::Array(items))
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.finish(self.agent.post(&self.url(path)).send_json(body.clone()))
     }
@@ -69,6 +92,18 @@ impl Client {
             Err(e) => Err(anyhow!("cannot reach {}: {e}", self.base)),
         }
     }
+}
+
+/// The target of a `Link: <TARGET>; rel="next"` header.
+fn next_link(link: &str) -> Option<String> {
+    let (target, params) = link.split_once(';')?;
+    params.contains("rel=\"next\"").then(|| {
+        target
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_string()
+    })
 }
 
 /// Prints a JSON array as a table, one row per element.

@@ -126,7 +126,7 @@ pub fn run(cmd: DeviceCmd) -> anyhow::Result<()> {
         }
         DeviceCmd::History { name, server } => {
             let list =
-                Client::new(&server.server).get(&format!("/api/v1/devices/{name}/history"))?;
+                Client::new(&server.server).get_all(&format!("/api/v1/devices/{name}/history"))?;
             print_list(
                 &list,
                 &[
