@@ -250,5 +250,6 @@ pub async fn metrics(State(app): State<App>) -> Json<Value> {
     Json(json!({
         "commits": stats.commits.load(Ordering::Relaxed),
         "write_jobs": stats.jobs.load(Ordering::Relaxed),
+        "isolated_write_failures": stats.isolated_failures.load(Ordering::Relaxed),
     }))
 }

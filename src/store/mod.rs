@@ -82,7 +82,8 @@ impl Default for StoreOptions {
 
 /// A consistent view of the data. Every range operation takes a `limit`
 /// (and an exclusive `after` cursor), so no caller can ask for an
-/// unbounded scan.
+/// unbounded scan, and each maps to one indexed `SELECT … WHERE key > $after
+/// ORDER BY key LIMIT $n` in SQL.
 pub trait ReadTx {
     fn device(&self, name: &str) -> Result<Option<DeviceRecord>>;
     /// Devices in name order, after `after`, at most `limit`.
@@ -124,6 +125,13 @@ pub trait ReadTx {
 /// A write transaction. Nothing is visible to readers, nor durable, until
 /// the whole transaction commits; a job that returns `Err` (or panics) has
 /// all its writes discarded.
+///
+/// Shaped for more than one backend (module docs): no operation needs a
+/// process-global counter on the hot path (history sequences are per
+/// device), timers are claimed with [`Tx::take_due_timers`] (`FOR UPDATE
+/// SKIP LOCKED`), counts stay behind [`Tx::put_task`], and a poll's history
+/// write is one [`Tx::record_poll`] call a backend may turn into an
+/// appended event.
 pub trait Tx: ReadTx {
     fn next_firmware_id(&mut self) -> Result<FirmwareId>;
     fn next_campaign_id(&mut self) -> Result<CampaignId>;
