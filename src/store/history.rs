@@ -115,3 +115,55 @@ pub(super) fn record_poll(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryTx;
+    use crate::store::ReadTx;
+
+    fn note(at: u64) -> HistoryEntry {
+        HistoryEntry::note(Timestamp::from_millis(at), "x", at.to_string())
+    }
+
+    #[test]
+    fn old_gapped_keys_without_a_count_are_counted_then_capped() {
+        let mut rows = MemoryTx::default();
+        // Keys from the old global sequence: gaps, no stored count.
+        for seq in [3, 40, 41, 900] {
+            rows.put("d", seq, &note(seq)).unwrap();
+        }
+        append(&mut rows, "d", &note(1000), 4).unwrap();
+        let h = rows.history("d", None, 100).unwrap();
+        let seqs: Vec<u64> = h.iter().map(|(s, _)| *s).collect();
+        // Five entries over a cap of four: the oldest two became one note.
+        assert_eq!(seqs, [40, 41, 900, 901]);
+        assert_eq!(h[0].1.event, HistoryEntry::TRUNCATED);
+        assert_eq!(h[0].1.repeat, Some(2));
+        assert_eq!(rows.stored_len("d").unwrap(), Some(4));
+        // The next drop folds one more entry into the note.
+        append(&mut rows, "d", &note(1001), 4).unwrap();
+        let h = rows.history("d", None, 100).unwrap();
+        assert_eq!(h.len(), 4);
+        assert_eq!(h[0].1.repeat, Some(3));
+        assert_eq!(h[0].0, 41);
+    }
+
+    #[test]
+    fn a_history_far_over_its_cap_shrinks_by_a_bounded_step_per_append() {
+        let mut rows = MemoryTx::default();
+        for seq in 1..=200 {
+            rows.put("d", seq, &note(seq)).unwrap();
+        }
+        append(&mut rows, "d", &note(201), 10).unwrap();
+        let len = rows.history("d", None, 1000).unwrap().len() as u64;
+        assert_eq!(len, 201 - MAX_DROP_PER_APPEND);
+        for i in 0..10 {
+            append(&mut rows, "d", &note(202 + i), 10).unwrap();
+        }
+        assert_eq!(rows.history("d", None, 1000).unwrap().len(), 10);
+        let first = &rows.history("d", None, 1).unwrap()[0].1;
+        // Every dropped entry is counted: 211 written, 9 real ones kept.
+        assert_eq!(first.repeat, Some(211 - 9));
+    }
+}
