@@ -52,7 +52,12 @@ fn append_after(
     entry: &HistoryEntry,
     cap: usize,
 ) -> Result<()> {
-    let len = len_of(rows, device)?;
+    // A device without history (the common case at registration) needs no
+    // count lookup.
+    let len = match last {
+        Some(_) => len_of(rows, device)?,
+        None => 0,
+    };
     let seq = last.map_or(1, |s| s.saturating_add(1));
     rows.put(device, seq, entry)?;
     let len = len + 1;

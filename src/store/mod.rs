@@ -309,7 +309,9 @@ impl Store {
     /// The job's contract: it returns `Ok(Err(domain))` only *before* it
     /// has written anything (check, then write), so a rejected request
     /// changes nothing. `Err(StoreError)` or a panic fails this job alone
-    /// (its writes are rolled back); it may run more than once, hence `FnMut`.
+    /// (its writes are rolled back). A job may run more than once (when
+    /// another job of its batch fails), hence `FnMut`: it must act only
+    /// through `tx`, never on the world outside the transaction.
     pub fn write<T, E, F>(&self, job: F) -> impl Future<Output = WriteOutcome<T, E>> + Send
     where
         T: Send + 'static,
