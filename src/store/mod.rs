@@ -22,6 +22,11 @@
 //!   returns due timers in one step, which is `DELETE … WHERE id IN
 //!   (SELECT … ORDER BY at LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …` in
 //!   SQL: several schedulers never handle the same timer twice.
+//! - *Tasks are claimed by row.* A poll reads its device and task and
+//!   writes them back in one transaction (`SELECT … FOR UPDATE` on two
+//!   rows, never a range lock); operations that hand out many tasks (the
+//!   campaign engine's admission) are to be added the same way as timers:
+//!   one `Tx` operation that takes up to `n` rows `FOR UPDATE SKIP LOCKED`.
 //! - *Polls are an operation, not read-modify-write.* [`Tx::record_poll`]
 //!   is the poll's history write; a backend may turn it into an appended
 //!   event with materialised state without the domain noticing.
