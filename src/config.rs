@@ -40,6 +40,9 @@ pub struct DevicesConfig {
     pub auto_register: bool,
     /// Seconds; the `Max-Age` of an empty poll answer.
     pub poll_interval: u32,
+    /// Most history entries kept per device; older ones are dropped and
+    /// counted in one `truncated` entry.
+    pub history_limit: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -74,6 +77,7 @@ impl Default for DevicesConfig {
         DevicesConfig {
             auto_register: true,
             poll_interval: 3600,
+            history_limit: 1000,
         }
     }
 }
@@ -149,6 +153,11 @@ impl Config {
                 "firmware.max_size {} is more than Block2 can address at max_block_size {block} ({servable} bytes)",
                 self.firmware.max_size
             )));
+        }
+        if !(2..=1_000_000).contains(&self.devices.history_limit) {
+            return Err(ConfigError::Invalid(
+                "devices.history_limit must be from 2 to 1000000".into(),
+            ));
         }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
             return Err(ConfigError::Invalid(format!(

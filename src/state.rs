@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::ota::catalogue::Catalogue;
-use crate::ota::clock::Clock;
 use crate::ota::OtaSettings;
 use crate::store::blobs::BlobStore;
 use crate::store::Store;
+use crate::time::{Clock, Timestamp};
 
 pub struct AppState {
     pub config: Config,
@@ -24,8 +24,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     pub fn now_ms(&self) -> u64 {
-        self.clock.now_ms()
+        self.clock.now().as_millis()
     }
 
     pub fn ota_settings(&self) -> OtaSettings {

@@ -1,19 +1,15 @@
 //! `/api/v1/campaigns`: create, list, show, devices, cancel.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use redb::ReadableTable;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Query};
-use super::views;
+use super::{page, views};
+use crate::model::TaskState;
 use crate::ota::campaign::{self, CampaignError, Target, MAX_LISTED_DEVICES};
-use crate::ota::task::TaskState;
 use crate::state::App;
-use crate::store::access::{self, Reader};
-use crate::store::records::{decode, CampaignRecord, TaskRecord};
-use crate::store::schema;
 
 fn api_error(e: CampaignError) -> ApiError {
     match e {
@@ -101,10 +97,10 @@ pub async fn create(
         .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
     let firmware = firmware_id(value.get("firmware"))?;
     let target = parse_target(value.get("target"))?;
-    let now = app.now_ms();
+    let now = app.now();
     let created = app
         .store
-        .write(move |txn| campaign::create(txn, now, firmware, &target))
+        .write(move |tx| campaign::create(tx, now, firmware, &target))
         .await?
         .map_err(api_error)?;
     let counts = app.store.read()?.campaign_counts(created.campaign.id)?;
@@ -118,16 +114,28 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+/// Campaigns read per step of the listing.
+const CAMPAIGN_STEP: usize = 1_000;
+
 pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
-    let txn = app.store.read()?;
-    let table = txn.open_table(schema::CAMPAIGNS)?;
-    let mut out = Vec::new();
-    for entry in table.iter()? {
-        let (_, value) = entry.map_err(crate::store::StoreError::from)?;
-        let c: CampaignRecord = decode(value.value())?;
-        let counts = txn.campaign_counts(c.id)?;
-        out.push(views::campaign(&c, &counts));
-    }
+    let out = app
+        .store
+        .scan(|tx| {
+            let mut out = Vec::new();
+            let mut after = None;
+            loop {
+                let step = tx.campaigns(after, CAMPAIGN_STEP)?;
+                let Some(last) = step.last() else {
+                    break;
+                };
+                after = Some(last.id);
+                for c in &step {
+                    out.push(views::campaign(c, &tx.campaign_counts(c.id)?));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
     Ok(Json(Value::Array(out)))
 }
 
@@ -138,23 +146,33 @@ fn parse_campaign_id(id: &str) -> ApiResult<u64> {
 
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    let txn = app.store.read()?;
-    let c =
-        access::campaign(&txn, id)?.ok_or_else(|| api_error(CampaignError::UnknownCampaign(id)))?;
-    let counts = txn.campaign_counts(id)?;
+    let tx = app.store.read()?;
+    let c = tx
+        .campaign(id)?
+        .ok_or_else(|| api_error(CampaignError::UnknownCampaign(id)))?;
+    let counts = tx.campaign_counts(id)?;
     Ok(Json(views::campaign(&c, &counts)))
 }
 
 #[derive(Debug, serde::Deserialize)]
 pub struct DevicesQuery {
     state: Option<String>,
+    /// Page size: default 1,000, at most 10,000.
+    limit: Option<usize>,
+    /// Device names sort; only tasks of devices after this one.
+    after: Option<String>,
 }
+
+/// Tasks one request reads at most while filtering by state: a page of
+/// rare states ends early (with a next link) rather than scanning a
+/// million tasks.
+const MAX_SCANNED: usize = 50_000;
 
 pub async fn devices(
     State(app): State<App>,
     Path(id): Path<String>,
     Query(q): Query<DevicesQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<(HeaderMap, Json<Value>)> {
     let id = parse_campaign_id(&id)?;
     let state = match &q.state {
         Some(s) => Some(TaskState::parse(s).ok_or_else(|| {
@@ -164,36 +182,61 @@ pub async fn devices(
         })?),
         None => None,
     };
-    let txn = app.store.read()?;
-    if access::campaign(&txn, id)?.is_none() {
-        return Err(api_error(CampaignError::UnknownCampaign(id)));
-    }
-    let table = txn.open_table(schema::TASKS)?;
-    let mut out = Vec::new();
-    for entry in table.range((id, "")..(id + 1, ""))? {
-        let (key, value) = entry.map_err(crate::store::StoreError::from)?;
-        let task: TaskRecord = decode(value.value())?;
-        if state.is_some_and(|s| s != task.state) {
-            continue;
-        }
-        out.push(views::task(key.value().1, &task));
-    }
-    Ok(Json(Value::Array(out)))
+    let limit = page::limit(q.limit);
+    let after = q.after.clone();
+    let (out, next) = app
+        .store
+        .scan(move |tx| {
+            if tx.campaign(id)?.is_none() {
+                return Ok(None);
+            }
+            let mut out = Vec::new();
+            let mut cursor = after;
+            let mut scanned = 0;
+            let mut exhausted = false;
+            while out.len() < limit && scanned < MAX_SCANNED {
+                let step = tx.tasks(id, cursor.as_deref(), limit - out.len())?;
+                if step.len() < limit - out.len() {
+                    exhausted = true;
+                }
+                scanned += step.len();
+                for (device, task) in &step {
+                    cursor = Some(device.clone());
+                    if state.is_none_or(|s| s == task.state) {
+                        out.push(views::task(device, task));
+                    }
+                }
+                if exhausted {
+                    break;
+                }
+            }
+            let next = if exhausted { None } else { cursor };
+            Ok(Some((out, next)))
+        })
+        .await?
+        .ok_or_else(|| api_error(CampaignError::UnknownCampaign(id)))?;
+    let path = format!("/api/v1/campaigns/{id}/devices");
+    let query: Vec<(&str, String)> = q.state.iter().map(|s| ("state", s.clone())).collect();
+    Ok((
+        page::next_link(&path, &query, limit, next),
+        Json(Value::Array(out)),
+    ))
 }
 
 pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    let now = app.now_ms();
+    let now = app.now();
     let settings = app.ota_settings();
     let cancelled = app
         .store
-        .write(move |txn| campaign::cancel(txn, now, settings, id))
+        .write(move |tx| campaign::cancel(tx, now, settings, id))
         .await?
         .map_err(api_error)?;
-    let txn = app.store.read()?;
-    let c =
-        access::campaign(&txn, id)?.ok_or_else(|| api_error(CampaignError::UnknownCampaign(id)))?;
-    let counts = txn.campaign_counts(id)?;
+    let tx = app.store.read()?;
+    let c = tx
+        .campaign(id)?
+        .ok_or_else(|| api_error(CampaignError::UnknownCampaign(id)))?;
+    let counts = tx.campaign_counts(id)?;
     let mut body = views::campaign(&c, &counts);
     body["cancelled"] = json!(cancelled);
     Ok(Json(body))

@@ -49,18 +49,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<redb::TableError> for ApiError {
-    fn from(e: redb::TableError) -> ApiError {
-        StoreError::from(e).into()
-    }
-}
-
-impl From<redb::StorageError> for ApiError {
-    fn from(e: redb::StorageError) -> ApiError {
-        StoreError::from(e).into()
-    }
-}
-
 impl From<std::io::Error> for ApiError {
     fn from(e: std::io::Error) -> ApiError {
         tracing::error!("io: {e}");

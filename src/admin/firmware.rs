@@ -7,16 +7,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use futures_util::StreamExt;
-use redb::ReadableTable;
 use serde_json::Value;
 
 use super::error::{ApiError, ApiResult, Query};
 use super::views;
+use crate::model::StateCounts;
 use crate::ota::firmware::{self, FirmwareError, UploadParams};
 use crate::state::App;
-use crate::store::access::{self, Reader};
-use crate::store::records::{decode, CampaignRecord};
-use crate::store::{schema, StoreError};
+use crate::store::{ReadTx, StoreError};
 
 fn api_error(e: FirmwareError) -> ApiError {
     match e {
@@ -42,7 +40,7 @@ fn precheck(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    firmware::check_slot(&app.store.read()?, &meta, per_product)?.map_err(api_error)?;
+    firmware::check_slot(app.store.read()?.as_ref(), &meta, per_product)?.map_err(api_error)?;
     Ok(meta)
 }
 
@@ -124,12 +122,12 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::from(std::io::Error::other(e.to_string())))??;
 
-    let now = app.now_ms();
+    let now = app.now();
     let insert_meta = meta.clone();
     let insert_blob = stored.clone();
     let outcome = app
         .store
-        .write(move |txn| firmware::insert(txn, now, &insert_meta, &insert_blob, per_product))
+        .write(move |tx| firmware::insert(tx, now, &insert_meta, &insert_blob, per_product))
         .await;
     let failure = match outcome {
         Ok(Ok(record)) => {
@@ -148,7 +146,7 @@ pub async fn upload(
     };
     // Lost a race with an equal upload, or storage failed: the blob must
     // not outlive the failure unless another record uses the same bytes.
-    let shared = firmware::list_all(&app.store.read()?)?
+    let shared = firmware::list_all(app.store.read()?.as_ref())?
         .iter()
         .any(|fw| fw.sha256 == stored.sha256);
     if !shared {
@@ -162,9 +160,10 @@ pub struct ListQuery {
 }
 
 pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    let txn = app.store.read()?;
-    let counts = counts_by_firmware(&txn)?;
-    let mut records = firmware::list_all(&txn)?;
+    let (counts, mut records) = app
+        .store
+        .scan(|tx| Ok((counts_by_firmware(tx)?, firmware::list_all(tx)?)))
+        .await?;
     if let Some(product) = &q.product {
         records.retain(|fw| &fw.product == product);
     }
@@ -178,10 +177,11 @@ pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResu
 
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let txn = app.store.read()?;
-    let record =
-        access::firmware(&txn, id)?.ok_or_else(|| api_error(FirmwareError::Unknown(id)))?;
-    let counts = counts_by_firmware(&txn)?;
+    let (record, counts) = app
+        .store
+        .scan(move |tx| Ok((tx.firmware(id)?, counts_by_firmware(tx)?)))
+        .await?;
+    let record = record.ok_or_else(|| api_error(FirmwareError::Unknown(id)))?;
     Ok(Json(views::firmware(
         &record,
         counts.get(&id).unwrap_or(&[0; 8]),
@@ -191,9 +191,18 @@ pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<J
 pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     let _blob_guard = app.blob_lock.lock().await;
+    // The scan for campaigns using the image runs on a snapshot, off the
+    // writer; the write re-checks only campaigns created since.
+    let (in_use, checked_up_to) = app
+        .store
+        .scan(move |tx| firmware::unfinished_campaign_using(tx, id, None))
+        .await?;
+    if let Some(campaign) = in_use {
+        return Err(api_error(FirmwareError::InUse { id, campaign }));
+    }
     let (record, unreferenced) = app
         .store
-        .write(move |txn| firmware::delete(txn, id))
+        .write(move |tx| firmware::delete(tx, id, checked_up_to))
         .await?
         .map_err(api_error)?;
     app.catalogue.remove(id);
@@ -213,17 +222,22 @@ pub fn parse_id(id: &str) -> ApiResult<u64> {
 }
 
 /// Devices per task state for each firmware, summed over its campaigns.
-fn counts_by_firmware(txn: &redb::ReadTransaction) -> Result<HashMap<u64, [u64; 8]>, StoreError> {
-    let mut out: HashMap<u64, [u64; 8]> = HashMap::new();
-    let table = txn.open_table(schema::CAMPAIGNS)?;
-    for entry in table.iter()? {
-        let (_, value) = entry?;
-        let campaign: CampaignRecord = decode(value.value())?;
-        let counts = txn.campaign_counts(campaign.id)?;
-        let slot = out.entry(campaign.firmware).or_insert([0; 8]);
-        for (total, n) in slot.iter_mut().zip(counts) {
-            *total += n;
+fn counts_by_firmware(tx: &dyn ReadTx) -> Result<HashMap<u64, StateCounts>, StoreError> {
+    const STEP: usize = 1_000;
+    let mut out: HashMap<u64, StateCounts> = HashMap::new();
+    let mut after = None;
+    loop {
+        let step = tx.campaigns(after, STEP)?;
+        let Some(last) = step.last() else {
+            return Ok(out);
+        };
+        after = Some(last.id);
+        for campaign in &step {
+            let counts = tx.campaign_counts(campaign.id)?;
+            let slot = out.entry(campaign.firmware).or_insert([0; 8]);
+            for (total, n) in slot.iter_mut().zip(counts) {
+                *total += n;
+            }
         }
     }
-    Ok(out)
 }

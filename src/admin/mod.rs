@@ -9,6 +9,7 @@ mod campaigns;
 mod devices;
 pub mod error;
 mod firmware;
+mod page;
 mod views;
 
 use axum::extract::DefaultBodyLimit;

@@ -2,15 +2,18 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::ota::campaign::effective_status;
-use crate::ota::clock::rfc3339;
-use crate::ota::task::TaskState;
-use crate::ota::task_id;
-use crate::store::records::{
-    CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
+use crate::model::{
+    CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, TaskState,
 };
+use crate::ota::campaign::effective_status;
+use crate::ota::task_id;
+use crate::time::Timestamp;
 
-pub fn counts(counts: &[u64; 8]) -> Value {
+fn rfc3339(t: Timestamp) -> String {
+    t.rfc3339()
+}
+
+pub fn counts(counts: &StateCounts) -> Value {
     let mut map = Map::new();
     for state in TaskState::ALL {
         map.insert(
@@ -21,7 +24,7 @@ pub fn counts(counts: &[u64; 8]) -> Value {
     Value::Object(map)
 }
 
-pub fn firmware(fw: &FirmwareRecord, state_counts: &[u64; 8]) -> Value {
+pub fn firmware(fw: &FirmwareRecord, state_counts: &StateCounts) -> Value {
     json!({
         "id": fw.id,
         "product": fw.product,
@@ -69,7 +72,7 @@ pub fn device(name: &str, d: &DeviceRecord, current_task: Option<&TaskRecord>) -
     })
 }
 
-pub fn campaign(c: &CampaignRecord, state_counts: &[u64; 8]) -> Value {
+pub fn campaign(c: &CampaignRecord, state_counts: &StateCounts) -> Value {
     json!({
         "id": c.id,
         "firmware": c.firmware,
@@ -87,7 +90,7 @@ pub fn campaign(c: &CampaignRecord, state_counts: &[u64; 8]) -> Value {
 pub fn history(h: &HistoryEntry) -> Value {
     json!({
         "at": rfc3339(h.at),
-        "at_ms": h.at,
+        "at_ms": h.at.as_millis(),
         "event": h.event,
         "campaign": h.campaign,
         "task": h.campaign.map(task_id),

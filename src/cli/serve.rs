@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::Config;
-use crate::ota::clock::SystemClock;
+use crate::server::SystemClock;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -44,7 +44,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.validate()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start runtime")?;
     runtime.block_on(async move {
-        let running = crate::server::start(config, Arc::new(SystemClock)).await?;
+        let running = crate::server::start(config, Arc::new(SystemClock::new())).await?;
         // Test harnesses read these two lines; keep their wording.
         // Printed plainly on stdout too, so scripts need not parse log lines.
         tracing::info!("coap listening on {}", running.coap_addr);

@@ -9,17 +9,17 @@
 
 use std::collections::{HashMap, HashSet};
 
-use redb::{ReadableTable, WriteTransaction};
 use serde::Serialize;
 
 use super::ledger::{self, Context};
 use super::task::{TaskEvent, TaskState};
 use super::OtaSettings;
-use crate::store::records::{
-    decode, encode, CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry,
-    TaskRecord,
+use crate::model::{
+    CampaignId, CampaignRecord, CampaignStatus, DeviceRecord, FirmwareId, FirmwareRecord,
+    HistoryEntry, StateCounts, TaskRecord,
 };
-use crate::store::{access, next_id, schema, StoreError};
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
 
 /// Largest explicit device list one campaign takes.
 pub const MAX_LISTED_DEVICES: usize = 10_000;
@@ -71,18 +71,19 @@ pub struct Created {
     pub skipped: Skipped,
 }
 
+/// Devices read per step of an "all" or "source versions" scan.
+const SCAN_PAGE: usize = 10_000;
+
 pub fn create(
-    txn: &WriteTransaction,
-    now: u64,
-    firmware: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    firmware: FirmwareId,
     target: &Target,
 ) -> Result<Result<Created, CampaignError>, StoreError> {
-    let Some(fw) = access::firmware(txn, firmware)? else {
+    let Some(fw) = tx.firmware(firmware)? else {
         return Ok(Err(CampaignError::UnknownFirmware(firmware)));
     };
     let mut skipped = Skipped::default();
-    // Pick the devices first (reading), then write: redb does not allow
-    // writing a table while iterating it.
     let mut chosen: Vec<(String, DeviceRecord)> = Vec::new();
     let mut consider = |name: &str, device: DeviceRecord, skipped: &mut Skipped| {
         if device.product != fw.product {
@@ -102,7 +103,7 @@ pub fn create(
                 if !seen.insert(name.as_str()) {
                     continue;
                 }
-                match access::device(txn, name)? {
+                match tx.device(name)? {
                     Some(device) => consider(name, device, &mut skipped),
                     None => skipped.unknown.push(name.clone()),
                 }
@@ -113,27 +114,32 @@ pub fn create(
                 Target::SourceVersions(v) => Some(v.iter().map(String::as_str).collect()),
                 _ => None,
             };
-            let table = txn.open_table(schema::DEVICES)?;
-            for entry in table.iter()? {
-                let (name, value) = entry?;
-                let device: DeviceRecord = decode(value.value())?;
-                // Other products are simply not part of an "all" target.
-                if device.product != fw.product {
-                    continue;
-                }
-                if let Some(versions) = &versions {
-                    if !versions.contains(device.version.as_str()) {
+            let mut after: Option<String> = None;
+            loop {
+                let page = tx.devices(after.as_deref(), SCAN_PAGE)?;
+                let Some((last, _)) = page.last() else {
+                    break;
+                };
+                after = Some(last.clone());
+                for (name, device) in page {
+                    // Other products are simply not part of an "all" target.
+                    if device.product != fw.product {
                         continue;
                     }
+                    if let Some(versions) = &versions {
+                        if !versions.contains(device.version.as_str()) {
+                            continue;
+                        }
+                    }
+                    consider(&name, device, &mut skipped);
                 }
-                consider(name.value(), device, &mut skipped);
             }
         }
     }
 
-    let id = next_id(txn, schema::NEXT_CAMPAIGN_ID)?;
+    let id = tx.next_campaign_id()?;
     let total = chosen.len() as u64;
-    queue_tasks(txn, now, id, &fw, chosen)?;
+    queue_tasks(tx, now, id, &fw, chosen)?;
     let campaign = CampaignRecord {
         id,
         firmware: fw.id,
@@ -149,38 +155,25 @@ pub fn create(
         total,
         finished_at: (total == 0).then_some(now),
     };
-    access::put_campaign(txn, &campaign)?;
+    tx.put_campaign(&campaign)?;
     Ok(Ok(Created { campaign, skipped }))
 }
 
-/// Queues one task per chosen device. The bulk form of
-/// `access::put_task` + `put_device` + `append_history` for a campaign of a
-/// million devices: each table is opened once, history sequence numbers
-/// are reserved in one step, and the campaign's `queued` counter is written
-/// once. Queued tasks have no deadline, so `DEADLINES` is untouched.
+/// Devices handed to one [`Tx::queue_tasks`] call: bounds the batch a
+/// backend builds at once.
+const QUEUE_CHUNK: usize = 10_000;
+
+/// Queues one task per chosen device through the store's bulk operation.
+/// The history entry depends only on the source version, so there is one
+/// per version, not one per device. Queued tasks have no deadline, so no
+/// timer is set.
 fn queue_tasks(
-    txn: &WriteTransaction,
-    now: u64,
-    id: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    id: CampaignId,
     fw: &FirmwareRecord,
     chosen: Vec<(String, DeviceRecord)>,
 ) -> Result<(), StoreError> {
-    let total = chosen.len() as u64;
-    if total == 0 {
-        return Ok(());
-    }
-    let first_seq = {
-        let mut counters = txn.open_table(schema::COUNTERS)?;
-        let first = counters
-            .get(schema::NEXT_HISTORY_SEQ)?
-            .map(|v| v.value())
-            .unwrap_or(1);
-        counters.insert(schema::NEXT_HISTORY_SEQ, first + total)?;
-        first
-    };
-    let mut tasks = txn.open_table(schema::TASKS)?;
-    let mut devices = txn.open_table(schema::DEVICES)?;
-    let mut history = txn.open_table(schema::HISTORY)?;
     let task = TaskRecord {
         campaign: id,
         firmware: fw.id,
@@ -193,13 +186,11 @@ fn queue_tasks(
         last_activity: None,
         deadline: None,
     };
-    let task_bytes = encode(&task);
-    // The history entry depends only on the source version: encode it once
-    // per version, not once per device.
-    let mut entries: HashMap<String, Vec<u8>> = HashMap::new();
-    for (seq, (name, mut device)) in (first_seq..).zip(chosen) {
-        tasks.insert((id, name.as_str()), task_bytes.as_slice())?;
-        let entry = entries.entry(device.version.clone()).or_insert_with(|| {
+    let mut entries: Vec<HistoryEntry> = Vec::new();
+    let mut by_version: HashMap<String, usize> = HashMap::new();
+    let mut chunk = Vec::with_capacity(QUEUE_CHUNK.min(chosen.len()));
+    for (name, mut device) in chosen {
+        let entry = *by_version.entry(device.version.clone()).or_insert_with(|| {
             let mut entry = HistoryEntry::note(
                 now,
                 "queued",
@@ -207,67 +198,68 @@ fn queue_tasks(
             );
             entry.campaign = Some(id);
             entry.to = Some(TaskState::Queued);
-            encode(&entry)
+            entries.push(entry);
+            entries.len() - 1
         });
-        history.insert((name.as_str(), seq), entry.as_slice())?;
         device.active_task = Some(id);
         device.last_task = Some(id);
-        devices.insert(name.as_str(), encode(&device).as_slice())?;
+        chunk.push((name, device, entry));
+        if chunk.len() >= QUEUE_CHUNK {
+            tx.queue_tasks(&task, &entries, &chunk)?;
+            chunk.clear();
+        }
     }
-    txn.open_table(schema::CAMPAIGN_COUNTS)?
-        .insert((id, TaskState::Queued.index()), total)?;
-    Ok(())
+    tx.queue_tasks(&task, &entries, &chunk)
 }
+
+/// Tasks read per step of a cancel.
+const CANCEL_PAGE: usize = 10_000;
 
 /// Cancels a campaign: its unfinished tasks fail with error `cancelled`.
 /// Returns how many tasks were cancelled.
 pub fn cancel(
-    txn: &WriteTransaction,
-    now: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
     settings: OtaSettings,
-    id: u64,
+    id: CampaignId,
 ) -> Result<Result<u64, CampaignError>, StoreError> {
-    let Some(mut campaign) = access::campaign(txn, id)? else {
+    let Some(mut campaign) = tx.campaign(id)? else {
         return Ok(Err(CampaignError::UnknownCampaign(id)));
     };
     if campaign.status != CampaignStatus::Running {
         return Ok(Err(CampaignError::AlreadyFinished(id)));
     }
-    let open: Vec<(String, TaskRecord)> = {
-        let table = txn.open_table(schema::TASKS)?;
-        let mut open = Vec::new();
-        for entry in table.range((id, "")..(id + 1, ""))? {
-            let (key, value) = entry?;
-            let task: TaskRecord = decode(value.value())?;
-            if !task.state.is_final() {
-                open.push((key.value().1.to_string(), task));
-            }
-        }
-        open
-    };
     let mut cancelled = 0;
-    for (name, task) in open {
-        let ctx = Context {
-            now,
-            timeout_ms: settings.timeout_ms,
-            device_name: &name,
-            alive: false,
-            cause: "cancel",
+    let mut after: Option<String> = None;
+    loop {
+        let page = tx.tasks(id, after.as_deref(), CANCEL_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            break;
         };
-        if ledger::transition_device(txn, &ctx, &task, &TaskEvent::Cancelled)? {
-            cancelled += 1;
+        after = Some(last.clone());
+        for (name, task) in page.into_iter().filter(|(_, t)| !t.state.is_final()) {
+            let ctx = Context {
+                now,
+                timeout_ms: settings.timeout_ms,
+                device_name: &name,
+                alive: false,
+                cause: "cancel",
+            };
+            if ledger::transition_device(tx, &ctx, &task, &TaskEvent::Cancelled)? {
+                cancelled += 1;
+            }
         }
     }
     campaign.status = CampaignStatus::Cancelled;
     campaign.finished_at = Some(now);
-    access::put_campaign(txn, &campaign)?;
+    tx.put_campaign(&campaign)?;
     Ok(Ok(cancelled))
 }
 
 /// The status shown to operators: a running campaign whose tasks all
 /// finished is `finished`.
-pub fn effective_status(campaign: &CampaignRecord, counts: &[u64; 8]) -> CampaignStatus {
-    if campaign.status == CampaignStatus::Running && access::unfinished(counts) == 0 {
+pub fn effective_status(campaign: &CampaignRecord, counts: &StateCounts) -> CampaignStatus {
+    if campaign.status == CampaignStatus::Running && TaskState::unfinished(counts) == 0 {
         CampaignStatus::Finished
     } else {
         campaign.status

@@ -1,31 +1,30 @@
 //! The in-memory view of the firmware catalogue that the CoAP endpoint
-//! serves blocks from: metadata plus an open file handle per image, so a
-//! block is one positioned read (`pread`) and never loads an image whole.
+//! serves blocks from: metadata plus an open blob per image
+//! (`store::blobs::BlobFile`, positioned reads), so a block never loads an
+//! image whole. The files themselves are `store/`'s business.
 //!
 //! Bounded by the number of firmware records (`max_per_product` per
 //! product). A `std::sync::RwLock` because lookups are short, never held
 //! across an await, and vastly outnumber changes.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, RwLock};
 
-use crate::store::blobs::BlobStore;
-use crate::store::records::FirmwareRecord;
+use crate::model::FirmwareRecord;
+use crate::store::blobs::{BlobFile, BlobStore};
 
 pub struct Image {
     pub record: FirmwareRecord,
     /// First 8 bytes of the SHA-256: stable per image, changes with content.
     pub etag: [u8; 8],
-    file: File,
+    file: BlobFile,
 }
 
 impl Image {
     /// Reads `buf.len()` bytes at `offset` (the caller clamps to the size).
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.file.read_exact_at(buf, offset)
+        self.file.read_at(buf, offset)
     }
 }
 

@@ -1,9 +1,8 @@
 //! Operator-side device registration.
 
-use redb::WriteTransaction;
-
-use crate::store::records::{DeviceRecord, HistoryEntry};
-use crate::store::{access, StoreError};
+use crate::model::{DeviceRecord, HistoryEntry};
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 pub struct NewDevice {
@@ -46,21 +45,20 @@ pub struct Registered {
 
 /// Registers validated devices; existing names are left untouched.
 pub fn register(
-    txn: &WriteTransaction,
-    now: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
     devices: &[NewDevice],
 ) -> Result<Registered, StoreError> {
     let mut out = Registered::default();
     for new in devices {
-        if access::device(txn, &new.name)?.is_some() {
+        if tx.device(&new.name)?.is_some() {
             out.existing.push(new.name.clone());
             continue;
         }
         let version = new.version.clone().unwrap_or_default();
         let record = DeviceRecord::new(&new.product, &version, now);
-        access::put_device(txn, &new.name, &record)?;
-        access::append_history(
-            txn,
+        tx.put_device(&new.name, &record)?;
+        tx.append_history(
             &new.name,
             &HistoryEntry::note(now, "registered", format!("by operator on {version:?}")),
         )?;

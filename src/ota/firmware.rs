@@ -1,12 +1,10 @@
 //! Firmware catalogue operations: validation of operator input, and the
 //! metadata records (the bytes live in `store::blobs`).
 
-use redb::{ReadableTable, WriteTransaction};
-
-use crate::store::access::Reader;
+use crate::model::{CampaignId, CampaignStatus, FirmwareId, FirmwareRecord};
 use crate::store::blobs::StoredBlob;
-use crate::store::records::{decode, encode, CampaignRecord, FirmwareRecord};
-use crate::store::{access, next_id, schema, StoreError};
+use crate::store::{ReadTx, StoreError, Tx};
+use crate::time::Timestamp;
 
 /// Validated upload parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -135,53 +133,11 @@ pub fn validate(params: &UploadParams) -> Result<NewFirmware, FirmwareError> {
 
 /// Checks that the upload may proceed before any byte is read.
 pub fn check_slot(
-    txn: &impl access::Reader,
+    tx: &(impl ReadTx + ?Sized),
     meta: &NewFirmware,
     limit: u32,
 ) -> Result<Result<(), FirmwareError>, StoreError> {
-    check_slot_in(txn, meta, limit)
-}
-
-/// Records an uploaded image. Fails, changing nothing, when the product
-/// version exists or the product is at its limit.
-pub fn insert(
-    txn: &WriteTransaction,
-    now: u64,
-    meta: &NewFirmware,
-    blob: &StoredBlob,
-    limit: u32,
-) -> Result<Result<FirmwareRecord, FirmwareError>, StoreError> {
-    if let Err(e) = check_slot_in(txn, meta, limit)? {
-        return Ok(Err(e));
-    }
-    let id = next_id(txn, schema::NEXT_FIRMWARE_ID)?;
-    let record = FirmwareRecord {
-        id,
-        product: meta.product.clone(),
-        name: meta.name.clone(),
-        version: meta.version.clone(),
-        kind: meta.kind.clone(),
-        filename: meta.filename.clone(),
-        size: blob.size,
-        sha256: blob.sha256.to_vec(),
-        md5: blob.md5.to_vec(),
-        signature: meta.signature.clone(),
-        description: meta.description.clone(),
-        created_at: now,
-    };
-    txn.open_table(schema::FIRMWARE)?
-        .insert(id, encode(&record).as_slice())?;
-    txn.open_table(schema::FIRMWARE_KEYS)?
-        .insert((meta.product.as_str(), meta.version.as_str()), id)?;
-    Ok(Ok(record))
-}
-
-fn check_slot_in(
-    txn: &impl access::Reader,
-    meta: &NewFirmware,
-    limit: u32,
-) -> Result<Result<(), FirmwareError>, StoreError> {
-    let existing = list_for_product(txn, &meta.product)?;
+    let existing = list_for_product(tx, &meta.product)?;
     if let Some(fw) = existing.iter().find(|fw| fw.version == meta.version) {
         return Ok(Err(FirmwareError::DuplicateVersion {
             product: meta.product.clone(),
@@ -198,58 +154,97 @@ fn check_slot_in(
     Ok(Ok(()))
 }
 
+/// Records an uploaded image. Fails, changing nothing, when the product
+/// version exists or the product is at its limit.
+pub fn insert(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    meta: &NewFirmware,
+    blob: &StoredBlob,
+    limit: u32,
+) -> Result<Result<FirmwareRecord, FirmwareError>, StoreError> {
+    if let Err(e) = check_slot(tx, meta, limit)? {
+        return Ok(Err(e));
+    }
+    let id = tx.next_firmware_id()?;
+    let record = FirmwareRecord {
+        id,
+        product: meta.product.clone(),
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        kind: meta.kind.clone(),
+        filename: meta.filename.clone(),
+        size: blob.size,
+        sha256: blob.sha256.to_vec(),
+        md5: blob.md5.to_vec(),
+        signature: meta.signature.clone(),
+        description: meta.description.clone(),
+        created_at: now,
+    };
+    tx.put_firmware(&record)?;
+    Ok(Ok(record))
+}
+
+/// Largest page of campaigns one step of [`unfinished_campaign_using`] reads.
+const CAMPAIGN_PAGE: usize = 1000;
+
 /// Removes a firmware record. Returns the record and whether its blob is
 /// now unreferenced (another version may share identical bytes).
+///
+/// `checked_up_to` is the highest campaign id an earlier read-only scan
+/// ([`unfinished_campaign_using`] on a snapshot, off the writer) found not
+/// to use the image; only newer campaigns are checked here, so the write
+/// stays short however many campaigns exist.
 pub fn delete(
-    txn: &WriteTransaction,
-    id: u64,
+    tx: &mut (impl Tx + ?Sized),
+    id: FirmwareId,
+    checked_up_to: Option<CampaignId>,
 ) -> Result<Result<(FirmwareRecord, bool), FirmwareError>, StoreError> {
-    let Some(record) = access::firmware(txn, id)? else {
+    let Some(record) = tx.firmware(id)? else {
         return Ok(Err(FirmwareError::Unknown(id)));
     };
-    if let Some(campaign) = unfinished_campaign_using(txn, id)? {
+    if let Some(campaign) = unfinished_campaign_using(tx, id, checked_up_to)?.0 {
         return Ok(Err(FirmwareError::InUse { id, campaign }));
     }
-    txn.open_table(schema::FIRMWARE)?.remove(id)?;
-    txn.open_table(schema::FIRMWARE_KEYS)?
-        .remove((record.product.as_str(), record.version.as_str()))?;
-    let shared = list_all(txn)?.iter().any(|fw| fw.sha256 == record.sha256);
+    tx.delete_firmware(&record)?;
+    let shared = list_all(tx)?.iter().any(|fw| fw.sha256 == record.sha256);
     Ok(Ok((record, !shared)))
 }
 
-fn unfinished_campaign_using(txn: &WriteTransaction, id: u64) -> Result<Option<u64>, StoreError> {
-    let campaigns: Vec<CampaignRecord> = {
-        let table = txn.open_table(schema::CAMPAIGNS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            let campaign: CampaignRecord = decode(value.value())?;
-            if campaign.firmware == id {
-                out.push(campaign);
+/// The first unfinished campaign (with id above `after`) that rolls out
+/// firmware `id`, and the highest campaign id looked at.
+pub fn unfinished_campaign_using(
+    tx: &(impl ReadTx + ?Sized),
+    id: FirmwareId,
+    after: Option<CampaignId>,
+) -> Result<(Option<CampaignId>, Option<CampaignId>), StoreError> {
+    let mut cursor = after;
+    loop {
+        let page = tx.campaigns(cursor, CAMPAIGN_PAGE)?;
+        let Some(last) = page.last() else {
+            return Ok((None, cursor));
+        };
+        cursor = Some(last.id);
+        for campaign in page.iter().filter(|c| c.firmware == id) {
+            let counts = tx.campaign_counts(campaign.id)?;
+            let status = crate::ota::campaign::effective_status(campaign, &counts);
+            if status == CampaignStatus::Running {
+                return Ok((Some(campaign.id), cursor));
             }
         }
-        out
-    };
-    for campaign in campaigns {
-        let counts = txn.campaign_counts(campaign.id)?;
-        let status = crate::ota::campaign::effective_status(&campaign, &counts);
-        if status == crate::store::records::CampaignStatus::Running {
-            return Ok(Some(campaign.id));
-        }
     }
-    Ok(None)
 }
 
-pub fn list_all(txn: &impl access::Reader) -> Result<Vec<FirmwareRecord>, StoreError> {
-    txn.firmware_records()
+pub fn list_all(tx: &(impl ReadTx + ?Sized)) -> Result<Vec<FirmwareRecord>, StoreError> {
+    tx.firmware_all()
 }
 
 pub fn list_for_product(
-    txn: &impl access::Reader,
+    tx: &(impl ReadTx + ?Sized),
     product: &str,
 ) -> Result<Vec<FirmwareRecord>, StoreError> {
-    Ok(txn
-        .firmware_records()?
+    Ok(tx
+        .firmware_all()?
         .into_iter()
         .filter(|fw| fw.product == product)
         .collect())

@@ -1,21 +1,21 @@
 //! Applies a task event and records everything it implies: the task record,
-//! its timeout deadline, the campaign counters, the device's active task
-//! and a history entry. Every task transition in lwota goes through
-//! [`transition`], so those stay consistent.
-
-use redb::WriteTransaction;
+//! its timeout timer, the campaign counters (the store's), the device's
+//! active task and a history entry. Every task transition in lwota goes
+//! through [`transition`], so those stay consistent.
 
 use super::task::{self, Outcome, Rejected, Status, TaskEvent};
-use crate::store::access;
-use crate::store::records::{CampaignStatus, DeviceRecord, HistoryEntry, TaskRecord};
-use crate::store::StoreError;
+use crate::model::{
+    CampaignStatus, DeviceRecord, HistoryEntry, TaskKey, TaskRecord, TaskState, Timer,
+};
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
 
 /// The cause of block-inferred progress.
 pub const CAUSE_DOWNLOAD: &str = "download";
 
 /// What surrounds a transition.
 pub struct Context<'a> {
-    pub now: u64,
+    pub now: Timestamp,
     /// Task timeout in milliseconds.
     pub timeout_ms: u64,
     pub device_name: &'a str,
@@ -26,12 +26,33 @@ pub struct Context<'a> {
     pub cause: &'a str,
 }
 
+/// Writes `record` over `previous` and moves its `TaskTimeout` timer to
+/// `record.deadline`.
+pub fn put_task(
+    tx: &mut (impl Tx + ?Sized),
+    device: &str,
+    previous: Option<&TaskRecord>,
+    record: &TaskRecord,
+) -> Result<(), StoreError> {
+    let old = previous.and_then(|p| p.deadline);
+    if old != record.deadline {
+        let timer = Timer::TaskTimeout(TaskKey::new(record.campaign, device));
+        if let Some(old) = old {
+            tx.remove_timer(old, &timer)?;
+        }
+        if let Some(new) = record.deadline {
+            tx.set_timer(new, &timer)?;
+        }
+    }
+    tx.put_task(device, previous, record)
+}
+
 /// Applies `event` to `task`. On a change, writes the task (and its
-/// deadline and counters) and a history entry, and clears
-/// `device.active_task` when the task finished; the caller writes `device`.
-/// Nothing is written when the event is rejected.
+/// timer) and a history entry, and clears `device.active_task` when the
+/// task finished; the caller writes `device`. Nothing is written when the
+/// event is rejected.
 pub fn transition(
-    txn: &WriteTransaction,
+    tx: &mut (impl Tx + ?Sized),
     ctx: &Context<'_>,
     device: &mut DeviceRecord,
     task: &TaskRecord,
@@ -50,7 +71,7 @@ pub fn transition(
                 let mut touched = task.clone();
                 touched.last_activity = Some(ctx.now);
                 touched.deadline = deadline_of(&touched, ctx);
-                access::put_task(txn, ctx.device_name, Some(task), &touched)?;
+                put_task(tx, ctx.device_name, Some(task), &touched)?;
             }
             return Ok(Ok(None));
         }
@@ -65,14 +86,14 @@ pub fn transition(
         updated.last_activity = Some(ctx.now);
     }
     updated.deadline = deadline_of(&updated, ctx);
-    access::put_task(txn, ctx.device_name, Some(task), &updated)?;
+    put_task(tx, ctx.device_name, Some(task), &updated)?;
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;
         }
-        finish_campaign_if_done(txn, task.campaign, ctx.now)?;
+        finish_campaign_if_done(tx, task.campaign, ctx.now)?;
     }
-    if next.state == task::TaskState::Updated {
+    if next.state == TaskState::Updated {
         device.version = task.target_version.clone();
     }
     // Block-inferred progress within `downloading` would add a hundred
@@ -80,8 +101,7 @@ pub fn transition(
     if ctx.cause == CAUSE_DOWNLOAD && next.state == task.state {
         return Ok(Ok(Some(updated)));
     }
-    access::append_history(
-        txn,
+    tx.append_history(
         ctx.device_name,
         &HistoryEntry {
             at: ctx.now,
@@ -104,20 +124,20 @@ pub fn transition(
 /// event and writes the device back when the task changed. Returns whether
 /// it changed.
 pub fn transition_device(
-    txn: &WriteTransaction,
+    tx: &mut (impl Tx + ?Sized),
     ctx: &Context<'_>,
     task: &TaskRecord,
     event: &TaskEvent,
 ) -> Result<bool, StoreError> {
-    let Some(mut device) = access::device(txn, ctx.device_name)? else {
+    let Some(mut device) = tx.device(ctx.device_name)? else {
         return Ok(false);
     };
-    match transition(txn, ctx, &mut device, task, event)? {
+    match transition(tx, ctx, &mut device, task, event)? {
         Ok(Some(_)) => {
             if ctx.alive {
                 device.last_seen = Some(ctx.now);
             }
-            access::put_device(txn, ctx.device_name, &device)?;
+            tx.put_device(ctx.device_name, &device)?;
             Ok(true)
         }
         _ => Ok(false),
@@ -126,24 +146,32 @@ pub fn transition_device(
 
 /// A task times out `timeout` after the device's last sign of life; a
 /// queued task (never handed out) waits for its device indefinitely.
-fn deadline_of(task: &TaskRecord, ctx: &Context<'_>) -> Option<u64> {
-    if task.state.is_final() || task.state == task::TaskState::Queued {
+fn deadline_of(task: &TaskRecord, ctx: &Context<'_>) -> Option<Timestamp> {
+    if task.state.is_final() || task.state == TaskState::Queued {
         return None;
     }
-    Some(task.last_activity.unwrap_or(ctx.now) + ctx.timeout_ms)
+    Some(
+        task.last_activity
+            .unwrap_or(ctx.now)
+            .add_millis(ctx.timeout_ms),
+    )
 }
 
 /// Records the moment a running campaign's last task finished.
-fn finish_campaign_if_done(txn: &WriteTransaction, id: u64, now: u64) -> Result<(), StoreError> {
-    let counts = access::Reader::campaign_counts(txn, id)?;
-    if access::unfinished(&counts) > 0 {
+fn finish_campaign_if_done(
+    tx: &mut (impl Tx + ?Sized),
+    id: u64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let counts = tx.campaign_counts(id)?;
+    if TaskState::unfinished(&counts) > 0 {
         return Ok(());
     }
-    if let Some(mut campaign) = access::campaign(txn, id)? {
+    if let Some(mut campaign) = tx.campaign(id)? {
         if campaign.status == CampaignStatus::Running {
             campaign.status = CampaignStatus::Finished;
             campaign.finished_at = Some(now);
-            access::put_campaign(txn, &campaign)?;
+            tx.put_campaign(&campaign)?;
         }
     }
     Ok(())

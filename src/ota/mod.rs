@@ -1,18 +1,20 @@
 //! OTA domain logic: firmware catalogue, device task state machine,
-//! campaigns, timeouts. Operations here run inside a store transaction and
-//! take `now` (unix milliseconds) as an argument: none reads the clock.
+//! campaigns, timers. Operations run inside a store transaction
+//! (`&mut impl Tx`) and take `now` as an argument: none reads the clock,
+//! a file or a socket.
 
 pub mod campaign;
 pub mod catalogue;
-pub mod clock;
 pub mod devices;
 pub mod firmware;
 pub mod ledger;
 pub mod poll;
 pub mod progress;
 pub mod report;
+pub mod scheduler;
 pub mod task;
-pub mod timeouts;
+#[cfg(test)]
+mod tests;
 
 /// Settings the device-facing operations need, from the config.
 #[derive(Debug, Clone, Copy)]

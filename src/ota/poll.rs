@@ -1,12 +1,11 @@
 //! `POST /ota/{device}/poll`: "anything for me?"
 
-use redb::WriteTransaction;
-
 use super::ledger::{self, Context};
 use super::task::TaskEvent;
 use super::{task_id, OtaSettings};
-use crate::store::records::{DeviceRecord, HistoryEntry};
-use crate::store::{access, StoreError};
+use crate::model::{DeviceRecord, HistoryEntry};
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollRequest {
@@ -53,14 +52,14 @@ pub fn task_uri(firmware: u64, device: &str, campaign: u64) -> String {
 }
 
 pub fn poll(
-    txn: &WriteTransaction,
-    now: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
     settings: OtaSettings,
     name: &str,
     peer: Option<String>,
     request: &PollRequest,
 ) -> Result<Result<PollAnswer, PollError>, StoreError> {
-    let existing = access::device(txn, name)?;
+    let existing = tx.device(name)?;
     let mut history = Vec::new();
     let mut device = match existing {
         Some(device) if device.product != request.product => {
@@ -96,12 +95,12 @@ pub fn poll(
     }
 
     for h in &history {
-        access::append_history(txn, name, h)?;
+        tx.append_history(name, h)?;
     }
 
     let mut answer = PollAnswer::Nothing;
     if let Some(campaign) = device.active_task {
-        match access::task(txn, campaign, name)? {
+        match tx.task(campaign, name)? {
             Some(task) => {
                 let ctx = Context {
                     now,
@@ -116,12 +115,12 @@ pub fn poll(
                     TaskEvent::Handed
                 };
                 // Neither event can be rejected; treat a rejection as "no change".
-                let updated = ledger::transition(txn, &ctx, &mut device, &task, &event)?
+                let updated = ledger::transition(tx, &ctx, &mut device, &task, &event)?
                     .ok()
                     .flatten();
                 let current = updated.as_ref().unwrap_or(&task);
                 if !current.state.is_final() {
-                    if let Some(fw) = access::firmware(txn, task.firmware)? {
+                    if let Some(fw) = tx.firmware(task.firmware)? {
                         answer = PollAnswer::Task(TaskOffer {
                             task: task_id(campaign),
                             version: fw.version.clone(),
@@ -143,7 +142,7 @@ pub fn poll(
         }
         PollAnswer::Nothing => "nothing to do".to_string(),
     };
-    access::record_poll(txn, name, now, &outcome)?;
-    access::put_device(txn, name, &device)?;
+    tx.record_poll(name, now, &outcome)?;
+    tx.put_device(name, &device)?;
     Ok(Ok(answer))
 }

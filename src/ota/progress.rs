@@ -2,12 +2,11 @@
 //! through its task URI, so a device that never reports still shows real
 //! progress.
 
-use redb::WriteTransaction;
-
 use super::ledger::{self, Context};
 use super::task::TaskEvent;
 use super::OtaSettings;
-use crate::store::{access, StoreError};
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
 
 /// The percentage reached when a block ending at `end` of `size` bytes is
 /// served, if that block crossed a whole-percent boundary. Stateless, so a
@@ -67,14 +66,14 @@ impl Touches {
 /// Records `percent` for the device's task of `campaign` (best effort: a
 /// task that moved on, or is not the device's, is left alone).
 pub fn record(
-    txn: &WriteTransaction,
-    now: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
     settings: OtaSettings,
     device_name: &str,
     campaign: u64,
     percent: u8,
 ) -> Result<(), StoreError> {
-    let Some(task) = access::task(txn, campaign, device_name)? else {
+    let Some(task) = tx.task(campaign, device_name)? else {
         return Ok(());
     };
     let ctx = Context {
@@ -84,7 +83,7 @@ pub fn record(
         alive: true,
         cause: ledger::CAUSE_DOWNLOAD,
     };
-    ledger::transition_device(txn, &ctx, &task, &TaskEvent::BlockProgress(percent))?;
+    ledger::transition_device(tx, &ctx, &task, &TaskEvent::BlockProgress(percent))?;
     Ok(())
 }
 

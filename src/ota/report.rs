@@ -1,12 +1,11 @@
 //! `POST /ota/{device}/report`: a device says how its task is going.
 
-use redb::WriteTransaction;
-
 use super::ledger::{self, Context};
 use super::task::{Rejected, TaskEvent, TaskState};
 use super::{parse_task_id, OtaSettings};
-use crate::store::records::HistoryEntry;
-use crate::store::{access, StoreError};
+use crate::model::HistoryEntry;
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -35,13 +34,13 @@ pub enum Applied {
 }
 
 pub fn report(
-    txn: &WriteTransaction,
-    now: u64,
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
     settings: OtaSettings,
     name: &str,
     report: &Report,
 ) -> Result<Result<Applied, ReportError>, StoreError> {
-    let Some(mut device) = access::device(txn, name)? else {
+    let Some(mut device) = tx.device(name)? else {
         return Ok(Err(ReportError::UnknownDevice(name.to_string())));
     };
     let unknown_task = || ReportError::UnknownTask {
@@ -51,7 +50,7 @@ pub fn report(
     let Some(campaign) = parse_task_id(&report.task) else {
         return Ok(Err(unknown_task()));
     };
-    let Some(task) = access::task(txn, campaign, name)? else {
+    let Some(task) = tx.task(campaign, name)? else {
         return Ok(Err(unknown_task()));
     };
     let ctx = Context {
@@ -67,7 +66,7 @@ pub fn report(
         error: report.error.clone(),
     };
     let previous_version = device.version.clone();
-    let changed = match ledger::transition(txn, &ctx, &mut device, &task, &event)? {
+    let changed = match ledger::transition(tx, &ctx, &mut device, &task, &event)? {
         Err(rejected) => return Ok(Err(ReportError::Conflict(rejected))),
         Ok(None) => false,
         Ok(Some(_)) => true,
@@ -83,10 +82,10 @@ pub fn report(
         }
         if device.version != previous_version {
             let change = format!("{previous_version} -> {}", device.version);
-            access::append_history(txn, name, &HistoryEntry::note(now, "version", change))?;
+            tx.append_history(name, &HistoryEntry::note(now, "version", change))?;
         }
     }
     device.last_seen = Some(now);
-    access::put_device(txn, name, &device)?;
+    tx.put_device(name, &device)?;
     Ok(Ok(Applied::Changed))
 }

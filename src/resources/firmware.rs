@@ -101,12 +101,12 @@ fn record_progress(app: &App, device: &str, task: &str, slice: &Slice, total: u6
     };
     let end = slice.offset + slice.len as u64;
     let crossed = progress::crossed_percent(slice.offset, end, total);
-    let now = app.now_ms();
+    let now = app.now();
     let settings = app.ota_settings();
     if !app.touches.due(
         campaign,
         device,
-        now,
+        now.as_millis(),
         settings.timeout_ms,
         crossed.is_some(),
     ) {
@@ -114,9 +114,8 @@ fn record_progress(app: &App, device: &str, task: &str, slice: &Slice, total: u6
     }
     let percent = crossed.unwrap_or(((end * 100) / total.max(1)).min(100) as u8);
     let device = device.to_string();
-    app.store.write_detached(move |txn| {
-        progress::record(txn, now, settings, &device, campaign, percent)
-    });
+    app.store
+        .write_detached(move |tx| progress::record(tx, now, settings, &device, campaign, percent));
 }
 
 /// Minimal big-endian encoding of an unsigned option value.

@@ -77,9 +77,9 @@ fn durable<T, E, F, A>(app: &App, what: &'static str, job: F, answer: A) -> Repl
 where
     T: Send + 'static,
     E: Send + 'static,
-    F: FnOnce(
-            &redb::WriteTransaction,
-            u64,
+    F: FnMut(
+            &mut dyn crate::store::Tx,
+            crate::time::Timestamp,
             crate::ota::OtaSettings,
         ) -> crate::store::WriteOutcome<T, E>
         + Send
@@ -88,9 +88,10 @@ where
 {
     let app = app.clone();
     Reply::Later(Box::pin(async move {
-        let now = app.now_ms();
+        let now = app.now();
         let settings = app.ota_settings();
-        match app.store.write(move |txn| job(txn, now, settings)).await {
+        let mut job = job;
+        match app.store.write(move |tx| job(tx, now, settings)).await {
             Ok(outcome) => answer(&app, outcome),
             Err(crate::store::StoreError::Busy) => {
                 let mut packet =

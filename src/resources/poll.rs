@@ -21,9 +21,9 @@ pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Rep
         Err(resp) => return Reply::Now(resp),
     };
     let device = device.to_string();
-    let job = move |txn: &redb::WriteTransaction, now, settings| {
+    let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         let peer = Some(peer.to_string());
-        poll::poll(txn, now, settings, &device, peer, &request)
+        poll::poll(tx, now, settings, &device, peer, &request)
     };
     durable(app, "poll", job, |app, outcome| match outcome {
         Ok(answer) => answer_packet(app, answer),

@@ -23,8 +23,8 @@ pub fn handle(app: &App, packet: &Packet, device: &str) -> Reply {
         Err(resp) => return Reply::Now(resp),
     };
     let device = device.to_string();
-    let job = move |txn: &redb::WriteTransaction, now, settings| {
-        report::report(txn, now, settings, &device, &parsed)
+    let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
+        report::report(tx, now, settings, &device, &parsed)
     };
     durable(app, "report", job, |_, outcome| match outcome {
         Ok(_) => response(ResponseType::Changed),

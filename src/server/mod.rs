@@ -1,8 +1,11 @@
 //! Wiring: open the store, load the catalogue, bind the sockets, run the
 //! CoAP shell, the admin HTTP server and the scheduler until shutdown.
 
+mod clock;
 mod coap_shell;
 mod scheduler;
+
+pub use clock::{MonotonicClock, SystemClock};
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -13,11 +16,11 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::ota::catalogue::Catalogue;
-use crate::ota::clock::Clock;
 use crate::ota::firmware;
 use crate::state::{App, AppState};
 use crate::store::blobs::BlobStore;
-use crate::store::Store;
+use crate::store::{Store, StoreOptions};
+use crate::time::Clock;
 
 /// A started server: its addresses and how to stop it.
 pub struct Running {
@@ -41,10 +44,23 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let blobs = BlobStore::open(&data_dir)
         .with_context(|| format!("cannot use blob dir under {}", data_dir.display()))?;
-    let db_path = data_dir.join("lwota.redb");
-    let store = Store::open(&db_path)
-        .with_context(|| format!("cannot open database {}", db_path.display()))?;
-    let records = firmware::list_all(&store.read()?)?;
+    let options = StoreOptions {
+        history_cap: config.devices.history_limit,
+    };
+    let store = Store::open_in(&data_dir, options).with_context(|| {
+        format!(
+            "cannot open database {}",
+            Store::file_in(&data_dir).display()
+        )
+    })?;
+    let (records, floor) = {
+        let read = store.read()?;
+        (firmware::list_all(read.as_ref())?, read.clock_floor()?)
+    };
+    // Time never runs backwards across a restart.
+    if let Some(floor) = floor {
+        clock.raise_floor(floor);
+    }
     let referenced: HashSet<String> = records.iter().map(|r| hex::encode(&r.sha256)).collect();
     let removed = blobs.remove_unreferenced(&referenced)?;
     if removed > 0 {
@@ -106,6 +122,15 @@ impl Running {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
+        }
+        let now = self.app.now();
+        if let Err(e) = self
+            .app
+            .store
+            .write(move |tx| tx.raise_clock_floor(now).map(Ok::<_, ()>))
+            .await
+        {
+            tracing::warn!("clock floor not saved: {e}");
         }
         let store = self.app.store.clone();
         let _ = tokio::task::spawn_blocking(move || store.shutdown()).await;

@@ -1,56 +1,93 @@
-//! The scheduler shell: sleeps until the earliest task deadline (or at most
-//! a second, so an injected clock that jumps is noticed), then runs the
-//! timeout sweep as one durable write. Nothing is written while no
-//! deadline is due.
+//! The scheduler shell: drives `ota::scheduler` (see its driving
+//! contract). It sleeps until the earliest timer is due, or until the
+//! store signals that a commit set an earlier timer, or until an injected
+//! clock jumps; it never polls. Due timers are handled in bounded
+//! batches, each one durable write.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
-use crate::ota::timeouts;
+use crate::ota::scheduler;
 use crate::state::App;
+use crate::store::StoreError;
+use crate::time::Timestamp;
 
-const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Pause after a storage error before trying again.
+const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
 pub async fn run(app: App, mut shutdown: watch::Receiver<bool>) {
+    let signal = app.store.timer_signal();
+    let jumps = app.clock.jumps();
     loop {
-        let sleep = match tick(&app).await {
-            Ok(sleep) => sleep,
+        // Awake: any commit that sets a timer leaves a wake-up permit, so
+        // one set between reading `next_due` and sleeping is not lost.
+        signal.sleeping_until(Timestamp::MAX);
+        let sleep = match step(&app).await {
+            Ok(Step::Again) => continue,
+            Ok(Step::SleepUntil(at)) => {
+                signal.sleeping_until(at.unwrap_or(Timestamp::MAX));
+                at.map(|at| at.saturating_since(app.now()))
+            }
             Err(e) => {
-                tracing::error!("timeout sweep failed: {e}");
-                MAX_SLEEP
+                tracing::error!("timer handling failed: {e}");
+                Some(ERROR_BACKOFF)
             }
         };
         tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
+            _ = sleep_for(sleep) => {}
+            _ = signal.notified() => {}
+            _ = jumped(&jumps) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
     }
 }
 
-/// One round: sweep if a deadline is due; return how long to sleep.
-async fn tick(app: &App) -> Result<Duration, crate::store::StoreError> {
-    let now = app.now_ms();
-    let earliest = timeouts::earliest(&app.store.read()?)?;
-    match earliest {
+enum Step {
+    /// More timers may be due right now.
+    Again,
+    /// Nothing due; the next timer (if any) is due then.
+    SleepUntil(Option<Timestamp>),
+}
+
+async fn step(app: &App) -> Result<Step, StoreError> {
+    let now = app.now();
+    let next = scheduler::next_due(app.store.read()?.as_ref())?;
+    match next {
         Some(at) if at <= now => {
             let settings = app.ota_settings();
-            let n = app
+            let handled = app
                 .store
-                .write(move |txn| timeouts::sweep(txn, now, settings).map(Ok::<usize, ()>))
+                .write(move |tx| {
+                    scheduler::handle_due(tx, now, settings, scheduler::BATCH_LIMIT)
+                        .map(Ok::<_, ()>)
+                })
                 .await?
-                .unwrap_or(0);
-            if n > 0 {
-                tracing::info!("{n} tasks timed out");
+                .unwrap_or_default();
+            if handled.timed_out > 0 {
+                tracing::info!("{} tasks timed out", handled.timed_out);
             }
-            // More may be due right away (the sweep is bounded).
-            Ok(if n >= timeouts::SWEEP_LIMIT {
-                Duration::ZERO
+            Ok(if handled.more || handled.timers > 0 {
+                Step::Again
             } else {
-                Duration::from_millis(10)
+                Step::SleepUntil(next)
             })
         }
-        Some(at) => Ok(MAX_SLEEP.min(Duration::from_millis(at - now))),
-        None => Ok(MAX_SLEEP),
+        next => Ok(Step::SleepUntil(next)),
+    }
+}
+
+async fn sleep_for(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn jumped(jumps: &Option<Arc<Notify>>) {
+    match jumps {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use md5::Md5;
@@ -29,6 +30,18 @@ pub struct TempBlob {
     sha256: Sha256,
     md5: Md5,
     size: u64,
+}
+
+/// An open blob: served by positioned reads (`pread`), so a block never
+/// loads an image whole and concurrent readers share one handle.
+#[derive(Debug)]
+pub struct BlobFile(File);
+
+impl BlobFile {
+    /// Reads `buf.len()` bytes at `offset` (the caller clamps to the size).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_at(buf, offset)
+    }
 }
 
 /// A blob that reached its final name.
@@ -51,8 +64,9 @@ impl BlobStore {
         self.dir.join(hex::encode(sha256))
     }
 
-    pub fn open_blob(&self, sha256: &[u8]) -> io::Result<File> {
-        File::open(self.path_of(sha256))
+    /// Opens a blob for positioned reads.
+    pub fn open_blob(&self, sha256: &[u8]) -> io::Result<BlobFile> {
+        Ok(BlobFile(File::open(self.path_of(sha256))?))
     }
 
     pub fn create_temp(&self) -> io::Result<TempBlob> {

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lwota::config::Config;
-use lwota::ota::clock::{Clock, ManualClock, SystemClock};
+use lwota::server::SystemClock;
+use lwota::time::{Clock, ManualClock};
 use serde_json::Value;
 
 pub struct TestServer {
@@ -63,7 +64,7 @@ impl TestServer {
             .unwrap();
         let dyn_clock: Arc<dyn Clock> = match &clock {
             Some(c) => c.clone(),
-            None => Arc::new(SystemClock),
+            None => Arc::new(SystemClock::new()),
         };
         let dir = config.server.data_dir.clone();
         let running = runtime

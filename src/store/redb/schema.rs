@@ -1,15 +1,16 @@
 //! The persisted schema: every redb table lwota uses, in one place.
 //!
-//! Values are CBOR-encoded records (see `records.rs`) so a field can be added
+//! Values are CBOR-encoded records (`codec.rs`) so a field can be added
 //! with `#[serde(default)]` without a migration. Keys are chosen so that the
 //! hot paths are point lookups or short range scans:
 //!
-//! - a device poll touches `DEVICES[name]` and `TASKS[(campaign, name)]`;
+//! - a device poll touches `DEVICES[name]`, `TASKS[(campaign, name)]` and
+//!   the device's last `HISTORY` key;
 //! - a campaign's devices are the range `TASKS[(campaign, ..)]`;
 //! - a device's history is the range `HISTORY[(name, ..)]`;
-//! - the scheduler reads the first keys of `DEADLINES`, ordered by time.
+//! - the scheduler reads the first keys of `TIMERS`, ordered by time.
 
-use redb::TableDefinition;
+use ::redb::TableDefinition;
 
 /// Firmware id → `FirmwareRecord`.
 pub const FIRMWARE: TableDefinition<u64, &[u8]> = TableDefinition::new("firmware");
@@ -25,13 +26,23 @@ pub const TASKS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tas
 /// that state; kept in step with `TASKS` so counts never need a scan.
 pub const CAMPAIGN_COUNTS: TableDefinition<(u64, u8), u64> =
     TableDefinition::new("campaign_counts");
-/// (device name, sequence) → `HistoryEntry`, oldest first.
+/// (device name, per-device sequence) → `HistoryEntry`, oldest first.
+/// Databases written before per-device sequences have keys from one global
+/// counter: still ordered per device, so they read the same.
 pub const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
-/// (deadline ms, campaign id, device name) → (): when an unfinished task times out.
-pub const DEADLINES: TableDefinition<(u64, u64, &str), ()> = TableDefinition::new("deadlines");
-/// Named counters: id sequences.
+/// Device name → number of its `HISTORY` entries (for the cap). Missing for
+/// histories written before the cap: counted once, then kept.
+pub const HISTORY_LEN: TableDefinition<&str, u64> = TableDefinition::new("history_len");
+/// (due ms, encoded `Timer`) → (): every timer, earliest first.
+pub const TIMERS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("timers");
+/// Before `TIMERS`: (deadline ms, campaign id, device name) → (). Moved into
+/// `TIMERS` as `Timer::TaskTimeout` at start-up, then deleted.
+pub const LEGACY_DEADLINES: TableDefinition<(u64, u64, &str), ()> =
+    TableDefinition::new("deadlines");
+/// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 pub const NEXT_FIRMWARE_ID: &str = "next_firmware_id";
 pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
-pub const NEXT_HISTORY_SEQ: &str = "next_history_seq";
+/// The latest "now" the server persisted, in ms (see `Tx::raise_clock_floor`).
+pub const CLOCK_FLOOR: &str = "clock_floor_ms";

@@ -1,28 +1,15 @@
-//! Records stored as redb values, and their CBOR encoding.
+//! The persisted records. Serialised with serde (the redb backend stores
+//! CBOR): a field added later carries `#[serde(default)]`, so an older
+//! database reads without a migration.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::ota::task::TaskState;
-
-use super::StoreError;
-
-pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128);
-    // Writing CBOR into a Vec cannot fail for these plain records.
-    if let Err(e) = ciborium::into_writer(value, &mut out) {
-        tracing::error!("cbor encode failed: {e}");
-    }
-    out
-}
-
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    ciborium::from_reader(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
+use super::{CampaignId, FirmwareId, TaskState};
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FirmwareRecord {
-    pub id: u64,
+    pub id: FirmwareId,
     pub product: String,
     pub name: String,
     pub version: String,
@@ -35,31 +22,31 @@ pub struct FirmwareRecord {
     pub md5: Vec<u8>,
     pub signature: String,
     pub description: String,
-    pub created_at: u64,
+    pub created_at: Timestamp,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DeviceRecord {
     pub product: String,
     pub version: String,
-    pub created_at: u64,
+    pub created_at: Timestamp,
     #[serde(default)]
-    pub last_seen: Option<u64>,
+    pub last_seen: Option<Timestamp>,
     #[serde(default)]
     pub last_addr: Option<String>,
     #[serde(default)]
     pub battery: Option<u8>,
     /// Campaign id of the task the device is working on, if any.
     #[serde(default)]
-    pub active_task: Option<u64>,
+    pub active_task: Option<CampaignId>,
     /// Campaign id of the most recent task, finished or not.
     #[serde(default)]
-    pub last_task: Option<u64>,
+    pub last_task: Option<CampaignId>,
 }
 
 impl DeviceRecord {
     /// A device never seen and with no task yet.
-    pub fn new(product: &str, version: &str, now: u64) -> DeviceRecord {
+    pub fn new(product: &str, version: &str, now: Timestamp) -> DeviceRecord {
         DeviceRecord {
             product: product.to_string(),
             version: version.to_string(),
@@ -75,22 +62,23 @@ impl DeviceRecord {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TaskRecord {
-    pub campaign: u64,
-    pub firmware: u64,
+    pub campaign: CampaignId,
+    pub firmware: FirmwareId,
     pub target_version: String,
     pub state: TaskState,
     pub progress: u8,
     #[serde(default)]
     pub error: Option<String>,
-    pub created_at: u64,
-    pub updated_at: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     /// When the device last showed a sign of life for this task; the
     /// timeout counts from here.
     #[serde(default)]
-    pub last_activity: Option<u64>,
-    /// The key under which this task sits in `DEADLINES`, if it does.
+    pub last_activity: Option<Timestamp>,
+    /// When this task's `Timer::TaskTimeout` is due, if it has one (the
+    /// timer's key, so the ledger can move it).
     #[serde(default)]
-    pub deadline: Option<u64>,
+    pub deadline: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -103,28 +91,29 @@ pub enum CampaignStatus {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CampaignRecord {
-    pub id: u64,
-    pub firmware: u64,
+    pub id: CampaignId,
+    pub firmware: FirmwareId,
     pub product: String,
     pub target_version: String,
     pub target: serde_json::Value,
     pub status: CampaignStatus,
-    pub created_at: u64,
+    pub created_at: Timestamp,
     pub total: u64,
     #[serde(default)]
-    pub finished_at: Option<u64>,
+    pub finished_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct HistoryEntry {
-    pub at: u64,
+    pub at: Timestamp,
     /// What happened: `registered`, `version` (the device's version
     /// changed), `queued` (a campaign gave it a task), `poll` (poll
     /// outcome, or a state change a poll caused), `report`, `download`
-    /// (block-inferred progress started), `timeout`, `cancel`.
+    /// (block-inferred progress started), `timeout`, `cancel`, `truncated`
+    /// (older entries were dropped to keep the history bounded).
     pub event: String,
     #[serde(default)]
-    pub campaign: Option<u64>,
+    pub campaign: Option<CampaignId>,
     #[serde(default)]
     pub from: Option<TaskState>,
     #[serde(default)]
@@ -136,16 +125,20 @@ pub struct HistoryEntry {
     #[serde(default)]
     pub detail: Option<String>,
     /// For a run of identical idle polls kept as one entry: how many, and
-    /// when the first was (`at` is the latest).
+    /// when the first was (`at` is the latest). For `truncated`: how many
+    /// entries were dropped.
     #[serde(default)]
     pub repeat: Option<u32>,
     #[serde(default)]
-    pub since: Option<u64>,
+    pub since: Option<Timestamp>,
 }
 
 impl HistoryEntry {
+    /// The event name of the note that stands for dropped entries.
+    pub const TRUNCATED: &'static str = "truncated";
+
     /// An entry that records an event without a task state change.
-    pub fn note(at: u64, event: &str, detail: String) -> HistoryEntry {
+    pub fn note(at: Timestamp, event: &str, detail: String) -> HistoryEntry {
         HistoryEntry {
             at,
             event: event.to_string(),
@@ -158,5 +151,23 @@ impl HistoryEntry {
             repeat: None,
             since: None,
         }
+    }
+
+    /// The note that replaces the oldest entries of a capped history:
+    /// `dropped` entries, the newest of them at `at`.
+    pub fn truncated(at: Timestamp, dropped: u32) -> HistoryEntry {
+        let mut note = HistoryEntry::note(
+            at,
+            HistoryEntry::TRUNCATED,
+            format!("{dropped} older entries dropped (history cap)"),
+        );
+        note.repeat = Some(dropped);
+        note
+    }
+
+    /// Whether this is the poll-outcome entry a repeated poll with
+    /// `detail` coalesces into.
+    pub fn is_poll_run(&self, detail: &str) -> bool {
+        self.event == "poll" && self.detail.as_deref() == Some(detail)
     }
 }

@@ -1,0 +1,94 @@
+//! The sans-IO scheduler: what happens when a [`Timer`] is due.
+//!
+//! Driving contract (the shell in `server/scheduler.rs` follows it):
+//! 1. Read [`next_due`]; sleep until then, or until the store's timer
+//!    signal says a commit set an earlier timer.
+//! 2. When due, run [`handle_due`] in one write transaction with `now`.
+//! 3. If it reports `more`, run it again at once (each call is bounded by
+//!    `limit`); otherwise go back to 1.
+//!
+//! Timers are claimed (`Tx::take_due_timers`) in the same transaction that
+//! acts on them, so a timer is handled exactly once even with several
+//! schedulers on one database.
+
+pub use crate::model::Timer;
+
+use super::ledger::{self, Context};
+use super::task::TaskEvent;
+use super::OtaSettings;
+use crate::store::{ReadTx, StoreError, Tx};
+use crate::time::Timestamp;
+
+/// Timers handled per transaction: one call is one bounded write.
+pub const BATCH_LIMIT: usize = 1_000;
+
+/// What one [`handle_due`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[must_use]
+pub struct Handled {
+    /// Timers taken off the table.
+    pub timers: usize,
+    /// Tasks that failed with `timeout`.
+    pub timed_out: usize,
+    /// The limit was reached: more may be due now.
+    pub more: bool,
+}
+
+/// The earliest due time, for the shell to sleep until.
+pub fn next_due(tx: &(impl ReadTx + ?Sized)) -> Result<Option<Timestamp>, StoreError> {
+    tx.earliest_timer()
+}
+
+/// Handles up to `limit` timers due at or before `now`, and records `now`
+/// as the clock floor (the server clock never restarts below it).
+pub fn handle_due(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    settings: OtaSettings,
+    limit: usize,
+) -> Result<Handled, StoreError> {
+    tx.raise_clock_floor(now)?;
+    let due = tx.take_due_timers(now, limit)?;
+    let mut handled = Handled {
+        timers: due.len(),
+        timed_out: 0,
+        more: due.len() >= limit,
+    };
+    for (at, timer) in due {
+        match timer {
+            Timer::TaskTimeout(key) => {
+                let Some(task) = tx.task(key.campaign, &key.device)? else {
+                    continue;
+                };
+                // Only the task's current deadline counts: a timer left
+                // behind by a moved deadline is stale.
+                if task.deadline != Some(at) {
+                    continue;
+                }
+                let ctx = Context {
+                    now,
+                    timeout_ms: settings.timeout_ms,
+                    device_name: &key.device,
+                    alive: false,
+                    cause: "timeout",
+                };
+                if ledger::transition_device(tx, &ctx, &task, &TaskEvent::TimedOut)? {
+                    handled.timed_out += 1;
+                }
+            }
+            // No behaviour yet: the campaign engine (retries, scheduled
+            // starts, rate windows, waves) and the LwM2M work
+            // (registration lifetimes, queued requests) fill these arms.
+            // Until then a due timer is removed (taken above) and logged.
+            Timer::TaskRetry(_)
+            | Timer::CampaignStart(_)
+            | Timer::RateWindow(_)
+            | Timer::WaveCheck(_)
+            | Timer::RegistrationExpiry(_)
+            | Timer::QueuedRequest(_) => {
+                tracing::debug!(?timer, %at, "timer has no handler yet; dropped");
+            }
+        }
+    }
+    Ok(handled)
+}

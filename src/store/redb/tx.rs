@@ -1,0 +1,470 @@
+//! [`ReadTx`] and [`Tx`] over redb transactions.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use ::redb::{ReadTransaction, ReadableTable, WriteTransaction};
+
+use super::codec::{decode, decode_timer, encode, encode_timer};
+use super::schema;
+use crate::model::{
+    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
+    StateCounts, TaskRecord, Timer,
+};
+use crate::store::history::{self, HistoryRows};
+use crate::store::{ReadTx, Result, StoreError, Tx};
+use crate::time::Timestamp;
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    ::redb::Error,
+    ::redb::DatabaseError,
+    ::redb::TransactionError,
+    ::redb::TableError,
+    ::redb::StorageError,
+    ::redb::CommitError
+);
+
+/// A read snapshot (MVCC: never blocked by the writer).
+pub struct RedbRead(pub ReadTransaction);
+
+/// The writer's transaction, shared by every job of a batch.
+pub struct RedbTx {
+    pub txn: WriteTransaction,
+    pub history_cap: usize,
+    /// The earliest timer set in this transaction, to wake the scheduler
+    /// after commit.
+    pub earliest_set: Option<Timestamp>,
+}
+
+fn str_bound(after: Option<&str>) -> Bound<&str> {
+    match after {
+        Some(a) => Bound::Excluded(a),
+        None => Bound::Unbounded,
+    }
+}
+
+macro_rules! impl_read {
+    ($t:ty, $txn:tt) => {
+        impl ReadTx for $t {
+            fn device(&self, name: &str) -> Result<Option<DeviceRecord>> {
+                let table = self.$txn.open_table(schema::DEVICES)?;
+                let value = table.get(name)?;
+                value.map(|v| decode(v.value())).transpose()
+            }
+
+            fn devices(
+                &self,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, DeviceRecord)>> {
+                let table = self.$txn.open_table(schema::DEVICES)?;
+                let mut out = Vec::new();
+                for entry in table.range::<&str>((str_bound(after), Bound::Unbounded))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = entry?;
+                    out.push((k.value().to_string(), decode(v.value())?));
+                }
+                Ok(out)
+            }
+
+            fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>> {
+                let table = self.$txn.open_table(schema::FIRMWARE)?;
+                let value = table.get(id)?;
+                value.map(|v| decode(v.value())).transpose()
+            }
+
+            fn firmware_all(&self) -> Result<Vec<FirmwareRecord>> {
+                let table = self.$txn.open_table(schema::FIRMWARE)?;
+                let mut out = Vec::new();
+                for entry in table.iter()? {
+                    let (_, v) = entry?;
+                    out.push(decode(v.value())?);
+                }
+                Ok(out)
+            }
+
+            fn campaign(&self, id: CampaignId) -> Result<Option<CampaignRecord>> {
+                let table = self.$txn.open_table(schema::CAMPAIGNS)?;
+                let value = table.get(id)?;
+                value.map(|v| decode(v.value())).transpose()
+            }
+
+            fn campaigns(
+                &self,
+                after: Option<CampaignId>,
+                limit: usize,
+            ) -> Result<Vec<CampaignRecord>> {
+                let table = self.$txn.open_table(schema::CAMPAIGNS)?;
+                let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+                let mut out = Vec::new();
+                for entry in table.range::<u64>((start, Bound::Unbounded))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (_, v) = entry?;
+                    out.push(decode(v.value())?);
+                }
+                Ok(out)
+            }
+
+            fn task(&self, campaign: CampaignId, device: &str) -> Result<Option<TaskRecord>> {
+                let table = self.$txn.open_table(schema::TASKS)?;
+                let value = table.get((campaign, device))?;
+                value.map(|v| decode(v.value())).transpose()
+            }
+
+            fn tasks(
+                &self,
+                campaign: CampaignId,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, TaskRecord)>> {
+                let table = self.$txn.open_table(schema::TASKS)?;
+                let start = match after {
+                    Some(a) => Bound::Excluded((campaign, a)),
+                    None => Bound::Included((campaign, "")),
+                };
+                let end = Bound::Excluded((campaign.saturating_add(1), ""));
+                let mut out = Vec::new();
+                for entry in table.range::<(u64, &str)>((start, end))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = entry?;
+                    out.push((k.value().1.to_string(), decode(v.value())?));
+                }
+                Ok(out)
+            }
+
+            fn campaign_counts(&self, campaign: CampaignId) -> Result<StateCounts> {
+                let table = self.$txn.open_table(schema::CAMPAIGN_COUNTS)?;
+                let mut counts = StateCounts::default();
+                for entry in table.range((campaign, 0u8)..=(campaign, u8::MAX))? {
+                    let (key, value) = entry?;
+                    if let Some(slot) = counts.get_mut(usize::from(key.value().1)) {
+                        *slot = value.value();
+                    }
+                }
+                Ok(counts)
+            }
+
+            fn history(
+                &self,
+                device: &str,
+                after: Option<HistorySeq>,
+                limit: usize,
+            ) -> Result<Vec<(HistorySeq, HistoryEntry)>> {
+                let table = self.$txn.open_table(schema::HISTORY)?;
+                let first = after.map_or(0, |a| a.saturating_add(1));
+                let mut out = Vec::new();
+                for entry in table.range((device, first)..=(device, u64::MAX))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = entry?;
+                    out.push((k.value().1, decode(v.value())?));
+                }
+                Ok(out)
+            }
+
+            fn earliest_timer(&self) -> Result<Option<Timestamp>> {
+                let table = self.$txn.open_table(schema::TIMERS)?;
+                let first = table.first()?;
+                Ok(first.map(|(k, _)| Timestamp::from_millis(k.value().0)))
+            }
+
+            fn timers(&self, limit: usize) -> Result<Vec<(Timestamp, Timer)>> {
+                let table = self.$txn.open_table(schema::TIMERS)?;
+                let mut out = Vec::new();
+                for entry in table.iter()? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, _) = entry?;
+                    let (at, timer) = k.value();
+                    out.push((Timestamp::from_millis(at), decode_timer(timer)?));
+                }
+                Ok(out)
+            }
+
+            fn clock_floor(&self) -> Result<Option<Timestamp>> {
+                let table = self.$txn.open_table(schema::COUNTERS)?;
+                let value = table.get(schema::CLOCK_FLOOR)?;
+                Ok(value.map(|v| Timestamp::from_millis(v.value())))
+            }
+        }
+    };
+}
+
+impl_read!(RedbRead, 0);
+impl_read!(RedbTx, txn);
+
+impl RedbTx {
+    fn next_counter(&mut self, name: &str) -> Result<u64> {
+        let mut table = self.txn.open_table(schema::COUNTERS)?;
+        let current = table.get(name)?.map(|v| v.value()).unwrap_or(1);
+        table.insert(name, current + 1)?;
+        Ok(current)
+    }
+}
+
+impl HistoryRows for RedbTx {
+    fn stored_len(&self, device: &str) -> Result<Option<u64>> {
+        let table = self.txn.open_table(schema::HISTORY_LEN)?;
+        let value = table.get(device)?;
+        Ok(value.map(|v| v.value()))
+    }
+
+    fn set_len(&mut self, device: &str, len: u64) -> Result<()> {
+        self.txn
+            .open_table(schema::HISTORY_LEN)?
+            .insert(device, len)?;
+        Ok(())
+    }
+
+    fn count(&self, device: &str) -> Result<u64> {
+        let table = self.txn.open_table(schema::HISTORY)?;
+        let mut n = 0;
+        for entry in table.range((device, 0u64)..=(device, u64::MAX))? {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn last(&self, device: &str) -> Result<Option<(HistorySeq, HistoryEntry)>> {
+        let table = self.txn.open_table(schema::HISTORY)?;
+        let mut range = table.range((device, 0u64)..=(device, u64::MAX))?;
+        let last = match range.next_back() {
+            Some(entry) => {
+                let (k, v) = entry?;
+                Some((k.value().1, decode(v.value())?))
+            }
+            None => None,
+        };
+        Ok(last)
+    }
+
+    fn oldest(&self, device: &str, n: usize) -> Result<Vec<(HistorySeq, HistoryEntry)>> {
+        self.history(device, None, n)
+    }
+
+    fn put(&mut self, device: &str, seq: HistorySeq, entry: &HistoryEntry) -> Result<()> {
+        self.txn
+            .open_table(schema::HISTORY)?
+            .insert((device, seq), encode(entry).as_slice())?;
+        Ok(())
+    }
+
+    fn remove(&mut self, device: &str, seq: HistorySeq) -> Result<()> {
+        self.txn
+            .open_table(schema::HISTORY)?
+            .remove((device, seq))?;
+        Ok(())
+    }
+}
+
+impl Tx for RedbTx {
+    fn next_firmware_id(&mut self) -> Result<FirmwareId> {
+        self.next_counter(schema::NEXT_FIRMWARE_ID)
+    }
+
+    fn next_campaign_id(&mut self) -> Result<CampaignId> {
+        self.next_counter(schema::NEXT_CAMPAIGN_ID)
+    }
+
+    fn put_device(&mut self, name: &str, record: &DeviceRecord) -> Result<()> {
+        self.txn
+            .open_table(schema::DEVICES)?
+            .insert(name, encode(record).as_slice())?;
+        Ok(())
+    }
+
+    fn put_firmware(&mut self, record: &FirmwareRecord) -> Result<()> {
+        self.txn
+            .open_table(schema::FIRMWARE)?
+            .insert(record.id, encode(record).as_slice())?;
+        self.txn.open_table(schema::FIRMWARE_KEYS)?.insert(
+            (record.product.as_str(), record.version.as_str()),
+            record.id,
+        )?;
+        Ok(())
+    }
+
+    fn delete_firmware(&mut self, record: &FirmwareRecord) -> Result<()> {
+        self.txn.open_table(schema::FIRMWARE)?.remove(record.id)?;
+        self.txn
+            .open_table(schema::FIRMWARE_KEYS)?
+            .remove((record.product.as_str(), record.version.as_str()))?;
+        Ok(())
+    }
+
+    fn put_campaign(&mut self, record: &CampaignRecord) -> Result<()> {
+        self.txn
+            .open_table(schema::CAMPAIGNS)?
+            .insert(record.id, encode(record).as_slice())?;
+        Ok(())
+    }
+
+    fn put_task(
+        &mut self,
+        device: &str,
+        previous: Option<&TaskRecord>,
+        record: &TaskRecord,
+    ) -> Result<()> {
+        let campaign = record.campaign;
+        let old_state = previous.map(|p| p.state);
+        if old_state != Some(record.state) {
+            let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
+            if let Some(old) = old_state {
+                let key = (campaign, old.index());
+                let n = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
+                counts.insert(key, n.saturating_sub(1))?;
+            }
+            let key = (campaign, record.state.index());
+            let n = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
+            counts.insert(key, n + 1)?;
+        }
+        self.txn
+            .open_table(schema::TASKS)?
+            .insert((campaign, device), encode(record).as_slice())?;
+        Ok(())
+    }
+
+    /// The bulk path for a campaign of a million devices: each table is
+    /// opened once per call, each distinct history entry and the task are
+    /// encoded once, and the campaign's counter is written once.
+    fn queue_tasks(
+        &mut self,
+        task: &TaskRecord,
+        entries: &[HistoryEntry],
+        devices: &[(String, DeviceRecord, usize)],
+    ) -> Result<()> {
+        if devices.is_empty() {
+            return Ok(());
+        }
+        let task_bytes = encode(task);
+        let encoded: Vec<Vec<u8>> = entries.iter().map(encode).collect();
+        let cap = self.history_cap as u64;
+        // Devices whose history is at its cap take the general path after.
+        let mut at_cap: Vec<(&str, usize)> = Vec::new();
+        {
+            let mut tasks = self.txn.open_table(schema::TASKS)?;
+            let mut devs = self.txn.open_table(schema::DEVICES)?;
+            let mut history = self.txn.open_table(schema::HISTORY)?;
+            let mut lens = self.txn.open_table(schema::HISTORY_LEN)?;
+            let mut len_cache: HashMap<&str, u64> = HashMap::new();
+            for (name, device, entry) in devices {
+                let entry_bytes = encoded
+                    .get(*entry)
+                    .ok_or_else(|| StoreError::Db("queue_tasks: no such history entry".into()))?;
+                tasks.insert((task.campaign, name.as_str()), task_bytes.as_slice())?;
+                devs.insert(name.as_str(), encode(device).as_slice())?;
+                let last = {
+                    let mut range =
+                        history.range((name.as_str(), 0u64)..=(name.as_str(), u64::MAX))?;
+                    match range.next_back() {
+                        Some(e) => Some(e?.0.value().1),
+                        None => None,
+                    }
+                };
+                let len = match lens.get(name.as_str())? {
+                    Some(v) => Some(v.value()),
+                    None if last.is_none() => Some(0),
+                    None => None,
+                };
+                match len {
+                    Some(len) if len < cap => {
+                        let seq = last.map_or(1, |s| s.saturating_add(1));
+                        history.insert((name.as_str(), seq), entry_bytes.as_slice())?;
+                        len_cache.insert(name.as_str(), len + 1);
+                    }
+                    _ => at_cap.push((name.as_str(), *entry)),
+                }
+            }
+            for (name, len) in len_cache {
+                lens.insert(name, len)?;
+            }
+        }
+        {
+            let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
+            let key = (task.campaign, task.state.index());
+            let n = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
+            counts.insert(key, n + devices.len() as u64)?;
+        }
+        for (name, entry) in at_cap {
+            if let Some(entry) = entries.get(entry) {
+                self.append_history(name, entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn append_history(&mut self, device: &str, entry: &HistoryEntry) -> Result<()> {
+        let cap = self.history_cap;
+        history::append(self, device, entry, cap)
+    }
+
+    fn record_poll(&mut self, device: &str, now: Timestamp, detail: &str) -> Result<()> {
+        let cap = self.history_cap;
+        history::record_poll(self, device, now, detail, cap)
+    }
+
+    fn set_timer(&mut self, at: Timestamp, timer: &Timer) -> Result<()> {
+        self.txn
+            .open_table(schema::TIMERS)?
+            .insert((at.as_millis(), encode_timer(timer).as_slice()), ())?;
+        self.earliest_set = Some(self.earliest_set.map_or(at, |e| e.min(at)));
+        Ok(())
+    }
+
+    fn remove_timer(&mut self, at: Timestamp, timer: &Timer) -> Result<()> {
+        self.txn
+            .open_table(schema::TIMERS)?
+            .remove((at.as_millis(), encode_timer(timer).as_slice()))?;
+        Ok(())
+    }
+
+    fn take_due_timers(&mut self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, Timer)>> {
+        let mut table = self.txn.open_table(schema::TIMERS)?;
+        let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+        for entry in table.range::<(u64, &[u8])>(..)? {
+            let (k, _) = entry?;
+            let (at, timer) = k.value();
+            if at > now.as_millis() || keys.len() >= limit {
+                break;
+            }
+            keys.push((at, timer.to_vec()));
+        }
+        let mut due = Vec::with_capacity(keys.len());
+        for (at, bytes) in keys {
+            table.remove((at, bytes.as_slice()))?;
+            match decode_timer(&bytes) {
+                Ok(timer) => due.push((Timestamp::from_millis(at), timer)),
+                // Garbage in the table is dropped, not retried forever.
+                Err(e) => tracing::warn!("dropping undecodable timer: {e}"),
+            }
+        }
+        Ok(due)
+    }
+
+    fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {
+        let mut table = self.txn.open_table(schema::COUNTERS)?;
+        let current = table.get(schema::CLOCK_FLOOR)?.map(|v| v.value());
+        if current.is_none_or(|c| c < now.as_millis()) {
+            table.insert(schema::CLOCK_FLOOR, now.as_millis())?;
+        }
+        Ok(())
+    }
+}
