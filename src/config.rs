@@ -16,6 +16,32 @@ pub struct Config {
     pub firmware: FirmwareConfig,
     pub devices: DevicesConfig,
     pub tasks: TasksConfig,
+    pub coap: CoapConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoapConfig {
+    /// Endpoints (UDP sockets with SO_REUSEPORT, one loop each); 0 = one
+    /// per core.
+    pub shards: usize,
+    /// RFC 7252 ACK_TIMEOUT for requests this server sends, milliseconds.
+    pub ack_timeout_ms: u64,
+    /// RFC 7252 MAX_RETRANSMIT.
+    pub max_retransmit: u32,
+    /// RFC 7252 NSTART: requests in flight per device.
+    pub nstart: usize,
+}
+
+impl Default for CoapConfig {
+    fn default() -> Self {
+        CoapConfig {
+            shards: 0,
+            ack_timeout_ms: 2000,
+            max_retransmit: 4,
+            nstart: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -149,6 +175,21 @@ impl Config {
                 "firmware.max_size {} is more than Block2 can address at max_block_size {block} ({servable} bytes)",
                 self.firmware.max_size
             )));
+        }
+        let coap = &self.coap;
+        if coap.shards > 1024 {
+            return Err(ConfigError::Invalid("coap.shards must be at most 1024".into()));
+        }
+        if !(100..=60_000).contains(&coap.ack_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "coap.ack_timeout_ms must be from 100 to 60000".into(),
+            ));
+        }
+        if coap.max_retransmit > 10 {
+            return Err(ConfigError::Invalid("coap.max_retransmit must be at most 10".into()));
+        }
+        if !(1..=64).contains(&coap.nstart) {
+            return Err(ConfigError::Invalid("coap.nstart must be from 1 to 64".into()));
         }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
             return Err(ConfigError::Invalid(format!(
