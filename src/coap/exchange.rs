@@ -321,12 +321,19 @@ impl Exchanges {
         if let Some((offset, szx)) = ex.block1 {
             let sent = (Block::size_of(szx)).min(ex.body.len() - offset);
             let more = offset + sent < ex.body.len();
-            if more && packet.header.code == MessageClass::Response(ResponseType::Continue) {
+            let continue_ = packet.header.code == MessageClass::Response(ResponseType::Continue);
+            let echo = packet
+                .get_first_option(CoapOption::Block1)
+                .and_then(|v| Block::parse(v).ok());
+            if continue_ && echo.is_some_and(|b| b.num as usize != offset / Block::size_of(szx)) {
+                // A late duplicate 2.31 for an earlier piece (NON pieces
+                // share the token): not an answer to the current one.
+                tracing::debug!(?id, "stale 2.31 dropped");
+                return;
+            }
+            if more && continue_ {
                 // The server may ask for smaller blocks from now on (§2.5).
-                let asked = packet
-                    .get_first_option(CoapOption::Block1)
-                    .and_then(|v| Block::parse(v).ok())
-                    .map_or(szx, |b| b.szx.min(szx));
+                let asked = echo.map_or(szx, |b| b.szx.min(szx));
                 ex.block1 = Some((offset + sent, asked));
                 self.next_message(ctx, now, id);
                 return;
