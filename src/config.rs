@@ -178,7 +178,9 @@ impl Config {
         }
         let coap = &self.coap;
         if coap.shards > 1024 {
-            return Err(ConfigError::Invalid("coap.shards must be at most 1024".into()));
+            return Err(ConfigError::Invalid(
+                "coap.shards must be at most 1024".into(),
+            ));
         }
         if !(100..=60_000).contains(&coap.ack_timeout_ms) {
             return Err(ConfigError::Invalid(
@@ -186,10 +188,14 @@ impl Config {
             ));
         }
         if coap.max_retransmit > 10 {
-            return Err(ConfigError::Invalid("coap.max_retransmit must be at most 10".into()));
+            return Err(ConfigError::Invalid(
+                "coap.max_retransmit must be at most 10".into(),
+            ));
         }
         if !(1..=64).contains(&coap.nstart) {
-            return Err(ConfigError::Invalid("coap.nstart must be from 1 to 64".into()));
+            return Err(ConfigError::Invalid(
+                "coap.nstart must be from 1 to 64".into(),
+            ));
         }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
             return Err(ConfigError::Invalid(format!(

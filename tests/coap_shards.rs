@@ -32,7 +32,11 @@ fn device(socket: UdpSocket, name: String, separate: bool, requests: usize) {
         }
         let path: Vec<String> = req
             .get_option(CoapOption::UriPath)
-            .map(|l| l.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect())
+            .map(|l| {
+                l.iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut resp = Packet::new();
         resp.header.code = MessageClass::Response(ResponseType::Content);
@@ -104,7 +108,9 @@ fn server_initiated_requests_reach_every_peer_through_two_shards() {
             };
             socket.send_to(&hello, server).unwrap();
             let mut buf = [0u8; 2048];
-            socket.recv_from(&mut buf).expect("server answers the hello");
+            socket
+                .recv_from(&mut buf)
+                .expect("server answers the hello");
         }
         let separate = i % 3 == 0;
         threads.push(std::thread::spawn(move || {

@@ -65,7 +65,11 @@ fn serve(net: &mut Net, server: usize, deliveries: &mut HashMap<u32, Vec<Vec<u8>
 
 fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
     let mut rng = Rng::new(seed);
-    let link = if perfect { LinkConfig::perfect() } else { LinkConfig::random(&mut rng) };
+    let link = if perfect {
+        LinkConfig::perfect()
+    } else {
+        LinkConfig::random(&mut rng)
+    };
     let mut net = Net::new(seed, link.clone());
     let server = net.add(EndpointConfig::default());
     let client = net.add(EndpointConfig {
@@ -124,7 +128,7 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
     let until = net.elapsed + Duration::from_secs(300);
     while net.step(until) {
         serve(&mut net, server, &mut deliveries);
-        for (_, event) in net.take_events(client) {
+        if let Some((_, event)) = net.take_events(client).into_iter().next() {
             return Err(format!("event after the end: {event:?}"));
         }
     }
@@ -143,7 +147,10 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
             return Err(format!("POST {} delivered {delivered} times", plan.n));
         }
         if perfect && got[0].is_err() {
-            return Err(format!("request {} failed on a perfect link: {:?}", plan.n, got[0]));
+            return Err(format!(
+                "request {} failed on a perfect link: {:?}",
+                plan.n, got[0]
+            ));
         }
         if let Ok(payload) = &got[0] {
             if *payload != digest(&plan.body) {
@@ -163,7 +170,11 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
 
 fn notifications_in_order(seed: u64, perfect: bool) -> Result<(), String> {
     let mut rng = Rng::new(seed);
-    let link = if perfect { LinkConfig::perfect() } else { LinkConfig::random(&mut rng) };
+    let link = if perfect {
+        LinkConfig::perfect()
+    } else {
+        LinkConfig::random(&mut rng)
+    };
     let mut net = Net::new(seed, link.clone());
     let server = net.add(EndpointConfig::default());
     let client = net.add(EndpointConfig::default());
@@ -189,13 +200,17 @@ fn notifications_in_order(seed: u64, perfect: bool) -> Result<(), String> {
             match event {
                 Event::Request(req) => {
                     if req.meta.observe && relation.is_none() {
-                        relation = net.nodes[server]
-                            .endpoint
-                            .accept_observe(now, req.meta, content(0u32.to_be_bytes().to_vec()));
+                        relation = net.nodes[server].endpoint.accept_observe(
+                            now,
+                            req.meta,
+                            content(0u32.to_be_bytes().to_vec()),
+                        );
                     } else {
-                        net.nodes[server]
-                            .endpoint
-                            .respond(now, req.meta, content(0u32.to_be_bytes().to_vec()));
+                        net.nodes[server].endpoint.respond(
+                            now,
+                            req.meta,
+                            content(0u32.to_be_bytes().to_vec()),
+                        );
                     }
                     net.drain(server);
                 }
@@ -208,8 +223,10 @@ fn notifications_in_order(seed: u64, perfect: bool) -> Result<(), String> {
             while sent < due.min(COUNT) {
                 sent += 1;
                 let packet = content(sent.to_be_bytes().to_vec());
-                let r = if sent % 5 == 0 {
-                    net.nodes[server].endpoint.notify_confirmable(now, rel, packet)
+                let r = if sent.is_multiple_of(5) {
+                    net.nodes[server]
+                        .endpoint
+                        .notify_confirmable(now, rel, packet)
                 } else {
                     net.nodes[server].endpoint.notify(now, rel, packet)
                 };
@@ -306,4 +323,3 @@ proptest! {
         prop_assert_eq!(notifications_in_order(seed, false), Ok(()));
     }
 }
-

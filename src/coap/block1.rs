@@ -178,10 +178,7 @@ impl Assemblies {
             );
             return Piece::Respond(reply);
         }
-        let body = self
-            .take(ctx, id)
-            .map(|a| a.body)
-            .unwrap_or_default();
+        let body = self.take(ctx, id).map(|a| a.body).unwrap_or_default();
         Piece::Complete(body)
     }
 
@@ -211,8 +208,14 @@ impl Assemblies {
     }
 
     fn too_large(&self) -> Packet {
-        let mut reply = error_response(ResponseType::RequestEntityTooLarge, "request body too large");
-        reply.add_option(CoapOption::Size1, message::uint(self.limits.max_body as u32));
+        let mut reply = error_response(
+            ResponseType::RequestEntityTooLarge,
+            "request body too large",
+        );
+        reply.add_option(
+            CoapOption::Size1,
+            message::uint(self.limits.max_body as u32),
+        );
         reply
     }
 }

@@ -93,10 +93,12 @@ impl DedupCache {
     /// notifications, which are recorded only once processed.
     pub fn peek(&mut self, now: Instant, peer: SocketAddr, mid: u16) -> Option<Seen> {
         self.expire(now);
-        self.entries.get(&(peer, mid)).map(|entry| match &entry.slot {
-            Slot::Pending => Seen::InProgress,
-            Slot::Done(bytes) => Seen::Answered(bytes.clone()),
-        })
+        self.entries
+            .get(&(peer, mid))
+            .map(|entry| match &entry.slot {
+                Slot::Pending => Seen::InProgress,
+                Slot::Done(bytes) => Seen::Answered(bytes.clone()),
+            })
     }
 
     /// Records (peer, mid) as answered with `response` (e.g. the empty ACK

@@ -41,12 +41,12 @@ use super::block::Block;
 use super::block1::{Assemblies, Block1Limits, Piece};
 use super::ctx::Ctx;
 use super::dedup::Seen;
-pub use super::exchange::{ClientLimits, ExchangeId};
 use super::exchange::Exchanges;
+pub use super::exchange::{ClientLimits, ExchangeId};
 use super::message::{self, Format};
 pub use super::message::{error_response, uri_path};
-pub use super::observe::{NotifyError, ObserveLimits, RelationId};
 use super::observe::Relations;
+pub use super::observe::{NotifyError, ObserveLimits, RelationId};
 use super::timer::{Timer, TransmissionParams};
 
 /// Bound on remembered exchanges (≈ 100 bytes each plus the response of a
@@ -434,7 +434,9 @@ impl Endpoint {
             MessageClass::Reserved(code) if code >> 5 == 0 => {
                 self.on_request(now, local, peer, packet, RequestType::UnKnown)
             }
-            MessageClass::Response(_) => self.on_response(now, local, peer, packet, datagram, may_forward),
+            MessageClass::Response(_) => {
+                self.on_response(now, local, peer, packet, datagram, may_forward)
+            }
             MessageClass::Reserved(code) => {
                 tracing::debug!(%peer, "reserved code class {}", code >> 5);
                 if kind == MessageType::Confirmable {
@@ -497,11 +499,19 @@ impl Endpoint {
             } else {
                 ResponseType::BadOption
             };
-            self.respond(now, meta, error_response(code, "unsupported critical option"));
+            self.respond(
+                now,
+                meta,
+                error_response(code, "unsupported critical option"),
+            );
             return;
         }
         if method == RequestType::UnKnown {
-            self.respond(now, meta, error_response(ResponseType::MethodNotAllowed, ""));
+            self.respond(
+                now,
+                meta,
+                error_response(ResponseType::MethodNotAllowed, ""),
+            );
             return;
         }
         if method == RequestType::Get {
@@ -521,7 +531,11 @@ impl Endpoint {
             let block = match Block::parse(raw) {
                 Ok(block) => block,
                 Err(e) => {
-                    self.respond(now, meta, error_response(ResponseType::BadOption, &e.to_string()));
+                    self.respond(
+                        now,
+                        meta,
+                        error_response(ResponseType::BadOption, &e.to_string()),
+                    );
                     return;
                 }
             };

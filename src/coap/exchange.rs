@@ -62,9 +62,13 @@ enum State {
         timeout: Duration,
     },
     /// A NON is out, or a CON was ACKed empty: waiting for a response.
-    AwaitResponse { mid: u16 },
+    AwaitResponse {
+        mid: u16,
+    },
     /// A registration was accepted; notifications follow.
-    Observing { last: Option<(u32, Instant)> },
+    Observing {
+        last: Option<(u32, Instant)>,
+    },
 }
 
 #[derive(Debug)]

@@ -48,7 +48,11 @@ pub fn check(datagram: &[u8]) -> Format {
         idx += 1;
         if byte == 0xff {
             // §3: a marker followed by a zero-length payload is an error.
-            return if idx == datagram.len() { error } else { Format::Ok };
+            return if idx == datagram.len() {
+                error
+            } else {
+                Format::Ok
+            };
         }
         let Some((delta, next)) = extended(byte >> 4, datagram, idx) else {
             return error;
@@ -202,7 +206,13 @@ mod tests {
         // Marker and no payload.
         assert_eq!(check(&con(&[0xff])), err);
         // Empty message with bytes after the header.
-        assert_eq!(check(&[0x40, 0x00, 0, 1, 0]), Format::Error { confirmable: true, message_id: 1 });
+        assert_eq!(
+            check(&[0x40, 0x00, 0, 1, 0]),
+            Format::Error {
+                confirmable: true,
+                message_id: 1
+            }
+        );
         assert_eq!(check(&[0xff, 0]), Format::Garbage);
         assert_eq!(check(&[0x80, 1, 0, 0]), Format::Garbage, "version 2");
     }

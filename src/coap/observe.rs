@@ -150,8 +150,8 @@ impl Relations {
         let rel = self.map.get_mut(&id).ok_or(NotifyError::NoRelation)?;
         let last = !message::is_success(packet.header.code);
         rel.seq = (rel.seq + 1) & SEQ_MASK;
-        let con = !last
-            && (confirmable || rel.inflight.is_some() || now >= rel.last_con + CON_INTERVAL);
+        let con =
+            !last && (confirmable || rel.inflight.is_some() || now >= rel.last_con + CON_INTERVAL);
         let mid = ctx.message_id();
         packet.header.set_version(1);
         packet.header.set_type(if con {

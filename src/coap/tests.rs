@@ -87,7 +87,12 @@ fn assert_rejected_with_bad_option(ep: &mut Endpoint, now: Instant, p: &Packet) 
 fn duplicate_post_gets_identical_response_and_is_not_redelivered() {
     let now = Instant::now();
     let mut ep = endpoint();
-    let dgram = request(MessageType::Confirmable, RequestType::Post, 42, "ota/d/report");
+    let dgram = request(
+        MessageType::Confirmable,
+        RequestType::Post,
+        42,
+        "ota/d/report",
+    );
     let req = feed(&mut ep, now, &dgram).expect("new request");
     assert_eq!(req.method, RequestType::Post);
     assert_eq!(req.local, local());
@@ -107,7 +112,10 @@ fn duplicate_post_gets_identical_response_and_is_not_redelivered() {
     assert_eq!(at, now + Duration::from_secs(247));
     ep.handle_timeout(at);
     assert_eq!(ep.remembered_exchanges(), 0);
-    assert!(feed(&mut ep, at, &dgram).is_some(), "new again after expiry");
+    assert!(
+        feed(&mut ep, at, &dgram).is_some(),
+        "new again after expiry"
+    );
 }
 
 #[test]
@@ -182,12 +190,20 @@ fn unknown_method_codes_get_4_05_and_options_rules_hold() {
     let mut ep = endpoint();
     // §5.8: 0.08-0.31 are methods we do not know: 4.05, not RST.
     for (i, c) in [0x08u8, 0x1f].into_iter().enumerate() {
-        let mut bytes = request(MessageType::Confirmable, RequestType::Get, 200 + i as u16, "x");
+        let mut bytes = request(
+            MessageType::Confirmable,
+            RequestType::Get,
+            200 + i as u16,
+            "x",
+        );
         bytes[1] = c;
         assert!(feed(&mut ep, now, &bytes).is_none());
         let resp = sent(&mut ep);
         assert_eq!(resp.header.get_type(), MessageType::Acknowledgement);
-        assert_eq!(code(&resp), MessageClass::Response(ResponseType::MethodNotAllowed));
+        assert_eq!(
+            code(&resp),
+            MessageClass::Response(ResponseType::MethodNotAllowed)
+        );
     }
     // §5.4.5: two Block2 options: 4.02.
     let mut p = request_packet(MessageType::Confirmable, RequestType::Get, 210, "x");
@@ -230,7 +246,14 @@ fn block1_body_in_16_byte_pieces_arrives_whole_once() {
             let resp = sent(&mut ep);
             assert_eq!(code(&resp), MessageClass::Response(ResponseType::Continue));
             let echo = Block::parse(resp.get_first_option(CoapOption::Block1).unwrap()).unwrap();
-            assert_eq!(echo, Block { num, more: true, szx: 0 });
+            assert_eq!(
+                echo,
+                Block {
+                    num,
+                    more: true,
+                    szx: 0
+                }
+            );
             // A retransmission of the piece gets the same 2.31 again.
             assert!(feed(&mut ep, now, &bytes).is_none());
             assert_eq!(sent(&mut ep), resp);
@@ -241,7 +264,14 @@ fn block1_body_in_16_byte_pieces_arrives_whole_once() {
             ep.respond(now, req.meta, content(b""));
             let resp = sent(&mut ep);
             let echo = Block::parse(resp.get_first_option(CoapOption::Block1).unwrap()).unwrap();
-            assert_eq!(echo, Block { num, more: false, szx: 0 });
+            assert_eq!(
+                echo,
+                Block {
+                    num,
+                    more: false,
+                    szx: 0
+                }
+            );
         }
     }
     assert_eq!(ep.load().2, 0, "nothing left being reassembled");
@@ -264,8 +294,14 @@ fn block1_gap_is_4_08_and_oversize_is_4_13_with_size1() {
     p.add_option(CoapOption::Size1, super::message::uint(1 << 20));
     assert!(feed(&mut ep, now, &p.to_bytes().unwrap()).is_none());
     let resp = sent(&mut ep);
-    assert_eq!(code(&resp), MessageClass::Response(ResponseType::RequestEntityTooLarge));
-    assert_eq!(resp.get_first_option(CoapOption::Size1).unwrap(), &super::message::uint(65536));
+    assert_eq!(
+        code(&resp),
+        MessageClass::Response(ResponseType::RequestEntityTooLarge)
+    );
+    assert_eq!(
+        resp.get_first_option(CoapOption::Size1).unwrap(),
+        &super::message::uint(65536)
+    );
     // Unfinished bodies expire.
     assert!(feed(&mut ep, now, &block1_piece(4, 0, true, 0, &body)).is_none());
     let _ = sent(&mut ep);
@@ -282,7 +318,9 @@ fn observe_relation_notifies_in_sequence_and_ends_on_rst() {
     p.set_observe_value(0);
     let req = feed(&mut ep, now, &p.to_bytes().unwrap()).unwrap();
     assert!(req.meta.observe);
-    let rel = ep.accept_observe(now, req.meta, content(b"0")).expect("relation");
+    let rel = ep
+        .accept_observe(now, req.meta, content(b"0"))
+        .expect("relation");
     let first = sent(&mut ep);
     assert_eq!(first.get_observe_value().unwrap().unwrap(), 0);
     ep.notify(now, rel, content(b"1")).unwrap();
@@ -304,7 +342,10 @@ fn observe_relation_notifies_in_sequence_and_ends_on_rst() {
         Some(Event::RelationEnded { relation, why: Why::Reset }) if relation == rel
     ));
     assert!(ep.poll_event().is_none());
-    assert_eq!(ep.notify(later, rel, content(b"3")), Err(NotifyError::NoRelation));
+    assert_eq!(
+        ep.notify(later, rel, content(b"3")),
+        Err(NotifyError::NoRelation)
+    );
 }
 
 #[test]
@@ -332,7 +373,13 @@ fn con_notification_never_acked_ends_the_relation() {
             None => break,
         }
         while let Some(e) = ep.poll_event() {
-            assert!(matches!(e, Event::RelationEnded { why: Why::TimedOut, .. }));
+            assert!(matches!(
+                e,
+                Event::RelationEnded {
+                    why: Why::TimedOut,
+                    ..
+                }
+            ));
             ended = true;
         }
         if ended {
@@ -367,12 +414,20 @@ fn deregistration_ends_the_relation() {
 fn client_con_request_retransmits_then_times_out_exactly_once() {
     let now = Instant::now();
     let mut ep = endpoint();
-    let id = ep.request(now, peer(), request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/3"));
+    let id = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/3"),
+    );
     let first = sent(&mut ep);
     assert_eq!(first.header.get_type(), MessageType::Confirmable);
     assert_eq!(first.get_token().len(), 8);
     // A second request to the same peer waits (NSTART = 1).
-    let id2 = ep.request(now, peer(), request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/4"));
+    let id2 = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/4"),
+    );
     assert!(ep.poll_transmit().is_none());
     let mut retransmissions = 0;
     let mut failed = Vec::new();
@@ -395,7 +450,10 @@ fn client_con_request_retransmits_then_times_out_exactly_once() {
     assert_eq!(failed, vec![(id, Why::TimedOut)]);
     assert_eq!(retransmissions, 4);
     let waited = t - now;
-    assert!(waited >= Duration::from_secs(62) && waited <= Duration::from_secs(93), "{waited:?}");
+    assert!(
+        waited >= Duration::from_secs(62) && waited <= Duration::from_secs(93),
+        "{waited:?}"
+    );
     // The queued one went out when the slot freed; answer it piggybacked.
     let _ = id2;
 }
@@ -404,9 +462,18 @@ fn client_con_request_retransmits_then_times_out_exactly_once() {
 fn separate_response_is_acked_and_delivered_once() {
     let now = Instant::now();
     let mut ep = endpoint();
-    let id = ep.request(now, peer(), request_packet(MessageType::Confirmable, RequestType::Post, 0, "5/0/2"));
+    let id = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Post, 0, "5/0/2"),
+    );
     let req = sent(&mut ep);
-    ep.handle(now, local(), peer(), &super::message::empty(MessageType::Acknowledgement, req.header.message_id));
+    ep.handle(
+        now,
+        local(),
+        peer(),
+        &super::message::empty(MessageType::Acknowledgement, req.header.message_id),
+    );
     assert!(ep.poll_event().is_none());
     let mut resp = content(b"later");
     resp.header.set_type(MessageType::Confirmable);
@@ -417,7 +484,9 @@ fn separate_response_is_acked_and_delivered_once() {
     let ack = sent(&mut ep);
     assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
     assert_eq!(ack.header.message_id, 999);
-    assert!(matches!(ep.poll_event(), Some(Event::Response { id: got, packet }) if got == id && packet.payload == b"later"));
+    assert!(
+        matches!(ep.poll_event(), Some(Event::Response { id: got, packet }) if got == id && packet.payload == b"later")
+    );
     // Its retransmission (our ACK was lost) is ACKed again, not delivered.
     ep.handle(now, local(), peer(), &bytes);
     assert_eq!(sent(&mut ep).header.message_id, 999);

@@ -110,13 +110,15 @@ impl TransmissionParams {
     /// MAX_TRANSMIT_SPAN: first to last transmission of a CON (45 s).
     pub fn max_transmit_span(&self) -> Duration {
         let n = (1u32 << self.max_retransmit.min(20)) - 1;
-        self.ack_timeout.mul_f64(f64::from(n) * self.ack_random_factor)
+        self.ack_timeout
+            .mul_f64(f64::from(n) * self.ack_random_factor)
     }
 
     /// MAX_TRANSMIT_WAIT: first transmission to giving up on an ACK (93 s).
     pub fn max_transmit_wait(&self) -> Duration {
         let n = (1u32 << (self.max_retransmit.min(20) + 1)) - 1;
-        self.ack_timeout.mul_f64(f64::from(n) * self.ack_random_factor)
+        self.ack_timeout
+            .mul_f64(f64::from(n) * self.ack_random_factor)
     }
 
     /// EXCHANGE_LIFETIME: how long a Message ID may be answered again (247 s).
@@ -149,9 +151,15 @@ mod tests {
         let t0 = Instant::now();
         let mut timers = Timers::default();
         timers.set(Timer::DedupExpiry, t0 + Duration::from_secs(5));
-        timers.set(Timer::Block1Expiry(AssemblyId(1)), t0 + Duration::from_secs(3));
+        timers.set(
+            Timer::Block1Expiry(AssemblyId(1)),
+            t0 + Duration::from_secs(3),
+        );
         assert_eq!(timers.next(), Some(t0 + Duration::from_secs(3)));
-        timers.set(Timer::Block1Expiry(AssemblyId(1)), t0 + Duration::from_secs(9));
+        timers.set(
+            Timer::Block1Expiry(AssemblyId(1)),
+            t0 + Duration::from_secs(9),
+        );
         assert_eq!(timers.next(), Some(t0 + Duration::from_secs(5)));
         assert_eq!(timers.pop_due(t0 + Duration::from_secs(4)), None);
         assert_eq!(

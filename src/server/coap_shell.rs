@@ -117,7 +117,11 @@ impl CoapHandle {
     }
 
     /// Registers as an observer of `packet`'s resource on `peer`.
-    pub async fn observe(&self, peer: SocketAddr, packet: Packet) -> Result<Observation, RequestError> {
+    pub async fn observe(
+        &self,
+        peer: SocketAddr,
+        packet: Packet,
+    ) -> Result<Observation, RequestError> {
         // Notifications beyond this many unread are dropped (newest wins
         // at the next read; RFC 7641 only promises the latest state).
         let (tx, rx) = mpsc::channel(16);

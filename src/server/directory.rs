@@ -92,7 +92,11 @@ mod tests {
         let peer = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
         dir.record(peer(1), 3);
         assert_eq!(dir.shard_for(peer(1), 4), 3);
-        assert_eq!(dir.shard_for(peer(1), 2), dir.shard_for(peer(1), 2), "stable");
+        assert_eq!(
+            dir.shard_for(peer(1), 2),
+            dir.shard_for(peer(1), 2),
+            "stable"
+        );
         for port in 2..2000 {
             dir.record(peer(port), 1);
         }

@@ -84,8 +84,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .map_or(0, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
     let coap_config = app.config.coap.clone();
-    let (coap, mut tasks) =
-        coap_shell::spawn(coap_sockets, app.clone(), signal.clone(), &coap_config, seed)?;
+    let (coap, mut tasks) = coap_shell::spawn(
+        coap_sockets,
+        app.clone(),
+        signal.clone(),
+        &coap_config,
+        seed,
+    )?;
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());

@@ -143,7 +143,11 @@ impl Net {
             let Some(to) = self.nodes.iter().position(|n| n.addr == t.peer) else {
                 continue;
             };
-            let copies = if self.rng.chance(self.link.duplicate) { 2 } else { 1 };
+            let copies = if self.rng.chance(self.link.duplicate) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 if self.rng.chance(self.link.drop) {
                     continue;
@@ -198,7 +202,11 @@ impl Net {
         }
         self.elapsed = self.elapsed.max(at);
         let now = self.now();
-        while self.alarms.peek().is_some_and(|Reverse(a)| *a <= self.elapsed) {
+        while self
+            .alarms
+            .peek()
+            .is_some_and(|Reverse(a)| *a <= self.elapsed)
+        {
             self.alarms.pop();
         }
         while let Some(Reverse(f)) = self.queue.peek() {
@@ -246,11 +254,17 @@ impl Net {
                 return if react(self) {
                     Ok(())
                 } else {
-                    Err(format!("stuck at {:?}: nothing due before the limit", self.elapsed))
+                    Err(format!(
+                        "stuck at {:?}: nothing due before the limit",
+                        self.elapsed
+                    ))
                 };
             }
         }
-        Err(format!("not done after {max_steps} steps ({:?})", self.elapsed))
+        Err(format!(
+            "not done after {max_steps} steps ({:?})",
+            self.elapsed
+        ))
     }
 
     /// Makes sure a step happens at `at` (virtual time since the start),
