@@ -7,12 +7,15 @@
 //! shutdown. Every shard runs its own timers.
 
 use std::collections::{HashMap, HashSet};
+use std::io::IoSliceMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use coap_lite::{Packet, ResponseType};
 use futures_util::FutureExt;
+use quinn_udp::{RecvMeta, UdpSocketState};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -27,9 +30,21 @@ use super::directory::PeerDirectory;
 /// requests: back-pressure, not loss).
 pub const CHANNEL_CAPACITY: usize = 4096;
 
-/// Datagrams read in one go before the loop looks at its channel and
-/// timers again: fairness between the socket and everything else.
-const BURST: usize = 64;
+/// Batches (up to `quinn_udp::BATCH_SIZE` datagrams each, one recvmmsg)
+/// read in one go before the loop looks at its channel and timers again:
+/// fairness between the socket and everything else.
+const BURST: usize = 4;
+
+/// Largest UDP payload: a datagram that big is garbage for us but must not
+/// be truncated into something that parses. Pages are touched only as
+/// datagrams land in them, so the batch costs little resident memory.
+const DATAGRAM_MAX: usize = 65_535;
+
+/// Receive buffers of one shard, reused for every batch.
+struct RecvBuffers {
+    bufs: Vec<Vec<u8>>,
+    meta: Vec<RecvMeta>,
+}
 
 /// Peers this shard remembers having recorded in the directory; cleared
 /// when full (the next datagram of each records it again, harmlessly).
@@ -63,6 +78,10 @@ pub enum Waiter {
 pub struct Shard {
     index: usize,
     socket: UdpSocket,
+    /// quinn-udp reads batches with recvmmsg and reports each datagram's
+    /// destination address (IP_PKTINFO), which the request must carry
+    /// when the socket is bound to 0.0.0.0 or [::].
+    state: UdpSocketState,
     local: SocketAddr,
     endpoint: Endpoint,
     rx: mpsc::Receiver<ShardMsg>,
@@ -86,9 +105,11 @@ impl Shard {
         app: App,
     ) -> std::io::Result<Shard> {
         let local = socket.local_addr()?;
+        let state = UdpSocketState::new((&socket).into())?;
         Ok(Shard {
             index,
             socket,
+            state,
             local,
             endpoint,
             rx,
@@ -102,9 +123,11 @@ impl Shard {
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        // Largest UDP payload; a datagram that big is garbage for us but must
-        // not be truncated into something that parses.
-        let mut buf = vec![0u8; 65_535];
+        let batch = quinn_udp::BATCH_SIZE.max(1);
+        let mut buffers = RecvBuffers {
+            bufs: (0..batch).map(|_| vec![0u8; DATAGRAM_MAX]).collect(),
+            meta: vec![RecvMeta::default(); batch],
+        };
         loop {
             let deadline = self.endpoint.poll_timeout();
             tokio::select! {
@@ -113,7 +136,7 @@ impl Shard {
                         tracing::debug!("udp readable: {e}");
                         continue;
                     }
-                    self.read_burst(&mut buf).await;
+                    self.read_burst(&mut buffers).await;
                 }
                 msg = self.rx.recv() => {
                     if let Some(msg) = msg {
@@ -129,10 +152,21 @@ impl Shard {
         }
     }
 
-    async fn read_burst(&mut self, buf: &mut [u8]) {
+    async fn read_burst(&mut self, buffers: &mut RecvBuffers) {
         for _ in 0..BURST {
-            let (len, peer) = match self.socket.try_recv_from(buf) {
-                Ok(x) => x,
+            let received = {
+                let mut slices: Vec<IoSliceMut<'_>> = buffers
+                    .bufs
+                    .iter_mut()
+                    .map(|b| IoSliceMut::new(b))
+                    .collect();
+                let (socket, state, meta) = (&self.socket, &self.state, &mut buffers.meta);
+                socket.try_io(Interest::READABLE, || {
+                    state.recv(socket.into(), &mut slices, meta)
+                })
+            };
+            let count = match received {
+                Ok(count) => count,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     // ICMP errors surface here on some platforms; not fatal.
@@ -140,16 +174,32 @@ impl Shard {
                     continue;
                 }
             };
-            if !self.heard.contains(&peer) {
-                if self.heard.len() >= HEARD_CAPACITY {
-                    self.heard.clear();
+            for i in 0..count {
+                let meta = buffers.meta[i];
+                let local = meta
+                    .dst_ip
+                    .map_or(self.local, |ip| SocketAddr::new(ip, self.local.port()));
+                let peer = meta.addr;
+                self.record_peer(peer);
+                let data = &buffers.bufs[i][..meta.len.min(DATAGRAM_MAX)];
+                // With UDP GRO one buffer may hold several datagrams of
+                // `stride` bytes each.
+                for datagram in data.chunks(meta.stride.max(1)) {
+                    self.endpoint.handle(Instant::now(), local, peer, datagram);
+                    self.drain().await;
                 }
-                self.heard.insert(peer);
-                self.directory.record(peer, self.index);
             }
-            self.endpoint
-                .handle(Instant::now(), self.local, peer, &buf[..len]);
-            self.drain().await;
+        }
+    }
+
+    /// Tells the directory that this shard hears `peer`, once.
+    fn record_peer(&mut self, peer: SocketAddr) {
+        if !self.heard.contains(&peer) {
+            if self.heard.len() >= HEARD_CAPACITY {
+                self.heard.clear();
+            }
+            self.heard.insert(peer);
+            self.directory.record(peer, self.index);
         }
     }
 
