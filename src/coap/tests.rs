@@ -526,3 +526,86 @@ proptest! {
         while ep.poll_transmit().is_some() {}
     }
 }
+
+#[test]
+fn client_follows_block2_and_delivers_the_whole_body() {
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let body: Vec<u8> = (0..40u8).collect();
+    let id = ep.request(now, peer(), request_packet(MessageType::Confirmable, RequestType::Get, 0, "5/0"));
+    let mut num = 0u32;
+    loop {
+        let req = sent(&mut ep);
+        let asked = req
+            .get_first_option(CoapOption::Block2)
+            .map(|v| Block::parse(v).unwrap().num)
+            .unwrap_or(0);
+        assert_eq!(asked, num);
+        let start = num as usize * 16;
+        let end = (start + 16).min(body.len());
+        let mut resp = content(&body[start..end]);
+        resp.header.set_type(MessageType::Acknowledgement);
+        resp.header.message_id = req.header.message_id;
+        resp.set_token(req.get_token().to_vec());
+        resp.add_option(
+            CoapOption::Block2,
+            Block { num, more: end < body.len(), szx: 0 }.encode(),
+        );
+        ep.handle(now, local(), peer(), &resp.to_bytes().unwrap());
+        if let Some(event) = ep.poll_event() {
+            match event {
+                Event::Response { id: got, packet } => {
+                    assert_eq!(got, id);
+                    assert_eq!(packet.payload, body);
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        num += 1;
+        assert!(num < 10);
+    }
+    assert_eq!(num, 2);
+    assert_eq!(ep.load().0, 0);
+}
+
+#[test]
+fn client_block1_sends_pieces_and_follows_a_smaller_size() {
+    let now = Instant::now();
+    let mut ep = Endpoint::new(
+        EndpointConfig {
+            client: ClientLimits {
+                block_szx: 2,
+                ..ClientLimits::default()
+            },
+            ..EndpointConfig::default()
+        },
+        3,
+    );
+    let body: Vec<u8> = (0..150u8).collect();
+    let mut p = request_packet(MessageType::Confirmable, RequestType::Put, 0, "5/0/0");
+    p.payload = body.clone();
+    let id = ep.request(now, peer(), p);
+    let mut received = Vec::new();
+    for _ in 0..20 {
+        let req = sent(&mut ep);
+        let b = Block::parse(req.get_first_option(CoapOption::Block1).unwrap()).unwrap();
+        assert_eq!(b.num as usize * b.size(), received.len());
+        received.extend_from_slice(&req.payload);
+        let mut resp = Packet::new();
+        resp.header.set_type(MessageType::Acknowledgement);
+        resp.header.message_id = req.header.message_id;
+        resp.set_token(req.get_token().to_vec());
+        let answer = if b.more { ResponseType::Continue } else { ResponseType::Changed };
+        resp.header.code = MessageClass::Response(answer);
+        // The server asks for 16-byte pieces from the first answer on.
+        resp.add_option(CoapOption::Block1, Block { num: b.num, more: b.more, szx: b.szx.min(0) }.encode());
+        ep.handle(now, local(), peer(), &resp.to_bytes().unwrap());
+        if let Some(Event::Response { id: got, packet }) = ep.poll_event() {
+            assert_eq!(got, id);
+            assert_eq!(code(&packet), MessageClass::Response(ResponseType::Changed));
+            break;
+        }
+    }
+    assert_eq!(received, body);
+}
