@@ -163,3 +163,92 @@ fn server_initiated_requests_reach_every_peer_through_two_shards() {
     ));
     runtime.block_on(running.stop());
 }
+
+#[test]
+fn observe_through_the_handle_delivers_notifications_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = common::test_config(tmp.path());
+    config.coap.shards = 2;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime
+        .block_on(lwota::server::start(config, Arc::new(SystemClock)))
+        .expect("server starts");
+    let handle = running.coap.clone();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let device_addr = socket.local_addr().unwrap();
+    let device = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        let (len, server) = socket.recv_from(&mut buf).unwrap();
+        let req = Packet::from_bytes(&buf[..len]).unwrap();
+        assert_eq!(req.get_observe_value().unwrap().unwrap(), 0);
+        let notification = |kind: MessageType, mid: u16, seq: Option<u32>, body: &str| {
+            let mut p = Packet::new();
+            p.header.set_type(kind);
+            p.header.message_id = mid;
+            p.header.code = MessageClass::Response(match seq {
+                Some(_) => ResponseType::Content,
+                None => ResponseType::NotFound,
+            });
+            p.set_token(req.get_token().to_vec());
+            if let Some(seq) = seq {
+                p.set_observe_value(seq);
+            }
+            p.payload = body.as_bytes().to_vec();
+            p.to_bytes().unwrap()
+        };
+        let first = notification(
+            MessageType::Acknowledgement,
+            req.header.message_id,
+            Some(10),
+            "0",
+        );
+        socket.send_to(&first, server).unwrap();
+        // 11, 12, then a stale 9 (must be dropped), then 13 as CON, then the end.
+        for (mid, seq, body) in [(1, 11, "1"), (2, 12, "2"), (3, 9, "stale"), (4, 13, "3")] {
+            let kind = if seq == 13 {
+                MessageType::Confirmable
+            } else {
+                MessageType::NonConfirmable
+            };
+            socket
+                .send_to(&notification(kind, mid, Some(seq), body), server)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The CON notification is ACKed.
+        let (len, _) = socket.recv_from(&mut buf).unwrap();
+        let ack = Packet::from_bytes(&buf[..len]).unwrap();
+        assert_eq!(ack.header.get_type(), MessageType::Acknowledgement);
+        assert_eq!(ack.header.message_id, 4);
+        socket
+            .send_to(
+                &notification(MessageType::NonConfirmable, 5, None, "gone"),
+                server,
+            )
+            .unwrap();
+    });
+    let mut p = get("3/0/9");
+    p.header.message_id = 0;
+    let seen = runtime.block_on(async {
+        let mut observation = handle.observe(device_addr, p).await.unwrap();
+        let mut seen = Vec::new();
+        while let Some(item) = tokio::time::timeout(Duration::from_secs(30), observation.next())
+            .await
+            .expect("observation ends")
+        {
+            let packet = item.expect("no failure");
+            seen.push(String::from_utf8(packet.payload).unwrap());
+        }
+        seen
+    });
+    device.join().unwrap();
+    assert_eq!(seen, ["0", "1", "2", "3", "gone"]);
+    runtime.block_on(running.stop());
+}

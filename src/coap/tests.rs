@@ -532,7 +532,11 @@ fn client_follows_block2_and_delivers_the_whole_body() {
     let now = Instant::now();
     let mut ep = endpoint();
     let body: Vec<u8> = (0..40u8).collect();
-    let id = ep.request(now, peer(), request_packet(MessageType::Confirmable, RequestType::Get, 0, "5/0"));
+    let id = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "5/0"),
+    );
     let mut num = 0u32;
     loop {
         let req = sent(&mut ep);
@@ -549,7 +553,12 @@ fn client_follows_block2_and_delivers_the_whole_body() {
         resp.set_token(req.get_token().to_vec());
         resp.add_option(
             CoapOption::Block2,
-            Block { num, more: end < body.len(), szx: 0 }.encode(),
+            Block {
+                num,
+                more: end < body.len(),
+                szx: 0,
+            }
+            .encode(),
         );
         ep.handle(now, local(), peer(), &resp.to_bytes().unwrap());
         if let Some(event) = ep.poll_event() {
@@ -596,10 +605,22 @@ fn client_block1_sends_pieces_and_follows_a_smaller_size() {
         resp.header.set_type(MessageType::Acknowledgement);
         resp.header.message_id = req.header.message_id;
         resp.set_token(req.get_token().to_vec());
-        let answer = if b.more { ResponseType::Continue } else { ResponseType::Changed };
+        let answer = if b.more {
+            ResponseType::Continue
+        } else {
+            ResponseType::Changed
+        };
         resp.header.code = MessageClass::Response(answer);
         // The server asks for 16-byte pieces from the first answer on.
-        resp.add_option(CoapOption::Block1, Block { num: b.num, more: b.more, szx: b.szx.min(0) }.encode());
+        resp.add_option(
+            CoapOption::Block1,
+            Block {
+                num: b.num,
+                more: b.more,
+                szx: b.szx.min(0),
+            }
+            .encode(),
+        );
         ep.handle(now, local(), peer(), &resp.to_bytes().unwrap());
         if let Some(Event::Response { id: got, packet }) = ep.poll_event() {
             assert_eq!(got, id);
