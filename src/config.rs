@@ -235,5 +235,14 @@ mod tests {
         let mut config = Config::default();
         config.tasks.timeout = u64::MAX;
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.coap.nstart = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.coap.ack_timeout_ms = 10;
+        assert!(config.validate().is_err());
+        let config: Config = toml::from_str("[coap]\nshards = 3\n").unwrap();
+        assert_eq!(config.coap.shards, 3);
+        assert!(config.validate().is_ok());
     }
 }

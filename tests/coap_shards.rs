@@ -87,6 +87,8 @@ fn server_initiated_requests_reach_every_peer_through_two_shards() {
     let handle = running.coap.clone();
     assert_eq!(handle.shards(), 2);
     let server = running.coap_addr;
+    // The port is taken: another group may not join it through SO_REUSEPORT.
+    assert!(lwota::server::coap_shell::bind(server, 2).is_err());
 
     const PEERS: usize = 12;
     const REQUESTS: usize = 4;

@@ -20,17 +20,24 @@ use crate::state::App;
 use super::directory::{PeerDirectory, DIRECTORY_CAPACITY};
 use super::shard::{Shard, ShardMsg, Waiter, CHANNEL_CAPACITY};
 
-/// Binds `shards` UDP sockets to `addr` (port 0: the first picks a port,
-/// the others take the same). With one shard no `SO_REUSEPORT` is set, so
-/// the socket is exactly what it was before sharding.
+/// Binds `shards` UDP sockets to `addr` (port 0: a free port is picked,
+/// all take the same). With one shard no `SO_REUSEPORT` is set, so the
+/// socket is exactly what it was before sharding.
 pub fn bind(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
     use socket2::{Domain, Protocol, Socket, Type};
     let shards = shards.max(1);
     if shards == 1 {
         return Ok(vec![std::net::UdpSocket::bind(addr)?]);
     }
+    // SO_REUSEPORT would let this group join another process's group on
+    // the same port (same user) and split its traffic silently. A plain
+    // bind first proves the port free (or picks one for port 0) and gives
+    // "port in use" its usual error; it is released just before the group
+    // binds, a window too small to matter.
+    let probe = std::net::UdpSocket::bind(addr)?;
+    let mut target = probe.local_addr()?;
+    drop(probe);
     let mut sockets = Vec::with_capacity(shards);
-    let mut target = addr;
     for _ in 0..shards {
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         socket.set_reuse_port(true)?;
