@@ -617,7 +617,7 @@ fn client_block1_sends_pieces_and_follows_a_smaller_size() {
             Block {
                 num: b.num,
                 more: b.more,
-                szx: b.szx.min(0),
+                szx: 0,
             }
             .encode(),
         );
