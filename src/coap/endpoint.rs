@@ -248,7 +248,8 @@ impl Endpoint {
         mut response: Packet,
     ) -> Option<RelationId> {
         let relation = if meta.observe && message::is_success(response.header.code) {
-            self.relations.establish(now, meta.peer, &meta.token)
+            self.relations
+                .establish(&mut self.ctx, now, meta.peer, &meta.token)
         } else {
             None
         };
@@ -437,6 +438,11 @@ impl Endpoint {
             MessageClass::Response(_) => {
                 self.on_response(now, local, peer, packet, datagram, may_forward)
             }
+            // Response codes coap-lite has no name for (say 4.07) are still
+            // responses (§5.9: unknown codes are treated like x.00).
+            MessageClass::Reserved(code) if matches!(code >> 5, 2 | 4 | 5) => {
+                self.on_response(now, local, peer, packet, datagram, may_forward)
+            }
             MessageClass::Reserved(code) => {
                 tracing::debug!(%peer, "reserved code class {}", code >> 5);
                 if kind == MessageType::Confirmable {
@@ -460,7 +466,10 @@ impl Endpoint {
             return;
         }
         let confirmable = kind == MessageType::Confirmable;
-        let remembered = !matches!(method, RequestType::Get | RequestType::Fetch);
+        // A Block1 piece is remembered whatever the method: its retransmission
+        // must get the same answer, not be taken for a gap.
+        let remembered = !matches!(method, RequestType::Get | RequestType::Fetch)
+            || packet.get_first_option(CoapOption::Block1).is_some();
         let observe_value = packet
             .get_first_option(CoapOption::Observe)
             .and_then(|v| message::read_uint(v));

@@ -172,7 +172,8 @@ pub fn read_uint(bytes: &[u8]) -> Option<u32> {
 
 /// Whether a response code is a success (2.xx).
 pub fn is_success(class: MessageClass) -> bool {
-    matches!(class, MessageClass::Response(code) if (u8::from(MessageClass::Response(code)) >> 5) == 2)
+    matches!(class, MessageClass::Response(_) | MessageClass::Reserved(_))
+        && u8::from(class) >> 5 == 2
 }
 
 #[cfg(test)]

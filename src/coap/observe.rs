@@ -110,10 +110,13 @@ impl Relations {
     /// Returns the id and the sequence number for the first response.
     pub fn establish(
         &mut self,
+        ctx: &mut Ctx,
         now: Instant,
         peer: SocketAddr,
         token: &[u8],
     ) -> Option<(RelationId, u32)> {
+        // Two registrations with one token answered late: the newer wins.
+        self.end_key(ctx, peer, token, Why::Replaced);
         let count = self.per_peer.get(&peer).copied().unwrap_or(0);
         if self.map.len() >= self.limits.max_relations || count >= self.limits.max_per_peer {
             return None;

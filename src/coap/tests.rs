@@ -630,3 +630,44 @@ fn client_block1_sends_pieces_and_follows_a_smaller_size() {
     }
     assert_eq!(received, body);
 }
+
+#[test]
+fn unnamed_response_code_still_answers_the_exchange() {
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let id = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "x"),
+    );
+    let req = sent(&mut ep);
+    // 4.07 has no name in coap-lite.
+    let mut bytes = vec![0x68, 0x87];
+    bytes.extend_from_slice(&req.header.message_id.to_be_bytes());
+    bytes.extend_from_slice(req.get_token());
+    ep.handle(now, local(), peer(), &bytes);
+    assert!(matches!(ep.poll_event(), Some(Event::Response { id: got, .. }) if got == id));
+}
+
+#[test]
+fn retransmitted_fetch_block1_piece_is_not_a_gap() {
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let mut p = request_packet(MessageType::Confirmable, RequestType::Fetch, 70, "x");
+    p.add_option(
+        CoapOption::Block1,
+        Block {
+            num: 0,
+            more: true,
+            szx: 0,
+        }
+        .encode(),
+    );
+    p.payload = vec![1; 16];
+    let bytes = p.to_bytes().unwrap();
+    assert!(feed(&mut ep, now, &bytes).is_none());
+    let first = sent(&mut ep);
+    assert!(feed(&mut ep, now, &bytes).is_none());
+    assert_eq!(sent(&mut ep), first, "the same 2.31 again");
+    assert_eq!(code(&first), MessageClass::Response(ResponseType::Continue));
+}
