@@ -72,14 +72,20 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
     };
     let mut net = Net::new(seed, link.clone());
     let server = net.add(EndpointConfig::default());
-    let client = net.add(EndpointConfig {
-        client: ClientLimits {
-            block_szx: rng.below(7) as u8,
-            ..ClientLimits::default()
-        },
-        ..EndpointConfig::default()
-    });
-    let count = 1 + rng.below(6) as u32;
+    // One to three clients, each with its own Block1 size, all talking to
+    // the one server (NSTART queues per client, dedup per client address).
+    let clients: Vec<usize> = (0..1 + rng.below(3))
+        .map(|_| {
+            net.add(EndpointConfig {
+                client: ClientLimits {
+                    block_szx: rng.below(7) as u8,
+                    ..ClientLimits::default()
+                },
+                ..EndpointConfig::default()
+            })
+        })
+        .collect();
+    let count = 1 + rng.below(8) as u32;
     let mut planned = HashMap::new();
     for n in 0..count {
         let method = if rng.chance(0.5) {
@@ -100,25 +106,30 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
         p.add_option(CoapOption::UriPath, b"x".to_vec());
         p.add_option(CoapOption::UriQuery, n.to_string().into_bytes());
         p.payload = body.clone();
+        let client = clients[rng.below(clients.len() as u64) as usize];
         let (now, to) = (net.now(), net.addr(server));
         let id = net.nodes[client].endpoint.request(now, to, p);
         net.drain(client);
-        planned.insert(id, Planned { n, method, body });
+        planned.insert((client, id), Planned { n, method, body });
     }
-    let mut outcomes: HashMap<ExchangeId, Vec<Result<Vec<u8>, String>>> = HashMap::new();
+    let mut outcomes: HashMap<(usize, ExchangeId), Vec<Result<Vec<u8>, String>>> = HashMap::new();
     let mut deliveries: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
     let limit = Duration::from_secs(4 * 3600);
     net.drive(limit, 500_000, |net| {
         serve(net, server, &mut deliveries);
-        for (_, event) in net.take_events(client) {
-            match event {
-                Event::Response { id, packet } => {
-                    outcomes.entry(id).or_default().push(Ok(packet.payload))
+        for &client in &clients {
+            for (_, event) in net.take_events(client) {
+                match event {
+                    Event::Response { id, packet } => outcomes
+                        .entry((client, id))
+                        .or_default()
+                        .push(Ok(packet.payload)),
+                    Event::Failed { id, why } => outcomes
+                        .entry((client, id))
+                        .or_default()
+                        .push(Err(why.to_string())),
+                    other => panic!("unexpected client event {other:?}"),
                 }
-                Event::Failed { id, why } => {
-                    outcomes.entry(id).or_default().push(Err(why.to_string()))
-                }
-                other => panic!("unexpected client event {other:?}"),
             }
         }
         outcomes.len() == planned.len()
@@ -128,8 +139,10 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
     let until = net.elapsed + Duration::from_secs(300);
     while net.step(until) {
         serve(&mut net, server, &mut deliveries);
-        if let Some((_, event)) = net.take_events(client).into_iter().next() {
-            return Err(format!("event after the end: {event:?}"));
+        for &client in &clients {
+            if let Some((_, event)) = net.take_events(client).into_iter().next() {
+                return Err(format!("event after the end: {event:?}"));
+            }
         }
     }
     for (id, plan) in &planned {
@@ -161,9 +174,11 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
             }
         }
     }
-    let (exchanges, _, assemblies) = net.nodes[client].endpoint.load();
-    if exchanges != 0 || assemblies != 0 {
-        return Err("state left behind".into());
+    for &node in clients.iter().chain([&server]) {
+        let (exchanges, _, assemblies) = net.nodes[node].endpoint.load();
+        if exchanges != 0 || assemblies != 0 {
+            return Err(format!("state left behind at node {node}"));
+        }
     }
     Ok(())
 }
@@ -322,4 +337,55 @@ proptest! {
     fn notifications_are_never_delivered_out_of_order(seed in any::<u64>()) {
         prop_assert_eq!(notifications_in_order(seed, false), Ok(()));
     }
+}
+
+#[test]
+fn cancelled_observation_is_ended_by_the_servers_next_notification() {
+    let mut net = Net::new(5, LinkConfig::perfect());
+    let server = net.add(EndpointConfig::default());
+    let client = net.add(EndpointConfig::default());
+    let mut p = Packet::new();
+    p.header.code = MessageClass::Request(RequestType::Get);
+    p.add_option(CoapOption::UriPath, b"obs".to_vec());
+    let (now, to) = (net.now(), net.addr(server));
+    let obs = net.nodes[client].endpoint.observe(now, to, p);
+    net.drain(client);
+    let mut relation = None;
+    let mut ended = None;
+    let mut notified = 0;
+    net.drive(Duration::from_secs(60), 1_000, |net| {
+        let now = net.now();
+        for (_, e) in net.take_events(server) {
+            match e {
+                Event::Request(req) => {
+                    relation = net.nodes[server].endpoint.accept_observe(
+                        now,
+                        req.meta,
+                        content(b"0".to_vec()),
+                    );
+                    net.drain(server);
+                }
+                Event::RelationEnded { relation: r, why } => ended = Some((r, why)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        for (_, e) in net.take_events(client) {
+            if let Event::Notification { id, .. } = e {
+                assert_eq!(id, obs);
+                notified += 1;
+                // Cancel after the first; the next notification gets RST.
+                assert!(net.nodes[client].endpoint.cancel_observe(now, obs));
+                let rel = relation.expect("relation");
+                net.nodes[server]
+                    .endpoint
+                    .notify(now, rel, content(b"1".to_vec()))
+                    .unwrap();
+                net.drain(server);
+            }
+        }
+        ended.is_some()
+    })
+    .unwrap();
+    assert_eq!(notified, 1);
+    assert_eq!(ended, Some((relation.unwrap(), lwota::coap::Why::Reset)));
 }
