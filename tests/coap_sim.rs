@@ -35,6 +35,9 @@ fn content(payload: Vec<u8>) -> Packet {
     p
 }
 
+/// How an exchange ended: the response payload or why it failed.
+type Outcome = Result<Vec<u8>, String>;
+
 struct Planned {
     n: u32,
     method: RequestType,
@@ -112,7 +115,7 @@ fn exchanges_end_exactly_once(seed: u64, perfect: bool) -> Result<(), String> {
         net.drain(client);
         planned.insert((client, id), Planned { n, method, body });
     }
-    let mut outcomes: HashMap<(usize, ExchangeId), Vec<Result<Vec<u8>, String>>> = HashMap::new();
+    let mut outcomes: HashMap<(usize, ExchangeId), Vec<Outcome>> = HashMap::new();
     let mut deliveries: HashMap<u32, Vec<Vec<u8>>> = HashMap::new();
     let limit = Duration::from_secs(4 * 3600);
     net.drive(limit, 500_000, |net| {
