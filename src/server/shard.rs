@@ -333,7 +333,13 @@ impl Shard {
                 let _ = tx.send(outcome);
             }
             Some(Waiter::Stream(tx)) => {
-                let _ = tx.try_send(outcome);
+                // The last item must not be lost to a full channel; the
+                // reader takes it after the notifications before it.
+                if let Err(mpsc::error::TrySendError::Full(outcome)) = tx.try_send(outcome) {
+                    tokio::spawn(async move {
+                        let _ = tx.send(outcome).await;
+                    });
+                }
             }
             None => {}
         }
