@@ -121,6 +121,24 @@ fn recorded_client_datagrams_get_the_documented_answers() {
         );
     }
 
+    // The first 16-byte Block1 piece of libcoap's block-wise POST: the
+    // server takes pieces (2.31 Continue, Block1 echoed) rather than
+    // mistaking the piece for the whole body.
+    let bytes = fixture("libcoap-post-poll-block1-first");
+    let request = Packet::from_bytes(&bytes).unwrap();
+    let answer = replay(&server, &client(), &bytes);
+    assert_eq!(
+        code(&answer),
+        MessageClass::Response(ResponseType::Continue),
+        "{:?}",
+        String::from_utf8_lossy(&answer.payload)
+    );
+    assert_eq!(
+        answer.get_first_option(CoapOption::Block1),
+        request.get_first_option(CoapOption::Block1),
+        "Block1 echoed"
+    );
+
     // The report applies, and the same datagram again (a retransmission:
     // same source, same Message ID) gets the same bytes and changes nothing.
     let socket = client();

@@ -239,11 +239,22 @@ async fn update(
         .await?;
         return Ok(false);
     }
-    report(client, name, &offer.task, "updating", None, out).await?;
+    // From here on the device installs whatever the server says: a real
+    // device that verified its image flashes and reboots even when these
+    // reports get no answer (server restarting, link down). Its next poll,
+    // with the new version, tells the server (the contract counts that as
+    // `updated`), so a lost report is an error to count, not an abort.
+    if let Err(e) = report(client, name, &offer.task, "updating", None, out).await {
+        out.errors += 1;
+        out.last_error = Some(e);
+    }
     // A real device reboots here; half the fleet reports `updated` before
     // rebooting, the rest lets the next poll's version speak for it.
     if rand::random::<bool>() {
-        report(client, name, &offer.task, "updated", None, out).await?;
+        if let Err(e) = report(client, name, &offer.task, "updated", None, out).await {
+            out.errors += 1;
+            out.last_error = Some(e);
+        }
     }
     Ok(true)
 }
