@@ -12,7 +12,7 @@ use crate::ota::campaign::{self, CampaignError, Target, MAX_LISTED_DEVICES};
 use crate::ota::task::TaskState;
 use crate::state::App;
 use crate::store::access::{self, Reader};
-use crate::store::records::{decode, CampaignRecord, TaskRecord};
+use crate::store::records::{CampaignRecord, TaskRecord};
 use crate::store::schema;
 
 fn api_error(e: CampaignError) -> ApiError {
@@ -123,8 +123,14 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
     let table = txn.open_table(schema::CAMPAIGNS)?;
     let mut out = Vec::new();
     for entry in table.iter()? {
-        let (_, value) = entry.map_err(crate::store::StoreError::from)?;
-        let c: CampaignRecord = decode(value.value())?;
+        let (key, value) = entry.map_err(crate::store::StoreError::from)?;
+        let Some(c) = crate::store::integrity::decode_or_skip::<CampaignRecord>(
+            "campaigns",
+            key.value(),
+            value.value(),
+        ) else {
+            continue; // issue 8 item 7c: a corrupt record is skipped, not a 500
+        };
         let counts = txn.campaign_counts(c.id)?;
         out.push(views::campaign(&c, &counts));
     }
@@ -132,8 +138,8 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
 }
 
 fn parse_campaign_id(id: &str) -> ApiResult<u64> {
-    id.parse()
-        .map_err(|_| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
+    super::http_errors::parse_path_id(id)
+        .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
 }
 
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
@@ -172,7 +178,13 @@ pub async fn devices(
     let mut out = Vec::new();
     for entry in table.range((id, "")..(id + 1, ""))? {
         let (key, value) = entry.map_err(crate::store::StoreError::from)?;
-        let task: TaskRecord = decode(value.value())?;
+        let Some(task) = crate::store::integrity::decode_or_skip::<TaskRecord>(
+            "tasks",
+            key.value(),
+            value.value(),
+        ) else {
+            continue; // issue 8 item 7c: a corrupt record is skipped, not a 500
+        };
         if state.is_some_and(|s| s != task.state) {
             continue;
         }

@@ -14,7 +14,7 @@ use super::views;
 use crate::ota::devices::{self, NewDevice};
 use crate::state::App;
 use crate::store::access;
-use crate::store::records::{decode, DeviceRecord, HistoryEntry};
+use crate::store::records::{DeviceRecord, HistoryEntry};
 use crate::store::schema;
 
 /// Largest device list one request registers.
@@ -115,7 +115,13 @@ pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResu
     let mut out = Vec::new();
     for entry in range {
         let (name, value) = entry.map_err(crate::store::StoreError::from)?;
-        let device: DeviceRecord = decode(value.value())?;
+        let Some(device) = crate::store::integrity::decode_or_skip::<DeviceRecord>(
+            "devices",
+            name.value(),
+            value.value(),
+        ) else {
+            continue; // issue 8 item 7c: a corrupt record is skipped, not a 500
+        };
         if q.product.as_ref().is_some_and(|p| *p != device.product)
             || q.version.as_ref().is_some_and(|v| *v != device.version)
         {
@@ -175,7 +181,13 @@ pub async fn history(
     let mut out = Vec::new();
     for entry in table.range((name.as_str(), first)..=(name.as_str(), u64::MAX))? {
         let (key, value) = entry.map_err(crate::store::StoreError::from)?;
-        let h: HistoryEntry = decode(value.value())?;
+        let Some(h) = crate::store::integrity::decode_or_skip::<HistoryEntry>(
+            "history",
+            key.value(),
+            value.value(),
+        ) else {
+            continue; // issue 8 item 7c: a corrupt record is skipped, not a 500
+        };
         let mut item = views::history(&h);
         item["seq"] = json!(key.value().1);
         out.push(item);
@@ -200,8 +212,14 @@ pub async fn versions(
     let table = txn.open_table(schema::DEVICES)?;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for entry in table.iter()? {
-        let (_, value) = entry.map_err(crate::store::StoreError::from)?;
-        let device: DeviceRecord = decode(value.value())?;
+        let (name, value) = entry.map_err(crate::store::StoreError::from)?;
+        let Some(device) = crate::store::integrity::decode_or_skip::<DeviceRecord>(
+            "devices",
+            name.value(),
+            value.value(),
+        ) else {
+            continue; // issue 8 item 7c: a corrupt record is skipped, not a 500
+        };
         if q.product.as_ref().is_some_and(|p| *p != device.product) {
             continue;
         }

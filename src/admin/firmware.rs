@@ -15,7 +15,7 @@ use super::views;
 use crate::ota::firmware::{self, FirmwareError, UploadParams};
 use crate::state::App;
 use crate::store::access::{self, Reader};
-use crate::store::records::{decode, CampaignRecord};
+use crate::store::records::CampaignRecord;
 use crate::store::{schema, StoreError};
 
 fn api_error(e: FirmwareError) -> ApiError {
@@ -208,8 +208,8 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
 }
 
 pub fn parse_id(id: &str) -> ApiResult<u64> {
-    id.parse()
-        .map_err(|_| ApiError::not_found("unknown_firmware", format!("unknown firmware {id}")))
+    super::http_errors::parse_path_id(id)
+        .ok_or_else(|| ApiError::not_found("unknown_firmware", format!("unknown firmware {id}")))
 }
 
 /// Devices per task state for each firmware, summed over its campaigns.
@@ -217,8 +217,14 @@ fn counts_by_firmware(txn: &redb::ReadTransaction) -> Result<HashMap<u64, [u64; 
     let mut out: HashMap<u64, [u64; 8]> = HashMap::new();
     let table = txn.open_table(schema::CAMPAIGNS)?;
     for entry in table.iter()? {
-        let (_, value) = entry?;
-        let campaign: CampaignRecord = decode(value.value())?;
+        let (key, value) = entry?;
+        let Some(campaign) = crate::store::integrity::decode_or_skip::<CampaignRecord>(
+            "campaigns",
+            key.value(),
+            value.value(),
+        ) else {
+            continue; // issue 8 item 7c: a corrupt record is skipped, not a 500
+        };
         let counts = txn.campaign_counts(campaign.id)?;
         let slot = out.entry(campaign.firmware).or_insert([0; 8]);
         for (total, n) in slot.iter_mut().zip(counts) {

@@ -9,6 +9,8 @@ mod campaigns;
 mod devices;
 pub mod error;
 mod firmware;
+mod health; // issue 8 item 7f
+pub mod http_errors; // issue 8 item 8 (admin half)
 mod views;
 
 use axum::extract::DefaultBodyLimit;
@@ -22,7 +24,7 @@ const JSON_BODY_LIMIT: usize = 32 << 20;
 
 pub fn router(app: App) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
         .route(
             "/api/v1/firmware",
             post(firmware::upload)
@@ -53,5 +55,7 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/metrics", get(devices::metrics))
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
+        .layer(axum::middleware::map_response(http_errors::json_errors))
         .with_state(app)
 }

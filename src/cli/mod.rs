@@ -2,6 +2,7 @@
 //! that talk to the admin HTTP API.
 
 mod campaign;
+mod check;
 mod client;
 mod device;
 mod firmware;
@@ -33,6 +34,8 @@ enum Command {
     /// Campaigns.
     #[command(subcommand)]
     Campaign(campaign::CampaignCmd),
+    /// Check the database offline for corrupt records (--repair moves them out).
+    Check(check::CheckArgs),
     /// Simulate a fleet of devices against a server.
     Sim(crate::sim::SimArgs),
     /// Benchmark lwota against peer CoAP servers and the UDP ceiling.
@@ -53,6 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Firmware(cmd) => firmware::run(cmd),
         Command::Device(cmd) => device::run(cmd),
         Command::Campaign(cmd) => campaign::run(cmd),
+        Command::Check(args) => check::run(args),
         Command::Sim(args) => crate::sim::run_cli(args),
         Command::Bench(args) => crate::bench::run_cli(args),
     }

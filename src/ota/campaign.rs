@@ -116,7 +116,14 @@ pub fn create(
             let table = txn.open_table(schema::DEVICES)?;
             for entry in table.iter()? {
                 let (name, value) = entry?;
-                let device: DeviceRecord = decode(value.value())?;
+                // Issue 8 item 7c: a corrupt device is left out, not a 500.
+                let Some(device) = crate::store::integrity::decode_or_skip::<DeviceRecord>(
+                    "devices",
+                    name.value(),
+                    value.value(),
+                ) else {
+                    continue;
+                };
                 // Other products are simply not part of an "all" target.
                 if device.product != fw.product {
                     continue;

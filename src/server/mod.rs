@@ -3,8 +3,8 @@
 
 mod coap_shell;
 mod scheduler;
+pub mod startup;
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,10 +14,8 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::ota::catalogue::Catalogue;
 use crate::ota::clock::Clock;
-use crate::ota::firmware;
 use crate::state::{App, AppState};
 use crate::store::blobs::BlobStore;
-use crate::store::Store;
 
 /// A started server: its addresses and how to stop it.
 pub struct Running {
@@ -31,6 +29,16 @@ pub struct Running {
 /// Opens everything and binds both sockets; fails (writing nothing more
 /// than the data directory) on a bad data dir or a port in use.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    start_on(config, clock, None).await
+}
+
+/// Like [`start`], opening the database through `opener` (tests use a
+/// fault-injecting backend, `store::fault`); `None` is the plain file.
+pub async fn start_on(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    opener: Option<crate::store::recovery::Opener>,
+) -> anyhow::Result<Running> {
     let data_dir = config.server.data_dir.clone();
     // Bind first: a port in use must not leave anything behind.
     let coap_socket = std::net::UdpSocket::bind(config.server.coap_bind)
@@ -41,15 +49,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let blobs = BlobStore::open(&data_dir)
         .with_context(|| format!("cannot use blob dir under {}", data_dir.display()))?;
-    let db_path = data_dir.join("lwota.redb");
-    let store = Store::open(&db_path)
-        .with_context(|| format!("cannot open database {}", db_path.display()))?;
-    let records = firmware::list_all(&store.read()?)?;
-    let referenced: HashSet<String> = records.iter().map(|r| hex::encode(&r.sha256)).collect();
-    let removed = blobs.remove_unreferenced(&referenced)?;
-    if removed > 0 {
-        tracing::info!("removed {removed} leftover blob files");
-    }
+    // Issue 8 items 7b-7d: open, check, tidy blobs safely (startup.rs).
+    let (store, records) = startup::open_data(&data_dir, &blobs, opener)?;
     let catalogue = Catalogue::load(&blobs, records);
 
     coap_socket.set_nonblocking(true)?;

@@ -75,8 +75,13 @@ macro_rules! impl_reader {
                 let table = self.open_table(schema::FIRMWARE)?;
                 let mut out = Vec::new();
                 for entry in table.iter()? {
-                    let (_, value) = entry?;
-                    out.push(decode(value.value())?);
+                    let (key, value) = entry?;
+                    // Issue 8 item 7c: skip (and log) a corrupt record.
+                    if let Some(record) =
+                        super::integrity::decode_or_skip("firmware", key.value(), value.value())
+                    {
+                        out.push(record);
+                    }
                 }
                 Ok(out)
             }

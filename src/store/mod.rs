@@ -8,21 +8,32 @@
 
 pub mod access;
 pub mod blobs;
+pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
+pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
 pub mod records;
+pub mod recovery; // issue 8 item 7a: reopen after a failed write, write health
 pub mod schema;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
 pub use writer::{StoreStats, WriteOutcome};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
+    /// The storage itself failed (disk full, I/O error): the writer
+    /// reopens the database (see `recovery`).
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// Writes are refused until the database is reopened after an I/O
+    /// error: devices get 5.03, HTTP 503.
+    #[error("storage unavailable, retry later: {0}")]
+    Unavailable(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error("store writer has stopped")]
@@ -35,7 +46,14 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
+                // I/O errors are told apart: they take the reopen path.
+                match redb::Error::from(e) {
+                    e @ (redb::Error::Io(_)
+                    | redb::Error::PreviousIo
+                    | redb::Error::Backend(_)
+                    | redb::Error::DatabaseClosed) => StoreError::Io(e.to_string()),
+                    e => StoreError::Db(e.to_string()),
+                }
             }
         }
     )*};
@@ -52,7 +70,9 @@ from_redb!(
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
+    /// Swapped when the writer reopens the database after an I/O error.
+    db: Arc<recovery::DbSlot>,
+    health: Arc<recovery::WriteHealth>,
     writer: writer::WriterHandle,
 }
 
@@ -60,7 +80,13 @@ impl Store {
     /// Opens (or creates) the redb file and starts the writer thread. All
     /// tables are created here so readers never see a missing table.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Arc::new(Database::create(path)?);
+        Store::open_with(recovery::file_opener(path.to_path_buf()))
+    }
+
+    /// Like [`Store::open`], through `opener` (also used to reopen).
+    pub fn open_with(opener: recovery::Opener) -> Result<Store, StoreError> {
+        let slot = Arc::new(recovery::DbSlot::open(opener)?);
+        let db = slot.get()?;
         let txn = db.begin_write()?;
         {
             txn.open_table(schema::FIRMWARE)?;
@@ -74,13 +100,24 @@ impl Store {
             txn.open_table(schema::COUNTERS)?;
         }
         txn.commit()?;
-        let writer = writer::WriterHandle::start(db.clone())
+        drop(db);
+        let health = Arc::new(recovery::WriteHealth::default());
+        let writer = writer::WriterHandle::start(slot.clone(), health.clone())
             .map_err(|e| StoreError::Db(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store { db, writer })
+        Ok(Store {
+            db: slot,
+            health,
+            writer,
+        })
     }
 
     pub fn read(&self) -> Result<ReadTransaction, StoreError> {
-        Ok(self.db.begin_read()?)
+        Ok(self.db.get()?.begin_read()?)
+    }
+
+    /// `Err(why)` while writes fail (for `/healthz`).
+    pub fn write_health(&self) -> Result<(), String> {
+        self.health.status()
     }
 
     /// Runs `job` inside a write transaction shared with other concurrent

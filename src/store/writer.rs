@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, WriteTransaction};
+use redb::WriteTransaction;
 use tokio::sync::oneshot;
 
+use super::recovery::{self, DbSlot, WriteHealth};
 use super::StoreError;
 
 /// Bound on jobs per transaction: keeps one commit's latency bounded when
@@ -33,7 +34,7 @@ trait Job: Send {
     /// Runs inside the shared transaction. `Err` aborts the batch.
     fn run(&mut self, txn: &WriteTransaction) -> Result<(), StoreError>;
     /// Called after the batch committed (`Ok`) or was aborted (`Err`).
-    fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
 
 struct Reply<F, T, E> {
@@ -55,11 +56,11 @@ where
         Ok(())
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let outcome = match (commit, self.result) {
             (Ok(()), Some(result)) => Ok(result),
             (Ok(()), None) => Err(StoreError::Db("job did not run".into())),
-            (Err(e), _) => Err(StoreError::Db(e)),
+            (Err(e), _) => Err(e),
         };
         // The requester may have gone away (timeout, shutdown): fine.
         let _ = self.reply.send(outcome);
@@ -79,7 +80,7 @@ where
         }
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), String>) {
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         if let Err(e) = commit {
             tracing::warn!("detached write lost: {e}");
         }
@@ -107,13 +108,13 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    pub fn start(db: Arc<Database>) -> std::io::Result<WriterHandle> {
+    pub fn start(db: Arc<DbSlot>, health: Arc<WriteHealth>) -> std::io::Result<WriterHandle> {
         let (tx, rx) = mpsc::sync_channel::<Message>(MAX_QUEUED);
         let stats = Arc::new(StoreStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("lwota-writer".into())
-            .spawn(move || run_writer(&db, &rx, &thread_stats))?;
+            .spawn(move || run_writer(&db, &health, &rx, &thread_stats))?;
         Ok(WriterHandle {
             tx,
             stats,
@@ -167,7 +168,7 @@ impl WriterHandle {
     }
 }
 
-fn run_writer(db: &Database, rx: &mpsc::Receiver<Message>, stats: &StoreStats) {
+fn run_writer(db: &DbSlot, health: &WriteHealth, rx: &mpsc::Receiver<Message>, stats: &StoreStats) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(64);
     let mut stopping = false;
     // Ends on Stop, or when every WriterHandle is dropped.
@@ -199,14 +200,50 @@ fn run_writer(db: &Database, rx: &mpsc::Receiver<Message>, stats: &StoreStats) {
         } else if let Err(e) = &outcome {
             tracing::error!("write batch of {} aborted: {e}", batch.len());
         }
-        let commit = outcome.map_err(|e| e.to_string());
+        // Issue 8 item 7a: an I/O error poisons this `Database`; answer the
+        // batch with a clear "unavailable", then reopen before going on.
+        let failed_io = match &outcome {
+            Err(e) if recovery::is_io(e) => Some(e.clone()),
+            _ => None,
+        };
+        let commit = match (&failed_io, outcome) {
+            (Some(e), _) => Err(StoreError::Unavailable(e.to_string())),
+            (None, outcome) => outcome,
+        };
         for job in batch.drain(..) {
             job.finish(commit.clone());
+        }
+        if let Some(e) = failed_io {
+            if !recovery::recover(db, health, &e, |wait| refuse_while_down(rx, wait, &e)) {
+                break;
+            }
         }
     }
 }
 
-fn run_batch(db: &Database, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+/// Waits `wait`, answering every job that arrives with `Unavailable`;
+/// `false` when the writer is told to stop (or every handle is gone).
+fn refuse_while_down(
+    rx: &mpsc::Receiver<Message>,
+    wait: std::time::Duration,
+    why: &StoreError,
+) -> bool {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match rx.recv_timeout(left) {
+            Ok(Message::Job(job)) => job.finish(Err(StoreError::Unavailable(why.to_string()))),
+            Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => return true,
+        }
+    }
+}
+
+fn run_batch(db: &DbSlot, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let db = db.get()?;
     let txn = db.begin_write()?;
     for job in batch.iter_mut() {
         // On error, dropping the transaction aborts it: nothing of the batch lands.
