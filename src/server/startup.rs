@@ -48,6 +48,15 @@ pub fn open_data(
         Ok((store, report, records))
     });
     let (store, report, records) = match opened {
+        // Release builds of redb report a damaged page as `Corrupted`
+        // instead of panicking: the same advice applies.
+        Ok(Err(e)) if e.to_string().to_lowercase().contains("corrupt") => {
+            return Err(anyhow!(
+                "database {} is damaged ({e}); run `lwota check --repair --data-dir {}` or restore it from a backup",
+                db_path.display(),
+                data_dir.display()
+            ));
+        }
         Ok(result) => result?,
         Err(panic) => {
             tracing::debug!("redb panicked opening {}: {panic}", db_path.display());
