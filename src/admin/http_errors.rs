@@ -103,3 +103,28 @@ mod tests {
         }
     }
 }
+
+/// Request middleware for routes with a JSON body: a request whose
+/// `Content-Length` already says it is over `JSON_BODY_LIMIT` gets its 413 at once,
+/// before the body is read (axum's own limit only trips after reading
+/// `limit` bytes, so a client sending a large body waits for nothing).
+pub async fn refuse_over_json_limit(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = super::JSON_BODY_LIMIT;
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body is larger than the limit of {limit} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}

@@ -20,7 +20,7 @@ use axum::Router;
 use crate::state::App;
 
 /// JSON bodies (device lists of up to 100,000 names) stay under this.
-const JSON_BODY_LIMIT: usize = 32 << 20;
+pub(crate) const JSON_BODY_LIMIT: usize = 32 << 20;
 
 pub fn router(app: App) -> Router {
     Router::new()
@@ -39,7 +39,10 @@ pub fn router(app: App) -> Router {
             "/api/v1/devices",
             post(devices::create)
                 .get(devices::list)
-                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+                .layer(axum::middleware::from_fn(
+                    http_errors::refuse_over_json_limit,
+                )),
         )
         .route("/api/v1/devices/{name}", get(devices::show))
         .route("/api/v1/devices/{name}/history", get(devices::history))
@@ -48,7 +51,10 @@ pub fn router(app: App) -> Router {
             "/api/v1/campaigns",
             post(campaigns::create)
                 .get(campaigns::list)
-                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+                .layer(axum::middleware::from_fn(
+                    http_errors::refuse_over_json_limit,
+                )),
         )
         .route("/api/v1/campaigns/{id}", get(campaigns::show))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))

@@ -2,6 +2,7 @@
 //! CoAP shell, the admin HTTP server and the scheduler until shutdown.
 
 mod coap_shell;
+mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
 mod scheduler;
 pub mod startup;
 
@@ -83,7 +84,9 @@ pub async fn start_on(
     let router = crate::admin::router(app.clone());
     let mut http_signal = signal;
     tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+        // JsonErrorListener: hyper's own parse-error 400s get the JSON body.
+        let listener = http_io::JsonErrorListener(http_listener);
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = http_signal.wait_for(|stop| *stop).await;
         });
         if let Err(e) = serve.await {
