@@ -79,31 +79,6 @@ pub fn parse_path_id(text: &str) -> Option<u64> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_path_id;
-
-    #[test]
-    fn path_ids_are_canonical_decimal() {
-        assert_eq!(parse_path_id("1"), Some(1));
-        assert_eq!(parse_path_id("0"), Some(0));
-        assert_eq!(parse_path_id("18446744073709551615"), Some(u64::MAX));
-        for bad in [
-            "",
-            "+1",
-            "01",
-            " 1",
-            "1 ",
-            "1.0",
-            "-1",
-            "1e3",
-            "18446744073709551616",
-        ] {
-            assert_eq!(parse_path_id(bad), None, "{bad:?}");
-        }
-    }
-}
-
 /// Request middleware for routes with a JSON body: a request whose
 /// `Content-Length` already says it is over `JSON_BODY_LIMIT` gets its 413 at once,
 /// before the body is read (axum's own limit only trips after reading
@@ -127,4 +102,29 @@ pub async fn refuse_over_json_limit(
         .into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_path_id;
+
+    #[test]
+    fn path_ids_are_canonical_decimal() {
+        assert_eq!(parse_path_id("1"), Some(1));
+        assert_eq!(parse_path_id("0"), Some(0));
+        assert_eq!(parse_path_id("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "+1",
+            "01",
+            " 1",
+            "1 ",
+            "1.0",
+            "-1",
+            "1e3",
+            "18446744073709551616",
+        ] {
+            assert_eq!(parse_path_id(bad), None, "{bad:?}");
+        }
+    }
 }

@@ -146,7 +146,7 @@ impl Order {
             Order::Sequential => i % devices,
             // Multiplying by a prime that does not divide `devices` is a
             // bijection of 0..devices.
-            Order::Scattered if devices % SCATTER_PRIME != 0 => {
+            Order::Scattered if !devices.is_multiple_of(SCATTER_PRIME) => {
                 ((i % devices) as u128 * SCATTER_PRIME as u128 % devices as u128) as usize
             }
             Order::Scattered => i % devices,
