@@ -81,8 +81,11 @@ where
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
-        if let Err(e) = commit {
-            tracing::warn!("detached write lost: {e}");
+        match commit {
+            Ok(()) => {}
+            // Expected while the database is reopened; the recovery logs it once.
+            Err(e @ StoreError::Unavailable(_)) => tracing::debug!("detached write lost: {e}"),
+            Err(e) => tracing::warn!("detached write lost: {e}"),
         }
     }
 }
