@@ -347,36 +347,46 @@ fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(),
 /// and kept quiet: redb panics on some damaged pages (debug builds assert
 /// "unreachable"). Returns the panic's message as the error, so the caller
 /// can print one clear line instead of a backtrace.
+///
+/// The panic hook is process-wide, so it is installed once and stays
+/// quiet only on the thread inside `catch_quietly` (a thread-local flag);
+/// panics elsewhere still go to the previous hook. Swapping hooks per call
+/// would race between threads opening stores at the same time (tests).
 pub fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    use std::sync::{Arc, Mutex};
-    let message: Arc<Mutex<Option<String>>> = Arc::default();
-    let slot = message.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let text = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        let at = info
-            .location()
-            .map(|l| format!(" at {}:{}", l.file(), l.line()))
-            .unwrap_or_default();
-        if let Ok(mut m) = slot.lock() {
-            *m = Some(format!("{text}{at}"));
-        }
-        tracing::debug!("caught panic: {text}{at}");
-    }));
+    install_quiet_hook();
+    QUIET.with(|q| q.set(true));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
-    result.map_err(|_| {
-        message
-            .lock()
-            .ok()
-            .and_then(|m| m.clone())
-            .unwrap_or_else(|| "unknown panic".into())
-    })
+    QUIET.with(|q| q.set(false));
+    let caught = CAUGHT.with(|c| c.take());
+    result.map_err(|_| caught.unwrap_or_else(|| "unknown panic".into()))
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static CAUGHT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn install_quiet_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                return previous(info);
+            }
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            CAUGHT.with(|c| *c.borrow_mut() = Some(format!("{text}{at}")));
+        }));
+    });
 }
 
 /// What `lwota check` found in a database file.
