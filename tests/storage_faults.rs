@@ -497,3 +497,45 @@ fn disk_full_on_a_real_tmpfs_recovers_without_restart() {
     assert_eq!(status, 200, "written after recovery");
     drop(server);
 }
+
+/// 7c: a corrupt task with a deadline must not stall every timeout: the
+/// sweep steps over it and the other task still times out.
+#[test]
+fn corrupt_task_does_not_stall_timeouts() {
+    let clock = Arc::new(lwota::ota::clock::ManualClock::new(1_800_000_000_000));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(test_config(tmp.path()), Some(clock.clone()));
+    for name in ["dev-1", "dev-2"] {
+        assert_eq!(register(&server, name).0, 201);
+    }
+    let fw = server.upload_ok("p", "2.0", &image(2000, 6));
+    let (_, campaign) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": fw, "target": {"all": true}}),
+    );
+    let id = campaign["id"].as_u64().unwrap();
+    for name in ["dev-1", "dev-2"] {
+        let answer = Device::new(server.coap, name, "p").poll("1.0");
+        assert!(answer.contains_key("task"), "{answer:?}");
+    }
+    server.stop();
+    drop(server);
+    {
+        let db = redb::Database::open(tmp.path().join("lwota.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(lwota::store::schema::TASKS)
+            .unwrap()
+            .insert((id, "dev-1"), [0xffu8; 7].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let server = TestServer::start_with(test_config(tmp.path()), Some(clock.clone()));
+    clock.advance_ms(16 * 60 * 1000);
+    let failed = server.wait_for(
+        &format!("/api/v1/campaigns/{id}/devices?state=failed"),
+        Duration::from_secs(10),
+        |l| l.as_array().is_some_and(|a| !a.is_empty()),
+    );
+    assert_eq!(failed[0]["device"], "dev-2", "{failed}");
+    assert_eq!(failed[0]["error"], "timeout", "{failed}");
+}

@@ -29,7 +29,15 @@ pub fn sweep(txn: &WriteTransaction, now: u64, settings: OtaSettings) -> Result<
     };
     let mut failed = 0;
     for (at, campaign, name) in due {
-        let task = access::task(txn, campaign, &name)?;
+        let task = match access::task(txn, campaign, &name) {
+            // Issue 8 item 7c: a corrupt task must not stall every timeout;
+            // its index entry is dropped below (`lwota check --repair`).
+            Err(StoreError::Corrupt(e)) => {
+                tracing::warn!("skipping corrupt task ({campaign}, {name:?}): {e}");
+                None
+            }
+            other => other?,
+        };
         let ctx = Context {
             now,
             timeout_ms: settings.timeout_ms,
