@@ -177,6 +177,9 @@ impl Writer {
                 // isolation (see the module docs), the batch goes down whole.
                 Attempt::JobFailed(_, e) | Attempt::BatchFailed(e) if recovery::is_io(&e) => {
                     tracing::error!("write batch of {} failed on storage: {e}", batch.len());
+                    // Marked before anyone is answered: a client that got
+                    // 503 and asks `/healthz` next must see it failing.
+                    self.health.set_failed(&e.to_string());
                     let answer = StoreError::Unavailable(e.to_string());
                     for job in batch.drain(..) {
                         job.finish(Err(answer.clone()));
