@@ -205,4 +205,45 @@ mod tests {
         let store = RedbStore::open(&path, StoreOptions::default()).unwrap();
         assert_eq!(store.read_sync(|tx| tx.timers(10)).unwrap().len(), 1);
     }
+
+    /// Issue 8 item 7c: a record that does not decode is stepped over by
+    /// listings (a page still holds `limit` readable records), while a
+    /// point lookup reports it; the integrity check names it.
+    #[test]
+    fn listings_skip_a_corrupt_record_and_the_check_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(&dir.path().join(FILE_NAME), StoreOptions::default()).unwrap();
+        let device = crate::model::DeviceRecord::new("p", "1", Timestamp::ZERO);
+        store
+            .write_sync(|tx| {
+                for name in ["a", "b", "c"] {
+                    tx.put_device(name, &device)?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        {
+            let db = store.db.get().unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(schema::DEVICES)
+                .unwrap()
+                .insert("b", [0xffu8; 5].as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let names: Vec<String> = store
+            .read_sync(|tx| tx.devices(None, 2))
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, ["a", "c"]);
+        assert!(matches!(
+            store.read_sync(|tx| tx.device("b")),
+            Err(StoreError::Corrupt(_))
+        ));
+        let report = integrity::check(&store.db.get().unwrap().begin_read().unwrap()).unwrap();
+        assert_eq!(report.bad_count, 1);
+        assert_eq!(report.bad[0].key, integrity::RecordKey::Devices("b".into()));
+    }
 }
