@@ -16,6 +16,32 @@ pub struct Config {
     pub firmware: FirmwareConfig,
     pub devices: DevicesConfig,
     pub tasks: TasksConfig,
+    pub coap: CoapConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoapConfig {
+    /// Endpoints (UDP sockets with SO_REUSEPORT, one loop each); 0 = one
+    /// per core.
+    pub shards: usize,
+    /// RFC 7252 ACK_TIMEOUT for requests this server sends, milliseconds.
+    pub ack_timeout_ms: u64,
+    /// RFC 7252 MAX_RETRANSMIT.
+    pub max_retransmit: u32,
+    /// RFC 7252 NSTART: requests in flight per device.
+    pub nstart: usize,
+}
+
+impl Default for CoapConfig {
+    fn default() -> Self {
+        CoapConfig {
+            shards: 0,
+            ack_timeout_ms: 2000,
+            max_retransmit: 4,
+            nstart: 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -159,6 +185,27 @@ impl Config {
                 "devices.history_limit must be from 2 to 1000000".into(),
             ));
         }
+        let coap = &self.coap;
+        if coap.shards > 1024 {
+            return Err(ConfigError::Invalid(
+                "coap.shards must be at most 1024".into(),
+            ));
+        }
+        if !(100..=60_000).contains(&coap.ack_timeout_ms) {
+            return Err(ConfigError::Invalid(
+                "coap.ack_timeout_ms must be from 100 to 60000".into(),
+            ));
+        }
+        if coap.max_retransmit > 10 {
+            return Err(ConfigError::Invalid(
+                "coap.max_retransmit must be at most 10".into(),
+            ));
+        }
+        if !(1..=64).contains(&coap.nstart) {
+            return Err(ConfigError::Invalid(
+                "coap.nstart must be from 1 to 64".into(),
+            ));
+        }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
             return Err(ConfigError::Invalid(format!(
                 "tasks.timeout must be from 1 to {MAX_TASK_TIMEOUT} seconds (30 days)"
@@ -197,5 +244,14 @@ mod tests {
         let mut config = Config::default();
         config.tasks.timeout = u64::MAX;
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.coap.nstart = 0;
+        assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.coap.ack_timeout_ms = 10;
+        assert!(config.validate().is_err());
+        let config: Config = toml::from_str("[coap]\nshards = 3\n").unwrap();
+        assert_eq!(config.coap.shards, 3);
+        assert!(config.validate().is_ok());
     }
 }

@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Concurrent clients in the poll scenario (default 64, quick 8).
     #[arg(long)]
     poll_clients: Option<usize>,
+    /// CoAP shards of the server under test (`[coap] shards`; default:
+    /// the server's own default, one per core).
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 struct Sizes {
@@ -105,10 +109,13 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
     let mut report = serde_json::Map::new();
     report.insert("machine".into(), machine());
     report.insert("quick".into(), json!(args.quick));
+    if let Some(n) = args.shards {
+        report.insert("shards".into(), json!(n));
+    }
 
     let mut lwota_block2: Vec<(usize, Throughput)> = Vec::new();
     if wanted("block2") || wanted("peers") || wanted("udp-limit") {
-        let server = ServerProcess::start(&work.path().join("block2"))?;
+        let server = ServerProcess::start(&work.path().join("block2"), args.shards)?;
         let id = upload(&server, "bench", "2.0", &image_path)?;
         let path = format!("/ota/fw/{id}");
         println!(
@@ -217,7 +224,7 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             "\n## poll: durable polls/s ({} clients in a closed loop)",
             sizes.poll_workers
         );
-        let server = ServerProcess::start(&work.path().join("poll"))?;
+        let server = ServerProcess::start(&work.path().join("poll"), args.shards)?;
         let mut registered = 0;
         let mut rows = Vec::new();
         println!(
@@ -261,7 +268,7 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
 
     if wanted("footprint") || wanted("campaign") {
         let dir = work.path().join("fleet");
-        let mut server = ServerProcess::start(&dir)?;
+        let mut server = ServerProcess::start(&dir, args.shards)?;
         let mut rows = Vec::new();
         if wanted("footprint") {
             println!("\n## footprint: server RSS with idle registered devices");
@@ -280,7 +287,7 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             std::thread::sleep(Duration::from_millis(300));
             let loaded = server.rss_bytes();
             server.stop();
-            server = ServerProcess::start(&dir)?;
+            server = ServerProcess::start(&dir, args.shards)?;
             std::thread::sleep(Duration::from_millis(300));
             let idle = server.rss_bytes();
             if n == 0 {

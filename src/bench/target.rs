@@ -20,10 +20,20 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn start(data_dir: &Path) -> anyhow::Result<ServerProcess> {
+    /// Starts `lwota serve`; `shards` sets `[coap] shards` through a
+    /// config file written beside `data_dir`.
+    pub fn start(data_dir: &Path, shards: Option<usize>) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("cannot find own executable")?;
-        let mut child = Command::new(exe)
-            .args(["serve", "--data-dir"])
+        let mut command = Command::new(exe);
+        command.arg("serve");
+        if let Some(n) = shards {
+            let file = data_dir.with_extension("toml");
+            std::fs::write(&file, format!("[coap]\nshards = {n}\n"))
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            command.arg("--config").arg(file);
+        }
+        let mut child = command
+            .arg("--data-dir")
             .arg(data_dir)
             .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")

@@ -49,7 +49,12 @@ impl Block {
     }
 
     pub fn size(&self) -> usize {
-        1 << (self.szx + 4)
+        Block::size_of(self.szx)
+    }
+
+    /// Block size for exponent `szx` (16 << szx).
+    pub fn size_of(szx: u8) -> usize {
+        16 << szx.min(6)
     }
 
     /// The exponent of a power-of-two size in 16..=1024.

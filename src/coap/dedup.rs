@@ -89,6 +89,26 @@ impl DedupCache {
         Seen::New
     }
 
+    /// Looks up (peer, mid) without recording anything: for responses and
+    /// notifications, which are recorded only once processed.
+    pub fn peek(&mut self, now: Instant, peer: SocketAddr, mid: u16) -> Option<Seen> {
+        self.expire(now);
+        self.entries
+            .get(&(peer, mid))
+            .map(|entry| match &entry.slot {
+                Slot::Pending => Seen::InProgress,
+                Slot::Done(bytes) => Seen::Answered(bytes.clone()),
+            })
+    }
+
+    /// Records (peer, mid) as answered with `response` (e.g. the empty ACK
+    /// of a CON response), so a retransmission gets the same answer.
+    pub fn insert_done(&mut self, now: Instant, peer: SocketAddr, mid: u16, response: Arc<[u8]>) {
+        if self.check(now, peer, mid) == Seen::New {
+            self.complete(peer, mid, response);
+        }
+    }
+
     /// Stores the response for a request recorded by [`check`](Self::check).
     pub fn complete(&mut self, peer: SocketAddr, mid: u16, response: Arc<[u8]>) {
         if let Some(entry) = self.entries.get_mut(&(peer, mid)) {

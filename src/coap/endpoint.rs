@@ -1,43 +1,57 @@
-//! The sans-IO CoAP server endpoint.
+//! The sans-IO CoAP peer: server and client in one endpoint (RFC 7252,
+//! RFC 7641 Observe, RFC 7959 Block1/Block2).
 //!
-//! Driving contract (the shell in `server/coap_shell.rs` follows it):
+//! Driving contract (the shard loop in `server/shard.rs` follows it; the
+//! simulated network in `tests/coap_sim.rs` too):
 //!
-//! 1. For every received datagram call [`Endpoint::handle_datagram`]. It
-//!    answers protocol-level matters itself (duplicate → cached response,
-//!    ping → RST, unsupported critical option → 4.02) and returns an
-//!    [`IncomingRequest`] only for a new request the application must
-//!    answer.
-//! 2. For every `IncomingRequest`, sooner or later, call
-//!    [`Endpoint::respond`] with the response (code, options, payload).
-//!    The endpoint fills in type, Message ID and token, and remembers the
-//!    encoded response for deduplication.
-//! 3. After any input, drain [`Endpoint::poll_transmit`] until `None` and
-//!    send each datagram.
-//! 4. Call [`Endpoint::handle_timeout`] when [`Endpoint::poll_timeout`]'s
-//!    instant is reached.
+//! 1. Make one endpoint per socket with [`Endpoint::new`] and a seed from
+//!    the caller (tokens, Message IDs and retransmission jitter come from
+//!    it; nothing here reads the clock or the OS's randomness).
+//! 2. For every received datagram call [`Endpoint::handle`] with `now`,
+//!    the local address it arrived on and the peer's address. It answers
+//!    protocol matters itself (duplicates, pings, format errors, unknown
+//!    critical options, Block1 pieces, ACKs of CON responses).
+//! 3. To send a request call [`Endpoint::request`] (or
+//!    [`Endpoint::observe`]); keep the [`ExchangeId`]. It ends exactly
+//!    once, with [`Event::Response`] or [`Event::Failed`] (observations
+//!    deliver [`Event::Notification`]s before that), unless cancelled.
+//! 4. Every [`Event::Request`] must be answered, sooner or later, with
+//!    [`Endpoint::respond`] (or [`Endpoint::accept_observe`] for a GET with
+//!    Observe=0 the application wants to serve as an observe relation; then
+//!    [`Endpoint::notify`] sends notifications).
+//! 5. **Drain rule:** after any call above and after
+//!    [`Endpoint::handle_timeout`], poll [`Endpoint::poll_event`] and
+//!    [`Endpoint::poll_transmit`] until both return `None`, handling each
+//!    event and sending each datagram to its peer. Handling an event may
+//!    call in again; drain again after it.
+//! 6. Call [`Endpoint::handle_timeout`] once [`Endpoint::poll_timeout`]'s
+//!    instant is reached (it is the earliest deadline; ask again after
+//!    every input, it only ever moves when the endpoint is called).
 //!
 //! Garbage is dropped and logged at `debug!`; nothing a peer sends can make
 //! this struct return an error or panic.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
-use super::dedup::{DedupCache, Seen, EXCHANGE_LIFETIME};
+use super::block::Block;
+use super::block1::{Assemblies, Block1Limits, Piece};
+use super::ctx::Ctx;
+use super::dedup::Seen;
+use super::exchange::Exchanges;
+pub use super::exchange::{ClientLimits, ExchangeId};
+use super::message::{self, Format};
+pub use super::message::{error_response, uri_path};
+use super::observe::Relations;
+pub use super::observe::{NotifyError, ObserveLimits, RelationId};
+use super::timer::{Timer, TransmissionParams};
 
 /// Bound on remembered exchanges (≈ 100 bytes each plus the response of a
 /// non-idempotent request, which is small: poll and report answers).
 pub const DEDUP_CAPACITY: usize = 200_000;
-
-/// Critical options (odd numbers) this endpoint acts on or may ignore
-/// safely: If-Match, Uri-Host, If-None-Match, Uri-Port, Uri-Path,
-/// Uri-Query, Block2. Block1 is not among them: request bodies here are
-/// small CBOR maps, and a body split into blocks must not be mistaken for
-/// its first block (4.02 tells the client).
-const UNDERSTOOD_CRITICAL: [u16; 7] = [1, 3, 5, 7, 11, 15, 23];
 
 /// A datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,128 +71,135 @@ pub struct RequestMeta {
     /// (GET/FETCH) are not: re-running them yields the same bytes, and not
     /// caching block responses keeps memory flat during downloads.
     pub remembered: bool,
+    /// A GET with Observe=0: the application may answer with
+    /// [`Endpoint::accept_observe`] to make an observe relation.
+    pub observe: bool,
+    /// The last Block1 piece of a reassembled body; its echo (M=0) is added
+    /// to the response (RFC 7959 §2.3).
+    pub block1: Option<Block>,
 }
 
 #[derive(Debug)]
 pub struct IncomingRequest {
     pub meta: RequestMeta,
     pub method: RequestType,
+    /// The whole request; a Block1 body is already reassembled.
     pub packet: Packet,
+    /// The local address the request arrived on (an LwM2M Package URI must
+    /// name the address the device talks to).
+    pub local: SocketAddr,
+}
+
+/// Why an exchange failed or an observe relation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Why {
+    #[error("no answer in time")]
+    TimedOut,
+    #[error("the peer answered with RST")]
+    Reset,
+    #[error("too many exchanges or relations")]
+    Overloaded,
+    #[error("response body too large")]
+    TooLarge,
+    #[error("Block2 pieces out of sequence")]
+    BadBlock,
+    #[error("the message could not be encoded")]
+    Unencodable,
+    #[error("the peer registered again with the same token")]
+    Replaced,
+    #[error("the peer deregistered (Observe=1)")]
+    Deregistered,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    /// A new request the application must answer (contract step 4).
+    Request(IncomingRequest),
+    /// The final response of an outgoing exchange.
+    Response { id: ExchangeId, packet: Packet },
+    /// A notification of an observation, in order, stale ones dropped.
+    Notification { id: ExchangeId, packet: Packet },
+    /// An outgoing exchange ended without a response.
+    Failed { id: ExchangeId, why: Why },
+    /// An observe relation this endpoint served is over.
+    RelationEnded { relation: RelationId, why: Why },
+    /// With `forward_unmatched`: a response, ACK or RST no exchange of this
+    /// endpoint matches. Another endpoint on the same address may own the
+    /// exchange: pass it there with [`Endpoint::handle_forwarded`].
+    Unmatched {
+        local: SocketAddr,
+        peer: SocketAddr,
+        datagram: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    pub params: TransmissionParams,
+    pub dedup_capacity: usize,
+    pub client: ClientLimits,
+    pub observe: ObserveLimits,
+    pub block1: Block1Limits,
+    /// Report unmatched responses, ACKs and RSTs as [`Event::Unmatched`]
+    /// instead of rejecting them (several endpoints share one address).
+    pub forward_unmatched: bool,
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        EndpointConfig {
+            params: TransmissionParams::default(),
+            dedup_capacity: DEDUP_CAPACITY,
+            client: ClientLimits::default(),
+            observe: ObserveLimits::default(),
+            block1: Block1Limits::default(),
+            forward_unmatched: false,
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct Endpoint {
-    dedup: DedupCache,
-    next_message_id: u16,
-    transmits: VecDeque<Transmit>,
-}
-
-impl Default for Endpoint {
-    fn default() -> Self {
-        Endpoint::new(DEDUP_CAPACITY)
-    }
+    ctx: Ctx,
+    exchanges: Exchanges,
+    relations: Relations,
+    assemblies: Assemblies,
+    forward_unmatched: bool,
 }
 
 impl Endpoint {
-    pub fn new(dedup_capacity: usize) -> Endpoint {
+    pub fn new(config: EndpointConfig, seed: u64) -> Endpoint {
         Endpoint {
-            dedup: DedupCache::new(dedup_capacity, EXCHANGE_LIFETIME),
-            next_message_id: rand::random(),
-            transmits: VecDeque::new(),
+            ctx: Ctx::new(config.params, config.dedup_capacity, seed),
+            exchanges: Exchanges::new(config.client),
+            relations: Relations::new(config.observe),
+            assemblies: Assemblies::new(config.block1),
+            forward_unmatched: config.forward_unmatched,
         }
     }
 
-    /// Feeds one received datagram. See the module docs for the contract.
-    #[must_use]
-    pub fn handle_datagram(
+    /// Feeds one received datagram (contract step 2).
+    pub fn handle(&mut self, now: Instant, local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
+        self.handle_inner(now, local, peer, datagram, self.forward_unmatched);
+    }
+
+    /// Feeds a datagram another endpoint reported as [`Event::Unmatched`].
+    /// With `may_forward` false, one that matches nothing here is rejected
+    /// as usual (the last endpoint that could own it).
+    pub fn handle_forwarded(
         &mut self,
         now: Instant,
+        local: SocketAddr,
         peer: SocketAddr,
         datagram: &[u8],
-    ) -> Option<IncomingRequest> {
-        let packet = match Packet::from_bytes(datagram) {
-            Ok(packet) => packet,
-            Err(e) => {
-                tracing::debug!(%peer, "undecodable datagram dropped: {e:?}");
-                return None;
-            }
-        };
-        if packet.header.get_version() != 1 {
-            tracing::debug!(%peer, "CoAP version {} dropped", packet.header.get_version());
-            return None;
-        }
-        let kind = packet.header.get_type();
-        let message_id = packet.header.message_id;
-        let method = match packet.header.code {
-            MessageClass::Empty => {
-                // A CON ping is answered with RST (RFC 7252 §4.3); empty
-                // ACK/RST need nothing, this server sends no CON requests.
-                if kind == MessageType::Confirmable {
-                    self.queue_empty(peer, MessageType::Reset, message_id);
-                }
-                return None;
-            }
-            MessageClass::Request(method) => method,
-            other => {
-                if kind == MessageType::Confirmable {
-                    self.queue_empty(peer, MessageType::Reset, message_id);
-                }
-                tracing::debug!(%peer, "unexpected message class {other:?}");
-                return None;
-            }
-        };
-        if matches!(kind, MessageType::Acknowledgement | MessageType::Reset) {
-            tracing::debug!(%peer, "request in ACK/RST dropped");
-            return None;
-        }
-        let remembered = !matches!(method, RequestType::Get | RequestType::Fetch);
-        let meta = RequestMeta {
-            peer,
-            message_id,
-            token: packet.get_token().to_vec(),
-            confirmable: kind == MessageType::Confirmable,
-            remembered,
-        };
-        if remembered {
-            match self.dedup.check(now, peer, message_id) {
-                Seen::New => {}
-                Seen::InProgress => return None,
-                Seen::Answered(bytes) => {
-                    self.transmits.push_back(Transmit { peer, bytes });
-                    return None;
-                }
-            }
-        }
-        if let Some(number) = unsupported_critical_option(&packet) {
-            let code = if number == 35 || number == 39 {
-                ResponseType::ProxyingNotSupported
-            } else {
-                ResponseType::BadOption
-            };
-            self.respond(
-                now,
-                meta,
-                error_response(code, "unsupported critical option"),
-            );
-            return None;
-        }
-        if method == RequestType::UnKnown {
-            self.respond(
-                now,
-                meta,
-                error_response(ResponseType::MethodNotAllowed, ""),
-            );
-            return None;
-        }
-        Some(IncomingRequest {
-            meta,
-            method,
-            packet,
-        })
+        may_forward: bool,
+    ) {
+        self.handle_inner(now, local, peer, datagram, may_forward);
     }
 
-    /// Answers a request returned by [`handle_datagram`](Self::handle_datagram).
-    /// `response` carries code, options and payload; the rest is filled in.
+    /// Answers a request delivered as [`Event::Request`]. `response`
+    /// carries code, options and payload; the rest is filled in: a
+    /// piggybacked ACK for a CON, a NON for a NON.
     pub fn respond(&mut self, _now: Instant, meta: RequestMeta, mut response: Packet) {
         response.header.set_version(1);
         if meta.confirmable {
@@ -186,9 +207,15 @@ impl Endpoint {
             response.header.message_id = meta.message_id;
         } else {
             response.header.set_type(MessageType::NonConfirmable);
-            response.header.message_id = self.allocate_message_id();
+            response.header.message_id = self.ctx.message_id();
         }
         response.set_token(meta.token.clone());
+        if let Some(b) = meta.block1 {
+            if response.get_first_option(CoapOption::Block1).is_none() {
+                let echo = Block { more: false, ..b };
+                response.add_option(CoapOption::Block1, echo.encode());
+            }
+        }
         let bytes: Arc<[u8]> = match response.to_bytes() {
             Ok(bytes) => bytes.into(),
             Err(e) => {
@@ -203,236 +230,387 @@ impl Endpoint {
             }
         };
         if meta.remembered {
-            self.dedup
+            self.ctx
+                .dedup
                 .complete(meta.peer, meta.message_id, bytes.clone());
         }
-        self.transmits.push_back(Transmit {
-            peer: meta.peer,
-            bytes,
-        });
+        self.ctx.send(meta.peer, bytes);
     }
 
-    /// The next datagram to send, if any. Drain after every input.
+    /// Answers a GET with Observe=0 (`meta.observe`) and makes an observe
+    /// relation (RFC 7641 §4.1). A non-2.xx response, a request without
+    /// Observe=0 or a full relation table: answered like
+    /// [`respond`](Self::respond), and `None`.
+    pub fn accept_observe(
+        &mut self,
+        now: Instant,
+        meta: RequestMeta,
+        mut response: Packet,
+    ) -> Option<RelationId> {
+        let relation = if meta.observe && message::is_success(response.header.code) {
+            self.relations
+                .establish(&mut self.ctx, now, meta.peer, &meta.token)
+        } else {
+            None
+        };
+        match relation {
+            Some((id, seq)) => {
+                response.set_observe_value(seq);
+                self.respond(now, meta, response);
+                Some(id)
+            }
+            None => {
+                response.clear_option(CoapOption::Observe);
+                self.respond(now, meta, response);
+                None
+            }
+        }
+    }
+
+    /// Sends a notification on `relation`: NON, and CON at least once in
+    /// 24 h (RFC 7641 §4.5). A non-2.xx `packet` ends the relation.
+    pub fn notify(
+        &mut self,
+        now: Instant,
+        relation: RelationId,
+        packet: Packet,
+    ) -> Result<(), NotifyError> {
+        self.relations
+            .notify(&mut self.ctx, now, relation, packet, false)
+    }
+
+    /// Like [`notify`](Self::notify), but always CON (retransmitted; the
+    /// relation ends with `Why::TimedOut` if never ACKed).
+    pub fn notify_confirmable(
+        &mut self,
+        now: Instant,
+        relation: RelationId,
+        packet: Packet,
+    ) -> Result<(), NotifyError> {
+        self.relations
+            .notify(&mut self.ctx, now, relation, packet, true)
+    }
+
+    /// Drops a relation without telling the peer (its next notification
+    /// would; RFC 7641 lets the server forget observers).
+    pub fn end_relation(&mut self, relation: RelationId) -> bool {
+        self.relations.remove(&mut self.ctx, relation)
+    }
+
+    /// Starts an outgoing request (contract step 3): CON unless `packet`'s
+    /// type is NON; a body larger than the Block1 size goes in pieces; a
+    /// Block2 response is followed to its end unless `packet` asks for one
+    /// block itself. At most NSTART exchanges per peer are in flight; the
+    /// rest wait in a bounded queue.
+    pub fn request(&mut self, now: Instant, peer: SocketAddr, packet: Packet) -> ExchangeId {
+        self.exchanges
+            .start(&mut self.ctx, now, peer, packet, false)
+    }
+
+    /// Registers as an observer (a GET with Observe=0 is made of `packet`).
+    /// Notifications arrive as [`Event::Notification`], in order.
+    pub fn observe(&mut self, now: Instant, peer: SocketAddr, packet: Packet) -> ExchangeId {
+        self.exchanges.start(&mut self.ctx, now, peer, packet, true)
+    }
+
+    /// Forgets an exchange or observation without an event; later
+    /// notifications of it are answered with RST (RFC 7641 §3.6).
+    pub fn cancel(&mut self, now: Instant, id: ExchangeId) -> bool {
+        self.exchanges.cancel(&mut self.ctx, now, id)
+    }
+
+    /// Same as [`cancel`](Self::cancel), under the name RFC 7641 readers
+    /// look for.
+    pub fn cancel_observe(&mut self, now: Instant, id: ExchangeId) -> bool {
+        self.cancel(now, id)
+    }
+
+    /// The next event for the application (contract step 5).
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.ctx.events.pop_front()
+    }
+
+    /// The next datagram to send (contract step 5).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        self.ctx.transmits.pop_front()
     }
 
-    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    /// The earliest deadline of any timer (contract step 6).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.dedup.next_expiry()
+        self.ctx.timers.next()
     }
 
-    /// Expires deduplication state whose time is over.
+    /// Runs every timer due at `now`: retransmissions, give-ups,
+    /// deduplication expiry, Block1 expiry.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.dedup.expire(now);
+        while let Some(timer) = self.ctx.timers.pop_due(now) {
+            match timer {
+                Timer::Retransmit(_) | Timer::ResponseDeadline(_) => {
+                    self.exchanges.on_timer(&mut self.ctx, now, timer)
+                }
+                Timer::NotificationRetransmit(id) => {
+                    self.relations.on_timer(&mut self.ctx, now, id)
+                }
+                Timer::DedupExpiry => {
+                    self.ctx.dedup.expire(now);
+                    self.ctx.refresh_dedup_timer();
+                }
+                Timer::Block1Expiry(id) => self.assemblies.on_timer(&mut self.ctx, id),
+            }
+        }
     }
 
     /// Number of remembered exchanges (for metrics and tests).
     pub fn remembered_exchanges(&self) -> usize {
-        self.dedup.len()
+        self.ctx.dedup.len()
     }
 
-    fn allocate_message_id(&mut self) -> u16 {
-        self.next_message_id = self.next_message_id.wrapping_add(1);
-        self.next_message_id
+    /// Outgoing exchanges alive, observe relations served, Block1 bodies
+    /// being reassembled (for metrics and tests).
+    pub fn load(&self) -> (usize, usize, usize) {
+        (
+            self.exchanges.len(),
+            self.relations.len(),
+            self.assemblies.len(),
+        )
     }
 
-    fn queue_empty(&mut self, peer: SocketAddr, kind: MessageType, message_id: u16) {
-        let mut packet = Packet::new();
-        packet.header.set_version(1);
-        packet.header.set_type(kind);
-        packet.header.code = MessageClass::Empty;
-        packet.header.message_id = message_id;
-        if let Ok(bytes) = packet.to_bytes() {
-            self.transmits.push_back(Transmit {
-                peer,
-                bytes: bytes.into(),
-            });
-        }
-    }
-}
-
-fn unsupported_critical_option(packet: &Packet) -> Option<u16> {
-    packet
-        .options()
-        .map(|(number, _)| *number)
-        .find(|n| n % 2 == 1 && !UNDERSTOOD_CRITICAL.contains(n))
-}
-
-/// Diagnostics echo parts of the request; this bound keeps every error
-/// response (and its copy in the dedup cache) small.
-const MAX_DIAGNOSTIC: usize = 128;
-
-/// An error response with a diagnostic payload (RFC 7252 §5.5.2), cut to
-/// `MAX_DIAGNOSTIC` bytes on a character boundary.
-pub fn error_response(code: ResponseType, diagnostic: &str) -> Packet {
-    let mut end = diagnostic.len().min(MAX_DIAGNOSTIC);
-    while !diagnostic.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut packet = Packet::new();
-    packet.header.code = MessageClass::Response(code);
-    packet.payload = diagnostic.as_bytes()[..end].to_vec();
-    packet
-}
-
-/// Convenience for handlers: the Uri-Path segments as strings (lossy).
-pub fn uri_path(packet: &Packet) -> Vec<String> {
-    packet
-        .get_option(CoapOption::UriPath)
-        .map(|segments| {
-            segments
-                .iter()
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn peer() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 40000))
-    }
-
-    fn request(kind: MessageType, method: RequestType, mid: u16, path: &str) -> Vec<u8> {
-        let mut p = Packet::new();
-        p.header.set_type(kind);
-        p.header.code = MessageClass::Request(method);
-        p.header.message_id = mid;
-        p.set_token(vec![1, 2, 3]);
-        for seg in path.split('/').filter(|s| !s.is_empty()) {
-            p.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
-        }
-        p.to_bytes().unwrap()
-    }
-
-    /// The endpoint answers `p` itself with 4.02 and hands nothing up.
-    fn assert_rejected_with_bad_option(ep: &mut Endpoint, now: Instant, p: &Packet) {
-        assert!(ep
-            .handle_datagram(now, peer(), &p.to_bytes().unwrap())
-            .is_none());
-        let resp = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
-        assert_eq!(
-            resp.header.code,
-            MessageClass::Response(ResponseType::BadOption)
-        );
-    }
-
-    fn content(payload: &[u8]) -> Packet {
-        let mut p = Packet::new();
-        p.header.code = MessageClass::Response(ResponseType::Content);
-        p.payload = payload.to_vec();
-        p
-    }
-
-    #[test]
-    fn duplicate_post_gets_identical_response_and_is_not_redelivered() {
-        let now = Instant::now();
-        let mut ep = Endpoint::default();
-        let dgram = request(
-            MessageType::Confirmable,
-            RequestType::Post,
-            42,
-            "ota/d/report",
-        );
-        let req = ep
-            .handle_datagram(now, peer(), &dgram)
-            .expect("new request");
-        assert_eq!(req.method, RequestType::Post);
-        assert!(
-            ep.handle_datagram(now, peer(), &dgram).is_none(),
-            "in progress"
-        );
-        assert!(ep.poll_transmit().is_none());
-        ep.respond(now, req.meta, content(b"ok"));
-        let first = ep.poll_transmit().unwrap();
-        assert!(ep.handle_datagram(now, peer(), &dgram).is_none());
-        let second = ep.poll_transmit().unwrap();
-        assert_eq!(first, second);
-        let parsed = Packet::from_bytes(&first.bytes).unwrap();
-        assert_eq!(parsed.header.get_type(), MessageType::Acknowledgement);
-        assert_eq!(parsed.header.message_id, 42);
-        assert_eq!(parsed.get_token(), &[1, 2, 3]);
-    }
-
-    #[test]
-    fn ping_gets_rst_and_unknown_critical_option_gets_4_02() {
-        let now = Instant::now();
-        let mut ep = Endpoint::default();
-        let mut ping = Packet::new();
-        ping.header.set_type(MessageType::Confirmable);
-        ping.header.message_id = 9;
-        ping.header.code = MessageClass::Empty;
-        assert!(ep
-            .handle_datagram(now, peer(), &ping.to_bytes().unwrap())
-            .is_none());
-        let rst = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
-        assert_eq!(rst.header.get_type(), MessageType::Reset);
-        assert_eq!(rst.header.message_id, 9);
-
-        // Block1 (a request body in blocks) is not supported: 4.02, not a
-        // first block taken for the whole body.
-        let mut p = Packet::from_bytes(&request(
-            MessageType::Confirmable,
-            RequestType::Post,
-            4,
-            "x",
-        ))
-        .unwrap();
-        p.add_option(CoapOption::Block1, vec![0x0e]);
-        assert_rejected_with_bad_option(&mut ep, now, &p);
-
-        let mut p =
-            Packet::from_bytes(&request(MessageType::Confirmable, RequestType::Get, 3, "x"))
-                .unwrap();
-        p.add_option(CoapOption::Unknown(2049), vec![1]);
-        assert_rejected_with_bad_option(&mut ep, now, &p);
-    }
-
-    #[test]
-    fn non_request_gets_non_response_with_same_token() {
-        let now = Instant::now();
-        let mut ep = Endpoint::default();
-        let dgram = request(MessageType::NonConfirmable, RequestType::Get, 5, "x");
-        let req = ep.handle_datagram(now, peer(), &dgram).unwrap();
-        ep.respond(now, req.meta, content(b""));
-        let resp = Packet::from_bytes(&ep.poll_transmit().unwrap().bytes).unwrap();
-        assert_eq!(resp.header.get_type(), MessageType::NonConfirmable);
-        assert_eq!(resp.get_token(), &[1, 2, 3]);
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(10_000))]
-        #[test]
-        fn random_datagrams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let now = Instant::now();
-            let mut ep = Endpoint::new(64);
-            if let Some(req) = ep.handle_datagram(now, peer(), &bytes) {
-                ep.respond(now, req.meta, content(b"x"));
+    fn handle_inner(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        datagram: &[u8],
+        may_forward: bool,
+    ) {
+        match message::check(datagram) {
+            Format::Ok => {}
+            Format::Garbage => {
+                tracing::debug!(%peer, "undecodable datagram dropped");
+                return;
             }
-            while ep.poll_transmit().is_some() {}
+            Format::Error {
+                confirmable,
+                message_id,
+            } => {
+                tracing::debug!(%peer, "message format error");
+                if confirmable {
+                    self.ctx.send_empty(peer, MessageType::Reset, message_id);
+                }
+                return;
+            }
         }
+        let packet = match Packet::from_bytes(datagram) {
+            Ok(packet) => packet,
+            Err(e) => {
+                tracing::debug!(%peer, "undecodable datagram dropped: {e:?}");
+                return;
+            }
+        };
+        let kind = packet.header.get_type();
+        let mid = packet.header.message_id;
+        match packet.header.code {
+            MessageClass::Empty => match kind {
+                // A CON ping is answered with RST (§4.3).
+                MessageType::Confirmable => self.ctx.send_empty(peer, MessageType::Reset, mid),
+                MessageType::NonConfirmable => {}
+                MessageType::Acknowledgement | MessageType::Reset => {
+                    let reset = kind == MessageType::Reset;
+                    let ours = self
+                        .exchanges
+                        .on_empty(&mut self.ctx, now, peer, mid, reset)
+                        || self
+                            .relations
+                            .on_empty(&mut self.ctx, now, peer, mid, reset);
+                    if !ours && may_forward {
+                        self.unmatched(local, peer, datagram);
+                    }
+                }
+            },
+            MessageClass::Request(method) => self.on_request(now, local, peer, packet, method),
+            // §5.8: codes 0.08-0.31 are methods this server does not know.
+            MessageClass::Reserved(code) if code >> 5 == 0 => {
+                self.on_request(now, local, peer, packet, RequestType::UnKnown)
+            }
+            MessageClass::Response(_) => {
+                self.on_response(now, local, peer, packet, datagram, may_forward)
+            }
+            // Response codes coap-lite has no name for (say 4.07) are still
+            // responses (§5.9: unknown codes are treated like x.00).
+            MessageClass::Reserved(code) if matches!(code >> 5, 2 | 4 | 5) => {
+                self.on_response(now, local, peer, packet, datagram, may_forward)
+            }
+            MessageClass::Reserved(code) => {
+                tracing::debug!(%peer, "reserved code class {}", code >> 5);
+                if kind == MessageType::Confirmable {
+                    self.ctx.send_empty(peer, MessageType::Reset, mid);
+                }
+            }
+        }
+    }
 
-        #[test]
-        fn mutated_valid_datagrams_never_panic(flips in proptest::collection::vec((0usize..64, any::<u8>()), 1..6)) {
-            let now = Instant::now();
-            let mut ep = Endpoint::new(64);
-            let mut bytes = request(MessageType::Confirmable, RequestType::Post, 1, "ota/dev/poll");
-            bytes.extend_from_slice(&[0xff, 0xa1, 0x61, 0x61, 0x01]);
-            for (i, b) in flips {
-                let n = bytes.len();
-                bytes[i % n] = b;
-            }
-            if let Some(req) = ep.handle_datagram(now, peer(), &bytes) {
-                ep.respond(now, req.meta, content(b"x"));
-            }
-            while ep.poll_transmit().is_some() {}
+    fn on_request(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        mut packet: Packet,
+        method: RequestType,
+    ) {
+        let kind = packet.header.get_type();
+        if matches!(kind, MessageType::Acknowledgement | MessageType::Reset) {
+            tracing::debug!(%peer, "request in ACK/RST dropped");
+            return;
         }
+        let confirmable = kind == MessageType::Confirmable;
+        // A Block1 piece is remembered whatever the method: its retransmission
+        // must get the same answer, not be taken for a gap.
+        let remembered = !matches!(method, RequestType::Get | RequestType::Fetch)
+            || packet.get_first_option(CoapOption::Block1).is_some();
+        let observe_value = packet
+            .get_first_option(CoapOption::Observe)
+            .and_then(|v| message::read_uint(v));
+        let mut meta = RequestMeta {
+            peer,
+            message_id: packet.header.message_id,
+            token: packet.get_token().to_vec(),
+            confirmable,
+            remembered,
+            observe: method == RequestType::Get && observe_value == Some(0),
+            block1: None,
+        };
+        if remembered {
+            let seen = self.ctx.dedup.check(now, peer, meta.message_id);
+            self.ctx.refresh_dedup_timer();
+            match seen {
+                Seen::New => {}
+                Seen::InProgress => return,
+                Seen::Answered(bytes) => {
+                    self.ctx.send(peer, bytes);
+                    return;
+                }
+            }
+        }
+        let bad_option = message::unsupported_critical_option(&packet)
+            .or_else(|| message::repeated_critical_option(&packet));
+        if let Some(number) = bad_option {
+            if !confirmable {
+                // §5.4.1: a NON with an unrecognised critical option is
+                // rejected silently.
+                tracing::debug!(%peer, number, "NON with a bad critical option dropped");
+                return;
+            }
+            let code = if number == 35 || number == 39 {
+                ResponseType::ProxyingNotSupported
+            } else {
+                ResponseType::BadOption
+            };
+            self.respond(
+                now,
+                meta,
+                error_response(code, "unsupported critical option"),
+            );
+            return;
+        }
+        if method == RequestType::UnKnown {
+            self.respond(
+                now,
+                meta,
+                error_response(ResponseType::MethodNotAllowed, ""),
+            );
+            return;
+        }
+        if method == RequestType::Get {
+            // RFC 7641 §3.6 / §4.1: a deregistration, or a registration
+            // with the token of a live relation, ends that relation.
+            let why = match observe_value {
+                Some(0) => Some(Why::Replaced),
+                Some(1) => Some(Why::Deregistered),
+                _ => None,
+            };
+            if let Some(why) = why {
+                self.relations
+                    .end_key(&mut self.ctx, peer, &meta.token, why);
+            }
+        }
+        if let Some(raw) = packet.get_first_option(CoapOption::Block1) {
+            let block = match Block::parse(raw) {
+                Ok(block) => block,
+                Err(e) => {
+                    self.respond(
+                        now,
+                        meta,
+                        error_response(ResponseType::BadOption, &e.to_string()),
+                    );
+                    return;
+                }
+            };
+            match self
+                .assemblies
+                .offer(&mut self.ctx, now, peer, &packet, block)
+            {
+                Piece::Respond(reply) => {
+                    self.respond(now, meta, reply);
+                    return;
+                }
+                Piece::Complete(body) => {
+                    packet.payload = body;
+                    packet.clear_option(CoapOption::Block1);
+                    packet.clear_option(CoapOption::Size1);
+                    meta.block1 = Some(block);
+                }
+            }
+        }
+        self.ctx.events.push_back(Event::Request(IncomingRequest {
+            meta,
+            method,
+            packet,
+            local,
+        }));
+    }
+
+    fn on_response(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        packet: Packet,
+        datagram: &[u8],
+        may_forward: bool,
+    ) {
+        let kind = packet.header.get_type();
+        let mid = packet.header.message_id;
+        if kind == MessageType::Reset {
+            tracing::debug!(%peer, "RST with a code dropped");
+            return;
+        }
+        if kind == MessageType::Confirmable {
+            // A retransmitted separate response or notification whose ACK
+            // was lost: ACK it again, deliver nothing twice.
+            if let Some(Seen::Answered(bytes)) = self.ctx.dedup.peek(now, peer, mid) {
+                self.ctx.send(peer, bytes);
+                return;
+            }
+        }
+        if self.exchanges.on_response(&mut self.ctx, now, peer, packet) {
+            return;
+        }
+        if may_forward {
+            self.unmatched(local, peer, datagram);
+        } else if kind != MessageType::Acknowledgement {
+            // Unknown token: reject (§5.3.2; RFC 7641 §3.6 for notifications).
+            self.ctx.send_empty(peer, MessageType::Reset, mid);
+        }
+    }
+
+    fn unmatched(&mut self, local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
+        self.ctx.events.push_back(Event::Unmatched {
+            local,
+            peer,
+            datagram: datagram.to_vec(),
+        });
     }
 }

@@ -1,11 +1,41 @@
-//! The CoAP endpoint (RFC 7252 over UDP, RFC 7959 block-wise), sans-IO.
+//! The CoAP peer (RFC 7252 over UDP, RFC 7641 Observe, RFC 7959
+//! block-wise), sans-IO.
 //!
-//! `coap-lite` is the codec; state (deduplication, message ids) lives in
-//! [`endpoint::Endpoint`], which never touches a socket or a clock. The
-//! tokio shell in `server/coap_shell.rs` feeds it datagrams and `now`.
+//! `coap-lite` is the codec only; all state lives in [`Endpoint`], which
+//! never touches a socket, a clock or the OS's randomness. The shards in
+//! `server/shard.rs` feed it datagrams and `now`. Nothing here imports the
+//! domain (`ota/`, `store/`, `resources/`, `lwm2m/`).
+//!
+//! | file | what |
+//! |---|---|
+//! | `endpoint.rs` | [`Endpoint`], the driving contract, incoming requests |
+//! | `exchange.rs` | outgoing exchanges, retransmission, NSTART, client Observe, Block1/Block2 as client |
+//! | `observe.rs` | observe relations served (notifications) |
+//! | `block1.rs` | Block1 request bodies reassembled (server) |
+//! | `block.rs` | the Block option value |
+//! | `dedup.rs` | (peer, Message ID) deduplication |
+//! | `message.rs` | §3 format checks on raw bytes, option checks, builders |
+//! | `timer.rs` | `enum Timer`, the deadline table, transmission parameters |
+//! | `ctx.rs` | the output every part writes to |
+//! | `rng.rs` | seeded generator for tokens, Message IDs, jitter |
 
 pub mod block;
+mod block1;
+mod ctx;
 pub mod dedup;
 pub mod endpoint;
+mod exchange;
+pub mod message;
+mod observe;
+mod rng;
+pub mod timer;
 
-pub use endpoint::{Endpoint, IncomingRequest, RequestMeta, Transmit};
+#[cfg(test)]
+mod tests;
+
+pub use block1::Block1Limits;
+pub use endpoint::{
+    ClientLimits, Endpoint, EndpointConfig, Event, ExchangeId, IncomingRequest, NotifyError,
+    ObserveLimits, RelationId, RequestMeta, Transmit, Why,
+};
+pub use timer::TransmissionParams;

@@ -1,164 +1,202 @@
-//! The tokio shell around the sans-IO [`Endpoint`]: owns the UDP socket,
-//! the clock and the timer, and runs resources' deferred replies as tasks.
+//! The CoAP side of the server: N shards, each one UDP socket bound with
+//! `SO_REUSEPORT` to the same address and one [`Endpoint`] owned by `&mut`
+//! in its own loop (`shard.rs`), so nothing on the datagram path is shared.
 //!
-//! Several receive loops share one socket so block serving can use every
-//! core. They share one `Endpoint` behind a `std::sync::Mutex`: one
-//! deduplication table (a retransmission may be read by any loop), and the
-//! lock is held only for the endpoint's own bookkeeping (microseconds,
-//! never across an await, never during file reads or database writes).
+//! The kernel keeps a peer's 4-tuple on one socket, so per-shard
+//! deduplication and Block1 reassembly stay correct. Outgoing requests go
+//! through the cloneable [`CoapHandle`], which picks the shard that hears
+//! the peer (`directory.rs`).
 
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
-use coap_lite::ResponseType;
-use futures_util::FutureExt;
-use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use coap_lite::Packet;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::coap::endpoint::error_response;
-use crate::coap::{Endpoint, IncomingRequest, RequestMeta, Transmit};
-use crate::resources::{self, Reply};
+use crate::coap::{Endpoint, EndpointConfig, TransmissionParams, Why};
+use crate::config::CoapConfig;
 use crate::state::App;
 
-struct Shared {
-    socket: UdpSocket,
-    endpoint: Mutex<Endpoint>,
+use super::directory::{PeerDirectory, DIRECTORY_CAPACITY};
+use super::shard::{Shard, ShardMsg, Waiter, CHANNEL_CAPACITY};
+
+/// Binds `shards` UDP sockets to `addr` (port 0: a free port is picked,
+/// all take the same). With one shard no `SO_REUSEPORT` is set, so the
+/// socket is exactly what it was before sharding.
+pub fn bind(addr: SocketAddr, shards: usize) -> std::io::Result<Vec<std::net::UdpSocket>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let shards = shards.max(1);
+    if shards == 1 {
+        return Ok(vec![std::net::UdpSocket::bind(addr)?]);
+    }
+    // SO_REUSEPORT would let this group join another process's group on
+    // the same port (same user) and split its traffic silently. A plain
+    // bind first proves the port free (or picks one for port 0) and gives
+    // "port in use" its usual error; it is released just before the group
+    // binds, a window too small to matter.
+    let probe = std::net::UdpSocket::bind(addr)?;
+    let mut target = probe.local_addr()?;
+    drop(probe);
+    let mut sockets = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        socket.set_reuse_port(true)?;
+        socket.bind(&target.into())?;
+        let socket: std::net::UdpSocket = socket.into();
+        target = socket.local_addr()?;
+        sockets.push(socket);
+    }
+    Ok(sockets)
 }
 
-impl Shared {
-    fn endpoint(&self) -> MutexGuard<'_, Endpoint> {
-        // A panic while holding the lock cannot leave the endpoint's maps
-        // half-updated in a way that matters more than dropping one reply.
-        self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
+/// Number of shards for `config`: `shards = 0` means one per core.
+pub fn shard_count(config: &CoapConfig) -> usize {
+    match config.shards {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// The endpoint settings from `[coap]`.
+pub fn endpoint_config(config: &CoapConfig, shards: usize) -> EndpointConfig {
+    EndpointConfig {
+        params: TransmissionParams {
+            ack_timeout: std::time::Duration::from_millis(config.ack_timeout_ms),
+            max_retransmit: config.max_retransmit,
+            nstart: config.nstart,
+            ..TransmissionParams::default()
+        },
+        forward_unmatched: shards > 1,
+        ..EndpointConfig::default()
+    }
+}
+
+/// Why an outgoing request got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Failed(Why),
+    #[error("the CoAP server is stopping")]
+    Stopped,
+}
+
+/// Sends requests to peers from anywhere in the server. Cheap to clone.
+#[derive(Clone)]
+pub struct CoapHandle {
+    shards: Arc<[mpsc::Sender<ShardMsg>]>,
+    directory: Arc<PeerDirectory>,
+    local: SocketAddr,
+}
+
+/// The notifications of an observation: `next` yields each in order, then
+/// the final response (`Ok`) or the failure, then `None`. Dropping it
+/// cancels the observation (the next notification gets RST).
+pub struct Observation {
+    rx: mpsc::Receiver<Result<Packet, Why>>,
+}
+
+impl Observation {
+    pub async fn next(&mut self) -> Option<Result<Packet, Why>> {
+        self.rx.recv().await
+    }
+}
+
+impl CoapHandle {
+    /// The address the shards are bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
-    async fn flush(&self, transmits: Vec<Transmit>) {
-        for transmit in transmits {
-            if let Err(e) = self.socket.send_to(&transmit.bytes, transmit.peer).await {
-                tracing::debug!(peer = %transmit.peer, "udp send: {e}");
-            }
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Sends `packet` to `peer` (CON unless its type is NON) and waits for
+    /// the final response, retransmissions and Block1/Block2 included.
+    pub async fn request(&self, peer: SocketAddr, packet: Packet) -> Result<Packet, RequestError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(peer, packet, false, Waiter::Once(tx)).await?;
+        match rx.await {
+            Ok(Ok(packet)) => Ok(packet),
+            Ok(Err(why)) => Err(RequestError::Failed(why)),
+            Err(_) => Err(RequestError::Stopped),
         }
     }
-}
 
-fn drain(endpoint: &mut Endpoint) -> Vec<Transmit> {
-    std::iter::from_fn(|| endpoint.poll_transmit()).collect()
-}
-
-// Plain functions, so the lock can never be held across an await.
-fn handle(
-    shared: &Shared,
-    now: Instant,
-    peer: std::net::SocketAddr,
-    datagram: &[u8],
-) -> (Option<IncomingRequest>, Vec<Transmit>) {
-    let mut endpoint = shared.endpoint();
-    let request = endpoint.handle_datagram(now, peer, datagram);
-    (request, drain(&mut endpoint))
-}
-
-fn respond(
-    shared: &Shared,
-    now: Instant,
-    meta: RequestMeta,
-    packet: coap_lite::Packet,
-) -> Vec<Transmit> {
-    let mut endpoint = shared.endpoint();
-    endpoint.respond(now, meta, packet);
-    drain(&mut endpoint)
-}
-
-fn next_timeout(shared: &Shared) -> Option<Instant> {
-    shared.endpoint().poll_timeout()
-}
-
-fn expire(shared: &Shared) {
-    shared.endpoint().handle_timeout(Instant::now());
-}
-
-/// Runs `loops` receive loops on `socket` until shutdown.
-pub async fn run(socket: UdpSocket, app: App, shutdown: watch::Receiver<bool>, loops: usize) {
-    let shared = Arc::new(Shared {
-        socket,
-        endpoint: Mutex::new(Endpoint::default()),
-    });
-    let mut handles = Vec::new();
-    for i in 0..loops.max(1) {
-        handles.push(tokio::spawn(receive_loop(
-            shared.clone(),
-            app.clone(),
-            shutdown.clone(),
-            i == 0,
-        )));
+    /// Registers as an observer of `packet`'s resource on `peer`.
+    pub async fn observe(
+        &self,
+        peer: SocketAddr,
+        packet: Packet,
+    ) -> Result<Observation, RequestError> {
+        // Notifications beyond this many unread are dropped (newest wins
+        // at the next read; RFC 7641 only promises the latest state).
+        let (tx, rx) = mpsc::channel(16);
+        self.send(peer, packet, true, Waiter::Stream(tx)).await?;
+        Ok(Observation { rx })
     }
-    for h in handles {
-        let _ = h.await;
+
+    async fn send(
+        &self,
+        peer: SocketAddr,
+        packet: Packet,
+        observe: bool,
+        waiter: Waiter,
+    ) -> Result<(), RequestError> {
+        let shard = self.directory.shard_for(peer, self.shards.len());
+        self.shards[shard]
+            .send(ShardMsg::Request {
+                peer,
+                packet,
+                observe,
+                waiter,
+            })
+            .await
+            .map_err(|_| RequestError::Stopped)
     }
 }
 
-async fn receive_loop(
-    shared: Arc<Shared>,
+/// Starts one shard per socket; returns the handle and the shards' tasks.
+pub fn spawn(
+    sockets: Vec<tokio::net::UdpSocket>,
     app: App,
-    mut shutdown: watch::Receiver<bool>,
-    runs_timers: bool,
-) {
-    // Largest UDP payload; a datagram that big is garbage for us but must
-    // not be truncated into something that parses.
-    let mut buf = vec![0u8; 65_535];
-    loop {
-        let timeout = if runs_timers {
-            next_timeout(&shared)
-        } else {
-            None
-        };
-        tokio::select! {
-            received = shared.socket.recv_from(&mut buf) => {
-                let (len, peer) = match received {
-                    Ok(x) => x,
-                    Err(e) => {
-                        // ICMP errors surface here on some platforms; not fatal.
-                        tracing::debug!("udp recv: {e}");
-                        continue;
-                    }
-                };
-                let now = Instant::now();
-                let (request, early) = handle(&shared, now, peer, &buf[..len]);
-                shared.flush(early).await;
-                let Some(request) = request else { continue };
-                match resources::dispatch(&app, &request) {
-                    Reply::Now(packet) => {
-                        let out = respond(&shared, now, request.meta, packet);
-                        shared.flush(out).await;
-                    }
-                    Reply::Later(future) => {
-                        let shared = shared.clone();
-                        let meta = request.meta;
-                        tokio::spawn(async move {
-                            // A panic must still answer, or the exchange stays
-                            // "in progress" and retransmissions go unanswered.
-                            let packet = std::panic::AssertUnwindSafe(future)
-                                .catch_unwind()
-                                .await
-                                .unwrap_or_else(|_| {
-                                    error_response(ResponseType::InternalServerError, "internal error")
-                                });
-                            let out = respond(&shared, Instant::now(), meta, packet);
-                            shared.flush(out).await;
-                        });
-                    }
-                }
-            }
-            _ = sleep_until(timeout) => {
-                expire(&shared);
-            }
-            _ = shutdown.changed() => break,
-        }
+    shutdown: watch::Receiver<bool>,
+    config: &CoapConfig,
+    seed: u64,
+) -> std::io::Result<(CoapHandle, Vec<tokio::task::JoinHandle<()>>)> {
+    let n = sockets.len();
+    let local = sockets
+        .first()
+        .map(|s| s.local_addr())
+        .transpose()?
+        .ok_or_else(|| std::io::Error::other("no CoAP socket"))?;
+    let directory = Arc::new(PeerDirectory::new(DIRECTORY_CAPACITY));
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..n).map(|_| mpsc::channel(CHANNEL_CAPACITY)).unzip();
+    let senders: Arc<[mpsc::Sender<ShardMsg>]> = senders.into();
+    let mut tasks = Vec::with_capacity(n);
+    for (index, (socket, rx)) in sockets.into_iter().zip(receivers).enumerate() {
+        let endpoint = Endpoint::new(
+            endpoint_config(config, n),
+            seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        let shard = Shard::new(
+            index,
+            socket,
+            endpoint,
+            rx,
+            senders.clone(),
+            directory.clone(),
+            app.clone(),
+        )?;
+        tasks.push(tokio::spawn(shard.run(shutdown.clone())));
     }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
+    Ok((
+        CoapHandle {
+            shards: senders,
+            directory,
+            local,
+        },
+        tasks,
+    ))
 }

@@ -2,9 +2,11 @@
 //! CoAP shell, the admin HTTP server and the scheduler until shutdown.
 
 mod clock;
-mod coap_shell;
+pub mod coap_shell;
+mod directory;
 mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
 mod scheduler;
+mod shard;
 pub mod startup;
 
 pub use clock::{MonotonicClock, SystemClock};
@@ -25,6 +27,8 @@ use crate::time::Clock;
 /// A started server: its addresses and how to stop it.
 pub struct Running {
     pub coap_addr: SocketAddr,
+    /// Sends CoAP requests to devices (LwM2M uses it).
+    pub coap: coap_shell::CoapHandle,
     pub http_addr: SocketAddr,
     pub app: App,
     shutdown: watch::Sender<bool>,
@@ -46,7 +50,8 @@ pub async fn start_on(
 ) -> anyhow::Result<Running> {
     let data_dir = config.server.data_dir.clone();
     // Bind first: a port in use must not leave anything behind.
-    let coap_socket = std::net::UdpSocket::bind(config.server.coap_bind)
+    let shards = coap_shell::shard_count(&config.coap);
+    let coap_sockets = coap_shell::bind(config.server.coap_bind, shards)
         .with_context(|| format!("cannot bind CoAP UDP {}", config.server.coap_bind))?;
     let http_listener = std::net::TcpListener::bind(config.server.http_bind)
         .with_context(|| format!("cannot bind HTTP {}", config.server.http_bind))?;
@@ -66,11 +71,15 @@ pub async fn start_on(
     let (store, records) = (opened.store, opened.records);
     let catalogue = Catalogue::load(&blobs, records);
 
-    coap_socket.set_nonblocking(true)?;
+    let coap_sockets = coap_sockets
+        .into_iter()
+        .map(|s| {
+            s.set_nonblocking(true)?;
+            tokio::net::UdpSocket::from_std(s)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
     http_listener.set_nonblocking(true)?;
-    let coap_socket = tokio::net::UdpSocket::from_std(coap_socket)?;
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
-    let coap_addr = coap_socket.local_addr()?;
     let http_addr = http_listener.local_addr()?;
 
     let app: App = Arc::new(AppState {
@@ -83,15 +92,20 @@ pub async fn start_on(
         touches: Default::default(),
     });
     let (shutdown, signal) = watch::channel(false);
-    let mut tasks = Vec::new();
-    // One receive loop per core (see coap_shell.rs).
-    let loops = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tasks.push(tokio::spawn(coap_shell::run(
-        coap_socket,
+    // Shards (see coap_shell.rs); the seed only has to differ between runs.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
+    let coap_config = app.config.coap.clone();
+    let (coap, mut tasks) = coap_shell::spawn(
+        coap_sockets,
         app.clone(),
         signal.clone(),
-        loops,
-    )));
+        &coap_config,
+        seed,
+    )?;
+    let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
     let mut http_signal = signal;
@@ -107,6 +121,7 @@ pub async fn start_on(
     }));
     Ok(Running {
         coap_addr,
+        coap,
         http_addr,
         app,
         shutdown,
