@@ -140,8 +140,8 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
 }
 
 fn parse_campaign_id(id: &str) -> ApiResult<u64> {
-    id.parse()
-        .map_err(|_| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
+    super::http_errors::parse_path_id(id)
+        .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
 }
 
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {

@@ -40,6 +40,14 @@ impl From<StoreError> for ApiError {
         if matches!(e, StoreError::Busy) {
             return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string());
         }
+        // Issue 8 item 7a: writes refused while the database is reopened.
+        if matches!(e, StoreError::Unavailable(_)) {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                e.to_string(),
+            );
+        }
         tracing::error!("storage: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -217,8 +217,8 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
 }
 
 pub fn parse_id(id: &str) -> ApiResult<u64> {
-    id.parse()
-        .map_err(|_| ApiError::not_found("unknown_firmware", format!("unknown firmware {id}")))
+    super::http_errors::parse_path_id(id)
+        .ok_or_else(|| ApiError::not_found("unknown_firmware", format!("unknown firmware {id}")))
 }
 
 /// Devices per task state for each firmware, summed over its campaigns.

@@ -9,6 +9,8 @@ mod campaigns;
 mod devices;
 pub mod error;
 mod firmware;
+mod health; // issue 8 item 7f
+pub mod http_errors; // issue 8 item 8 (admin half)
 mod page;
 mod views;
 
@@ -19,11 +21,11 @@ use axum::Router;
 use crate::state::App;
 
 /// JSON bodies (device lists of up to 100,000 names) stay under this.
-const JSON_BODY_LIMIT: usize = 32 << 20;
+pub(crate) const JSON_BODY_LIMIT: usize = 32 << 20;
 
 pub fn router(app: App) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health::healthz))
         .route(
             "/api/v1/firmware",
             post(firmware::upload)
@@ -38,7 +40,10 @@ pub fn router(app: App) -> Router {
             "/api/v1/devices",
             post(devices::create)
                 .get(devices::list)
-                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+                .layer(axum::middleware::from_fn(
+                    http_errors::refuse_over_json_limit,
+                )),
         )
         .route("/api/v1/devices/{name}", get(devices::show))
         .route("/api/v1/devices/{name}/history", get(devices::history))
@@ -47,12 +52,17 @@ pub fn router(app: App) -> Router {
             "/api/v1/campaigns",
             post(campaigns::create)
                 .get(campaigns::list)
-                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+                .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+                .layer(axum::middleware::from_fn(
+                    http_errors::refuse_over_json_limit,
+                )),
         )
         .route("/api/v1/campaigns/{id}", get(campaigns::show))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/metrics", get(devices::metrics))
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
+        .layer(axum::middleware::map_response(http_errors::json_errors))
         .with_state(app)
 }

@@ -2,6 +2,7 @@
 //! that talk to the admin HTTP API.
 
 mod campaign;
+mod check;
 mod client;
 mod csv_input;
 mod device;
@@ -109,6 +110,8 @@ enum Command {
         #[arg(value_enum, value_name = "bash|zsh|fish")]
         shell: clap_complete::Shell,
     },
+    /// Check the database offline for corrupt records (--repair moves them out).
+    Check(check::CheckArgs),
     /// Simulate a fleet of devices against a server.
     Sim(crate::sim::SimArgs),
     /// Benchmark lwota against peer CoAP servers and the UDP ceiling.
@@ -187,6 +190,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(args) => crate::sim::run_cli(args, global.output == Output::Json),
+        Command::Check(args) => check::run(args),
         Command::Bench(args) => crate::bench::run_cli(args),
     }
 }

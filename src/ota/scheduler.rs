@@ -57,8 +57,22 @@ pub fn handle_due(
     for (at, timer) in due {
         match timer {
             Timer::TaskTimeout(key) => {
-                let Some(task) = tx.task(key.campaign, &key.device)? else {
-                    continue;
+                let task = match tx.task(key.campaign, &key.device) {
+                    Ok(Some(task)) => task,
+                    Ok(None) => continue,
+                    // Issue 8 item 7c: a corrupt task must not stall every
+                    // timeout (failing here would roll back the claim and
+                    // retry forever); its timer is dropped (claimed above)
+                    // and `lwota check --repair` moves the record out.
+                    Err(StoreError::Corrupt(e)) => {
+                        tracing::warn!(
+                            "skipping corrupt task ({}, {:?}): {e}",
+                            key.campaign,
+                            key.device
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 };
                 // Only the task's current deadline counts: a timer left
                 // behind by a moved deadline is stale.

@@ -93,7 +93,8 @@ where
         let mut job = job;
         match app.store.write(move |tx| job(tx, now, settings)).await {
             Ok(outcome) => answer(&app, outcome),
-            Err(crate::store::StoreError::Busy) => {
+            // Unavailable: writes refused while the database is reopened (7a).
+            Err(crate::store::StoreError::Busy | crate::store::StoreError::Unavailable(_)) => {
                 let mut packet =
                     error_response(ResponseType::ServiceUnavailable, "busy, retry later");
                 packet.add_option(coap_lite::CoapOption::MaxAge, vec![5]);

@@ -4,12 +4,13 @@
 mod clock;
 pub mod coap_shell;
 mod directory;
+mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
 mod scheduler;
 mod shard;
+pub mod startup;
 
 pub use clock::{MonotonicClock, SystemClock};
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -18,10 +19,9 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::ota::catalogue::Catalogue;
-use crate::ota::firmware;
 use crate::state::{App, AppState};
 use crate::store::blobs::BlobStore;
-use crate::store::{Store, StoreOptions};
+use crate::store::StoreOptions;
 use crate::time::Clock;
 
 /// A started server: its addresses and how to stop it.
@@ -38,6 +38,16 @@ pub struct Running {
 /// Opens everything and binds both sockets; fails (writing nothing more
 /// than the data directory) on a bad data dir or a port in use.
 pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Running> {
+    start_on(config, clock, None).await
+}
+
+/// Like [`start`], opening the database through `opener` (tests use a
+/// fault-injecting backend, `store::fault`); `None` is the plain file.
+pub async fn start_on(
+    config: Config,
+    clock: Arc<dyn Clock>,
+    opener: Option<crate::store::recovery::Opener>,
+) -> anyhow::Result<Running> {
     let data_dir = config.server.data_dir.clone();
     // Bind first: a port in use must not leave anything behind.
     let shards = coap_shell::shard_count(&config.coap);
@@ -52,25 +62,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let options = StoreOptions {
         history_cap: config.devices.history_limit,
     };
-    let store = Store::open_in(&data_dir, options).with_context(|| {
-        format!(
-            "cannot open database {}",
-            Store::file_in(&data_dir).display()
-        )
-    })?;
-    let (records, floor) = {
-        let read = store.read()?;
-        (firmware::list_all(read.as_ref())?, read.clock_floor()?)
-    };
+    // Issue 8 items 7b-7d: open, check, tidy blobs safely (startup.rs).
+    let opened = startup::open_data(&data_dir, &blobs, options, opener)?;
     // Time never runs backwards across a restart.
-    if let Some(floor) = floor {
+    if let Some(floor) = opened.clock_floor {
         clock.raise_floor(floor);
     }
-    let referenced: HashSet<String> = records.iter().map(|r| hex::encode(&r.sha256)).collect();
-    let removed = blobs.remove_unreferenced(&referenced)?;
-    if removed > 0 {
-        tracing::info!("removed {removed} leftover blob files");
-    }
+    let (store, records) = (opened.store, opened.records);
     let catalogue = Catalogue::load(&blobs, records);
 
     let coap_sockets = coap_sockets
@@ -112,7 +110,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Runn
     let router = crate::admin::router(app.clone());
     let mut http_signal = signal;
     tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(http_listener, router).with_graceful_shutdown(async move {
+        // JsonErrorListener: hyper's own parse-error 400s get the JSON body.
+        let listener = http_io::JsonErrorListener(http_listener);
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
             let _ = http_signal.wait_for(|stop| *stop).await;
         });
         if let Err(e) = serve.await {

@@ -84,22 +84,63 @@ impl BlobStore {
 
     /// Deletes temp files and blobs no record refers to. Returns how many
     /// files were removed.
+    ///
+    /// Issue 8 item 7b/7d: only ever touches plain files named like a
+    /// sha256 (64 lowercase hex) in the blob dir and like our uploads
+    /// (`upload-*`) in the temp dir; anything else (a directory, an
+    /// operator's file) is left alone with a warning. Every error names the
+    /// path. Whether blobs may be deleted at all (not on a new or empty
+    /// catalogue) is the caller's decision: see `server/startup.rs`.
     pub fn remove_unreferenced(&self, referenced: &HashSet<String>) -> io::Result<usize> {
+        Ok(self.remove_temp_files()? + self.remove_blobs_except(referenced)?)
+    }
+
+    /// Deletes leftover uploads in the temp dir (never referenced).
+    pub fn remove_temp_files(&self) -> io::Result<usize> {
         let mut removed = 0;
-        for entry in fs::read_dir(&self.tmp)? {
-            fs::remove_file(entry?.path())?;
+        for entry in read_dir_named(&self.tmp)? {
+            let (path, kind) = entry?;
+            let ours = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("upload-"));
+            if !kind.is_file() || !ours {
+                tracing::warn!("leaving {} alone: not an upload temp file", path.display());
+                continue;
+            }
+            remove_named(&path)?;
             removed += 1;
         }
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if !referenced.contains(&name) {
-                    tracing::info!("removing unreferenced blob {name}");
-                    fs::remove_file(entry.path())?;
-                    removed += 1;
+        Ok(removed)
+    }
+
+    /// Names of the blob files present (sha256-named plain files).
+    pub fn blob_names(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in read_dir_named(&self.dir)? {
+            let (path, kind) = entry?;
+            if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                if kind.is_file() && is_blob_name(name) {
+                    names.push(name.to_string());
                 }
             }
+        }
+        Ok(names)
+    }
+
+    fn remove_blobs_except(&self, referenced: &HashSet<String>) -> io::Result<usize> {
+        let mut removed = 0;
+        for entry in read_dir_named(&self.dir)? {
+            let (path, kind) = entry?;
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if !kind.is_file() || !is_blob_name(name) || referenced.contains(name) {
+                continue;
+            }
+            tracing::info!("removing unreferenced blob {name}");
+            remove_named(&path)?;
+            removed += 1;
         }
         Ok(removed)
     }
@@ -110,6 +151,30 @@ impl BlobStore {
             _ => Ok(()),
         }
     }
+}
+
+/// A blob file name: a sha256 digest in lowercase hex.
+pub fn is_blob_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `read_dir` whose errors name the path; yields (path, file type).
+fn read_dir_named(
+    dir: &Path,
+) -> io::Result<impl Iterator<Item = io::Result<(PathBuf, fs::FileType)>> + '_> {
+    let named = move |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+    Ok(fs::read_dir(dir).map_err(named)?.map(move |entry| {
+        let entry = entry.map_err(named)?;
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok((path, kind))
+    }))
+}
+
+fn remove_named(path: &Path) -> io::Result<()> {
+    fs::remove_file(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 impl TempBlob {

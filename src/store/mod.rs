@@ -47,12 +47,20 @@ use crate::model::{
 };
 use crate::time::Timestamp;
 
-pub use self::redb::RedbStore;
+pub use self::redb::{fault, integrity, recovery, RedbStore};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Db(String),
+    /// The storage itself failed (disk full, I/O error): the writer
+    /// reopens the database (see `redb/recovery.rs`).
+    #[error("storage I/O error: {0}")]
+    Io(String),
+    /// Writes are refused until the database is reopened after an I/O
+    /// error: devices get 5.03, HTTP 503.
+    #[error("storage unavailable, retry later: {0}")]
+    Unavailable(String),
     #[error("corrupt record: {0}")]
     Corrupt(String),
     #[error("store writer has stopped")]
@@ -250,6 +258,16 @@ pub trait Backend: Send + Sync + 'static {
     fn stats(&self) -> Arc<StoreStats>;
     /// Commits what is queued and stops. Blocking.
     fn shutdown(&self);
+    /// `Err(why)` while writes fail (for `/healthz`); a backend without a
+    /// failure mode of its own is always healthy.
+    fn write_health(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
+    /// Decodes every stored record (issue 8 item 7c); a backend that
+    /// stores no bytes has nothing to check.
+    fn check_integrity(&self) -> Result<integrity::IntegrityReport> {
+        Ok(integrity::IntegrityReport::default())
+    }
 }
 
 /// Handle to the store; cheap to clone.
@@ -269,6 +287,12 @@ impl Store {
     /// Opens the database file of the data directory `data_dir`.
     pub fn open_in(data_dir: &Path, options: StoreOptions) -> Result<Store> {
         Store::start(RedbStore::open_in(data_dir, options)?)
+    }
+
+    /// Like [`Store::open`], through `opener` (also used to reopen after
+    /// an I/O error; tests inject faults through it, [`fault`]).
+    pub fn open_with(opener: recovery::Opener, options: StoreOptions) -> Result<Store> {
+        Store::start(RedbStore::open_with(opener, options)?)
     }
 
     /// The database file's path inside `data_dir` (for messages).
@@ -360,6 +384,18 @@ impl Store {
     pub fn stats(&self) -> Arc<StoreStats> {
         self.backend.stats()
     }
+
+    /// `Err(why)` while writes fail (for `/healthz`).
+    pub fn write_health(&self) -> std::result::Result<(), String> {
+        self.backend.write_health()
+    }
+
+    /// Decodes every record and reports the ones that do not (start-up
+    /// logs them, `server/startup.rs`). Reads only; blocking, in proportion
+    /// to the database.
+    pub fn check_integrity(&self) -> Result<integrity::IntegrityReport> {
+        self.backend.check_integrity()
+    }
 }
 
 struct Reply<F, T, E> {
@@ -403,8 +439,11 @@ where
     }
 
     fn finish(self: Box<Self>, outcome: Result<()>) {
-        if let Err(e) = outcome {
-            tracing::warn!("detached write lost: {e}");
+        match outcome {
+            Ok(()) => {}
+            // Expected while the database is reopened; the recovery logs it once.
+            Err(e @ StoreError::Unavailable(_)) => tracing::debug!("detached write lost: {e}"),
+            Err(e) => tracing::warn!("detached write lost: {e}"),
         }
     }
 }

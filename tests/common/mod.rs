@@ -57,6 +57,16 @@ impl TestServer {
     }
 
     pub fn start_with(config: Config, clock: Option<Arc<ManualClock>>) -> TestServer {
+        TestServer::start_on(config, clock, None)
+    }
+
+    /// Like `start_with`, opening the database through `opener` (for
+    /// fault injection, `lwota::store::fault`).
+    pub fn start_on(
+        config: Config,
+        clock: Option<Arc<ManualClock>>,
+        opener: Option<lwota::store::recovery::Opener>,
+    ) -> TestServer {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -68,7 +78,7 @@ impl TestServer {
         };
         let dir = config.server.data_dir.clone();
         let running = runtime
-            .block_on(lwota::server::start(config, dyn_clock))
+            .block_on(lwota::server::start_on(config, dyn_clock, opener))
             .expect("server starts");
         TestServer {
             coap: running.coap_addr,

@@ -6,6 +6,7 @@ use std::ops::Bound;
 use ::redb::{ReadTransaction, ReadableTable, WriteTransaction};
 
 use super::codec::{decode, decode_timer, encode, encode_timer};
+use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
@@ -19,7 +20,15 @@ macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Db(e.to_string())
+                // I/O errors are told apart: they take the writer's reopen
+                // path (issue 8 item 7a, `recovery.rs`).
+                match ::redb::Error::from(e) {
+                    e @ (::redb::Error::Io(_)
+                    | ::redb::Error::PreviousIo
+                    | ::redb::Error::Backend(_)
+                    | ::redb::Error::DatabaseClosed) => StoreError::Io(e.to_string()),
+                    e => StoreError::Db(e.to_string()),
+                }
             }
         }
     )*};
@@ -73,7 +82,11 @@ macro_rules! impl_read {
                         break;
                     }
                     let (k, v) = entry?;
-                    out.push((k.value().to_string(), decode(v.value())?));
+                    // Issue 8 item 7c: listings step over a corrupt record
+                    // (logged with its key) instead of failing as a whole.
+                    if let Some(d) = decode_or_skip("devices", k.value(), v.value()) {
+                        out.push((k.value().to_string(), d));
+                    }
                 }
                 Ok(out)
             }
@@ -88,8 +101,10 @@ macro_rules! impl_read {
                 let table = self.$txn.open_table(schema::FIRMWARE)?;
                 let mut out = Vec::new();
                 for entry in table.iter()? {
-                    let (_, v) = entry?;
-                    out.push(decode(v.value())?);
+                    let (k, v) = entry?;
+                    if let Some(f) = decode_or_skip("firmware", k.value(), v.value()) {
+                        out.push(f);
+                    }
                 }
                 Ok(out)
             }
@@ -112,8 +127,10 @@ macro_rules! impl_read {
                     if out.len() >= limit {
                         break;
                     }
-                    let (_, v) = entry?;
-                    out.push(decode(v.value())?);
+                    let (k, v) = entry?;
+                    if let Some(c) = decode_or_skip("campaigns", k.value(), v.value()) {
+                        out.push(c);
+                    }
                 }
                 Ok(out)
             }
@@ -142,7 +159,9 @@ macro_rules! impl_read {
                         break;
                     }
                     let (k, v) = entry?;
-                    out.push((k.value().1.to_string(), decode(v.value())?));
+                    if let Some(t) = decode_or_skip("tasks", k.value(), v.value()) {
+                        out.push((k.value().1.to_string(), t));
+                    }
                 }
                 Ok(out)
             }
@@ -173,7 +192,9 @@ macro_rules! impl_read {
                         break;
                     }
                     let (k, v) = entry?;
-                    out.push((k.value().1, decode(v.value())?));
+                    if let Some(h) = decode_or_skip("history", k.value(), v.value()) {
+                        out.push((k.value().1, h));
+                    }
                 }
                 Ok(out)
             }

@@ -13,6 +13,14 @@
 //! problem is not one bad job (a dead disk fails every job) and the rest of
 //! the batch is answered with the last error instead of being re-run again.
 //!
+//! **I/O errors are not isolated.** A failed begin or commit, and any job
+//! error that is a storage I/O error (`StoreError::Io`: disk full, a failed
+//! fsync), is a batch-level failure: the disk fails every job alike, and
+//! redb latches the error, so re-running the batch without one job cannot
+//! help. The whole batch is answered `Unavailable` and the writer reopens
+//! the database (`recovery.rs`, issue 8 item 7a), refusing new jobs with
+//! `Unavailable` until a probe write commits again.
+//!
 //! A std thread rather than a tokio task because redb's commit blocks on
 //! fsync; keeping it off the runtime keeps the CoAP loop responsive.
 
@@ -21,8 +29,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
-use ::redb::Database;
-
+use super::recovery::{self, DbSlot, WriteHealth};
 use super::tx::RedbTx;
 use crate::store::{Result, StoreError, StoreStats, TimerSignal, WriteJob};
 
@@ -52,7 +59,8 @@ pub struct WriterHandle {
 }
 
 struct Writer {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
+    health: Arc<WriteHealth>,
     history_cap: usize,
     stats: Arc<StoreStats>,
     timers: Arc<TimerSignal>,
@@ -60,7 +68,8 @@ struct Writer {
 
 impl WriterHandle {
     pub fn start(
-        db: Arc<Database>,
+        db: Arc<DbSlot>,
+        health: Arc<WriteHealth>,
         history_cap: usize,
         timers: Arc<TimerSignal>,
     ) -> std::io::Result<WriterHandle> {
@@ -68,6 +77,7 @@ impl WriterHandle {
         let stats = Arc::new(StoreStats::default());
         let writer = Writer {
             db,
+            health,
             history_cap,
             stats: stats.clone(),
             timers,
@@ -133,12 +143,23 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_batch(&mut batch);
+            if let Some(failed) = self.commit_batch(&mut batch) {
+                // Issue 8 item 7a: an I/O error poisons this `Database`;
+                // reopen it before taking jobs again.
+                let go_on = recovery::recover(&self.db, &self.health, &failed, |wait| {
+                    refuse_while_down(rx, wait, &failed)
+                });
+                if !go_on {
+                    break;
+                }
+            }
         }
     }
 
-    /// Commits `batch` (draining it), isolating failing jobs.
-    fn commit_batch(&self, batch: &mut Vec<Box<dyn WriteJob>>) {
+    /// Commits `batch` (draining it), isolating failing jobs. Returns the
+    /// error when the batch failed on a storage I/O error: the caller then
+    /// reopens the database.
+    fn commit_batch(&self, batch: &mut Vec<Box<dyn WriteJob>>) -> Option<StoreError> {
         self.stats
             .jobs
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -150,7 +171,20 @@ impl Writer {
                     for job in batch.drain(..) {
                         job.finish(Ok(()));
                     }
-                    return;
+                    return None;
+                }
+                // An I/O error is the storage failing, not this job: no
+                // isolation (see the module docs), the batch goes down whole.
+                Attempt::JobFailed(_, e) | Attempt::BatchFailed(e) if recovery::is_io(&e) => {
+                    tracing::error!("write batch of {} failed on storage: {e}", batch.len());
+                    // Marked before anyone is answered: a client that got
+                    // 503 and asks `/healthz` next must see it failing.
+                    self.health.set_failed(&e.to_string());
+                    let answer = StoreError::Unavailable(e.to_string());
+                    for job in batch.drain(..) {
+                        job.finish(Err(answer.clone()));
+                    }
+                    return Some(e);
                 }
                 Attempt::JobFailed(index, e) if isolations < MAX_ISOLATIONS => {
                     isolations += 1;
@@ -158,7 +192,7 @@ impl Writer {
                     tracing::warn!("write job failed, batch re-run without it: {e}");
                     batch.remove(index).finish(Err(e));
                     if batch.is_empty() {
-                        return;
+                        return None;
                     }
                 }
                 Attempt::JobFailed(_, e) | Attempt::BatchFailed(e) => {
@@ -166,14 +200,18 @@ impl Writer {
                     for job in batch.drain(..) {
                         job.finish(Err(e.clone()));
                     }
-                    return;
+                    return None;
                 }
             }
         }
     }
 
     fn attempt(&self, batch: &mut [Box<dyn WriteJob>]) -> Attempt {
-        let txn = match self.db.begin_write() {
+        let db = match self.db.get() {
+            Ok(db) => db,
+            Err(e) => return Attempt::BatchFailed(e),
+        };
+        let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => return Attempt::BatchFailed(e.into()),
         };
@@ -207,6 +245,27 @@ impl Writer {
                 Attempt::Committed
             }
             Err(e) => Attempt::BatchFailed(e.into()),
+        }
+    }
+}
+
+/// Waits `wait`, answering every job that arrives with `Unavailable`;
+/// `false` when the writer is told to stop (or every handle is gone).
+fn refuse_while_down(
+    rx: &mpsc::Receiver<Message>,
+    wait: std::time::Duration,
+    why: &StoreError,
+) -> bool {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        match rx.recv_timeout(left) {
+            Ok(Message::Job(job)) => job.finish(Err(StoreError::Unavailable(why.to_string()))),
+            Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+            Err(mpsc::RecvTimeoutError::Timeout) => return true,
         }
     }
 }
@@ -300,6 +359,45 @@ mod tests {
         assert_eq!(stats.isolated_failures.load(Ordering::Relaxed), 2);
         // One commit (one fsync) for the gate, one for everything else.
         assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
+        store.shutdown();
+    }
+
+    /// An I/O error (disk full) is not one job's fault: nothing is isolated
+    /// or re-run, every job of the batch gets `Unavailable`, `/healthz`
+    /// says failing, and writes work again once the disk has room, without
+    /// a restart (issue 8 item 7a).
+    #[test]
+    fn io_error_fails_the_batch_whole_and_the_writer_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let disk = std::sync::Arc::new(crate::store::fault::DiskFull::default());
+        let opener = crate::store::fault::opener(&dir.path().join("w.redb"), disk.clone());
+        let store = Store::open_with(opener, StoreOptions::default()).unwrap();
+        runtime.block_on(async {
+            assert!(matches!(put(&store, "before".into()).await, Ok(Ok(()))));
+            disk.set(true);
+            let jobs: Vec<_> = (0..4).map(|i| put(&store, format!("full-{i}"))).collect();
+            for job in jobs {
+                assert!(matches!(job.await, Err(StoreError::Unavailable(_))));
+            }
+            assert!(store.write_health().is_err());
+            disk.set(false);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while store.write_health().is_err() {
+                assert!(std::time::Instant::now() < deadline, "no recovery");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(matches!(put(&store, "after".into()).await, Ok(Ok(()))));
+        });
+        assert_eq!(store.stats().isolated_failures.load(Ordering::Relaxed), 0);
+        let read = store.read().unwrap();
+        assert!(read.device("before").unwrap().is_some());
+        assert!(read.device("after").unwrap().is_some());
+        assert!(read.device("full-0").unwrap().is_none());
+        drop(read);
         store.shutdown();
     }
 }
