@@ -27,7 +27,7 @@ pub mod endpoint;
 mod exchange;
 pub mod message;
 mod observe;
-mod rng;
+pub mod rng;
 pub mod timer;
 
 #[cfg(test)]

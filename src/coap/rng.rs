@@ -1,11 +1,13 @@
 //! A small deterministic generator for tokens, Message IDs and the random
 //! part of retransmission timeouts.
 //!
-//! Hand-written (SplitMix64, public domain, a dozen lines) rather than the
-//! `rand` crate so the endpoint never seeds itself from the OS: the caller
-//! passes the seed, which makes every run of the simulated-network tests
-//! reproducible from one number. Tokens are not a secret here (the server
-//! talks plain UDP); they only have to be unlikely to collide.
+//! Hand-written (SplitMix64, public domain, a dozen lines) rather than one
+//! of `rand`'s generators: the caller passes the seed, and a seed must
+//! replay the same run of the simulated-network tests for good, while
+//! `rand` does not promise that `SmallRng`/`StdRng` keep their algorithm
+//! across versions. The tests' link uses the same generator. Tokens are
+//! not a secret here (the server talks plain UDP); they only have to be
+//! unlikely to collide.
 
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -26,5 +28,15 @@ impl Rng {
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// In [0, n) (0 when n is 0); the modulo bias is irrelevant here.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.unit() < p
     }
 }
