@@ -310,6 +310,47 @@ fn block1_gap_is_4_08_and_oversize_is_4_13_with_size1() {
     assert_eq!(ep.load().2, 0);
 }
 
+/// Sends a 16-byte first Block1 piece from `port`; returns the answer code.
+fn open_body_from_port(ep: &mut Endpoint, now: Instant, port: u16) -> MessageClass {
+    let from = SocketAddr::from(([127, 0, 0, 1], port));
+    ep.handle(now, local(), from, &block1_piece(1, 0, true, 0, &[0u8; 32]));
+    while ep.poll_event().is_some() {}
+    code(&sent(ep))
+}
+
+#[test]
+fn block1_open_bodies_are_bounded_in_number_and_charged_an_overhead() {
+    // Fails without the count limit: every source port opened a body.
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let continue_ = MessageClass::Response(ResponseType::Continue);
+    let busy = MessageClass::Response(ResponseType::ServiceUnavailable);
+    for port in 0..4096u16 {
+        assert_eq!(open_body_from_port(&mut ep, now, 10_000 + port), continue_);
+    }
+    assert_eq!(open_body_from_port(&mut ep, now, 20_000), busy);
+    assert_eq!(ep.load().2, 4096);
+
+    // Fails without the overhead: 16-byte bodies would fit 256 at a time.
+    let mut ep = Endpoint::new(
+        EndpointConfig {
+            block1: super::block1::Block1Limits {
+                max_total_bytes: 4 * super::block1::ASSEMBLY_OVERHEAD,
+                ..Default::default()
+            },
+            ..EndpointConfig::default()
+        },
+        7,
+    );
+    for port in 0..4u16 {
+        assert_eq!(open_body_from_port(&mut ep, now, 10_000 + port), continue_);
+    }
+    assert_eq!(open_body_from_port(&mut ep, now, 20_000), busy);
+    ep.handle_timeout(now + Duration::from_secs(248));
+    assert_eq!(ep.load().2, 0);
+    assert_eq!(open_body_from_port(&mut ep, now, 20_000), continue_);
+}
+
 #[test]
 fn observe_relation_notifies_in_sequence_and_ends_on_rst() {
     let now = Instant::now();
