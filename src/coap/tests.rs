@@ -500,6 +500,61 @@ fn client_con_request_retransmits_then_times_out_exactly_once() {
 }
 
 #[test]
+fn unencodable_request_frees_its_nstart_slot() {
+    // Fails without the fix: the slot stayed taken, the second request
+    // queued forever and nothing was sent.
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let mut huge = request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/3");
+    // Larger than coap-lite encodes (1,280 bytes per message).
+    huge.add_option(CoapOption::UriQuery, vec![b'q'; 2000]);
+    let bad = ep.request(now, peer(), huge);
+    let mut failed = Vec::new();
+    while let Some(e) = ep.poll_event() {
+        if let Event::Failed { id, why } = e {
+            failed.push((id, why));
+        }
+    }
+    assert_eq!(failed, vec![(bad, Why::Unencodable)]);
+    assert!(ep.poll_transmit().is_none());
+    let _good = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/4"),
+    );
+    let out = sent(&mut ep);
+    assert_eq!(out.header.code, MessageClass::Request(RequestType::Get));
+
+    // Also when the unencodable one was queued behind another request.
+    let mut ep = endpoint();
+    let first = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/1"),
+    );
+    let first_out = sent(&mut ep);
+    let mut huge = request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/3");
+    huge.add_option(CoapOption::UriQuery, vec![b'q'; 2000]);
+    let _bad = ep.request(now, peer(), huge);
+    let _third = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/5"),
+    );
+    assert!(ep.poll_transmit().is_none());
+    let mut ack = content(b"ok");
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = first_out.header.message_id;
+    ack.set_token(first_out.get_token().to_vec());
+    ep.handle(now, local(), peer(), &ack.to_bytes().unwrap());
+    while ep.poll_event().is_some() {}
+    let _ = first;
+    let out = sent(&mut ep);
+    assert_eq!(out.get_first_option(CoapOption::UriPath).unwrap(), b"3");
+    assert!(out.get_first_option(CoapOption::UriQuery).is_none());
+}
+
+#[test]
 fn separate_response_is_acked_and_delivered_once() {
     let now = Instant::now();
     let mut ep = endpoint();
