@@ -10,8 +10,8 @@
 //! untouched transaction, so there is no cheaper per-job undo) and the
 //! batch is run again without it; the other jobs commit. Jobs are `FnMut`
 //! for that reason. After `MAX_ISOLATIONS` failures in one batch the
-//! problem is not one bad job (a dead disk fails every job) and the rest of
-//! the batch is answered with the last error instead of being re-run again.
+//! problem is not one bad job: the failing job gets its error and the rest
+//! of the batch a retryable `StoreError::Busy` instead of being re-run again.
 //!
 //! **I/O errors are not isolated.** A failed begin or commit, and any job
 //! error that is a storage I/O error (`StoreError::Io`: disk full, a failed
@@ -195,7 +195,24 @@ impl Writer {
                         return None;
                     }
                 }
-                Attempt::JobFailed(_, e) | Attempt::BatchFailed(e) => {
+                Attempt::JobFailed(index, e) => {
+                    // Too many failures to keep isolating: the failing job
+                    // gets its own error; the rest did nothing wrong and
+                    // get a retryable `Busy` (devices: 5.03, then retry),
+                    // not this job's error (a corrupt record would be a
+                    // 5.00 for every innocent job).
+                    tracing::error!(
+                        "write batch of {} failed {} times; answering the rest busy: {e}",
+                        batch.len(),
+                        isolations + 1
+                    );
+                    batch.remove(index).finish(Err(e));
+                    for job in batch.drain(..) {
+                        job.finish(Err(StoreError::Busy));
+                    }
+                    return None;
+                }
+                Attempt::BatchFailed(e) => {
                     tracing::error!("write batch of {} failed: {e}", batch.len());
                     for job in batch.drain(..) {
                         job.finish(Err(e.clone()));
@@ -359,6 +376,51 @@ mod tests {
         assert_eq!(stats.isolated_failures.load(Ordering::Relaxed), 2);
         // One commit (one fsync) for the gate, one for everything else.
         assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
+        store.shutdown();
+    }
+
+    /// Beyond `MAX_ISOLATIONS` failures in one batch, the innocent jobs
+    /// left get a retryable `Busy`, not the last failing job's error.
+    /// Fails without the fix: the good job got `Db("boom")`.
+    #[test]
+    fn innocent_jobs_after_too_many_failures_get_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
+        runtime.block_on(async {
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let gate_channels = Mutex::new((started_tx, release_rx));
+            let mut held = false;
+            let gate = store.write(move |_tx| {
+                if !held {
+                    held = true;
+                    let channels = gate_channels.lock().unwrap();
+                    let _ = channels.0.send(());
+                    let _ = channels.1.recv_timeout(Duration::from_secs(10));
+                }
+                Ok(Ok::<(), ()>(()))
+            });
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            let failing: Vec<_> = (0..super::MAX_ISOLATIONS + 1)
+                .map(|_| {
+                    store.write(|_tx: &mut dyn Tx| {
+                        Err::<Result<(), ()>, _>(StoreError::Db("boom".into()))
+                    })
+                })
+                .collect();
+            let good = put(&store, "good".into());
+            release_tx.send(()).unwrap();
+            assert!(matches!(gate.await, Ok(Ok(()))));
+            for job in failing {
+                assert!(matches!(job.await, Err(StoreError::Db(m)) if m == "boom"));
+            }
+            assert!(matches!(good.await, Err(StoreError::Busy)));
+        });
+        assert!(store.read().unwrap().device("good").unwrap().is_none());
         store.shutdown();
     }
 
