@@ -103,6 +103,15 @@ impl WriterHandle {
         self.stats.clone()
     }
 
+    /// Whether the writer thread is still taking jobs (false once it
+    /// ended, by shutdown or by a panic the writer did not catch).
+    pub fn is_running(&self) -> bool {
+        match self.thread.lock() {
+            Ok(thread) => thread.as_ref().is_some_and(|t| !t.is_finished()),
+            Err(_) => false,
+        }
+    }
+
     /// Commits everything queued so far, stops the thread and waits for
     /// it; later writes fail with `Closed`. Blocks: call off the runtime.
     pub fn shutdown(&self) {
@@ -244,26 +253,40 @@ impl Writer {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Attempt::JobFailed(index, e),
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
+                    let what = panic_message(&*panic);
                     return Attempt::JobFailed(index, StoreError::JobPanicked(what));
                 }
             }
         }
         let earliest = tx.earliest_set;
-        match tx.txn.commit() {
-            Ok(()) => {
+        // A panic inside redb's commit must not kill the writer thread
+        // (every later write would hang up and /healthz would still say
+        // ok). Whether anything landed is unknown, so it is treated like
+        // an I/O error: the batch is answered `Unavailable` and the
+        // database is reopened.
+        match catch_unwind(AssertUnwindSafe(|| tx.txn.commit())) {
+            Ok(Ok(())) => {
                 if let Some(at) = earliest {
                     self.timers.timer_set(at);
                 }
                 Attempt::Committed
             }
-            Err(e) => Attempt::BatchFailed(e.into()),
+            Ok(Err(e)) => Attempt::BatchFailed(e.into()),
+            Err(panic) => Attempt::BatchFailed(StoreError::Io(format!(
+                "commit panicked: {}",
+                panic_message(&*panic)
+            ))),
         }
     }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Waits `wait`, answering every job that arrives with `Unavailable`;
@@ -421,6 +444,42 @@ mod tests {
             assert!(matches!(good.await, Err(StoreError::Busy)));
         });
         assert!(store.read().unwrap().device("good").unwrap().is_none());
+        store.shutdown();
+    }
+
+    /// A panic inside redb's commit does not kill the writer: the batch
+    /// gets `Unavailable`, the database is reopened and writes work again.
+    /// Fails without the fix: the job's answer was lost with the thread
+    /// (`Closed`) and every later write failed.
+    #[test]
+    fn panic_in_commit_fails_the_batch_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let disk = std::sync::Arc::new(crate::store::fault::DiskFull::default());
+        let opener = crate::store::fault::opener(&dir.path().join("w.redb"), disk.clone());
+        let store = Store::open_with(opener, StoreOptions::default()).unwrap();
+        runtime.block_on(async {
+            assert!(matches!(put(&store, "before".into()).await, Ok(Ok(()))));
+            disk.panic_next_sync();
+            let answer = put(&store, "panics".into()).await;
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(ref m)) if m.contains("commit panicked")),
+                "{answer:?}"
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while store.write_health().is_err() {
+                assert!(std::time::Instant::now() < deadline, "no recovery");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(matches!(put(&store, "after".into()).await, Ok(Ok(()))));
+        });
+        let read = store.read().unwrap();
+        assert!(read.device("before").unwrap().is_some());
+        assert!(read.device("after").unwrap().is_some());
+        drop(read);
         store.shutdown();
     }
 
