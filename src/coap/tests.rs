@@ -555,6 +555,43 @@ fn unencodable_request_frees_its_nstart_slot() {
 }
 
 #[test]
+fn dedup_full_of_requests_in_progress_refuses_posts_and_keeps_them_once() {
+    // Fails without the fix: the 65th POST evicted the oldest unanswered
+    // one, whose retransmission was then handed up a second time.
+    let now = Instant::now();
+    let mut ep = small_endpoint();
+    let mut pending = Vec::new();
+    for mid in 0..64u16 {
+        let req = feed(
+            &mut ep,
+            now,
+            &request(MessageType::Confirmable, RequestType::Post, mid, "rd"),
+        );
+        pending.push(req.expect("handed up"));
+    }
+    let refused = request(MessageType::Confirmable, RequestType::Post, 64, "rd");
+    assert!(feed(&mut ep, now, &refused).is_none());
+    let resp = sent(&mut ep);
+    assert_eq!(
+        code(&resp),
+        MessageClass::Response(ResponseType::ServiceUnavailable)
+    );
+    assert!(resp.get_first_option(CoapOption::MaxAge).is_some());
+    // The oldest is still known to be in progress: not applied twice.
+    let again = request(MessageType::Confirmable, RequestType::Post, 0, "rd");
+    assert!(feed(&mut ep, now, &again).is_none());
+    assert!(ep.poll_transmit().is_none());
+    // An idempotent request still goes through, unrecorded.
+    let put = request(MessageType::Confirmable, RequestType::Put, 65, "rd");
+    assert!(feed(&mut ep, now, &put).is_some());
+    // Once one is answered, a new POST takes its place.
+    let first = pending.remove(0);
+    ep.respond(now, first.meta, content(b""));
+    let _ = sent(&mut ep);
+    assert!(feed(&mut ep, now, &refused).is_some());
+}
+
+#[test]
 fn separate_response_is_acked_and_delivered_once() {
     let now = Instant::now();
     let mut ep = endpoint();
