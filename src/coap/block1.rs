@@ -3,8 +3,8 @@
 //!
 //! Pieces of one body are matched by (peer, method, Uri-Host, Uri-Port,
 //! Uri-Path, Uri-Query): tokens and Message IDs may differ per piece
-//! (§2.5). Bodies are bounded per body (4.13 with Size1), per peer and in
-//! total (5.03), and dropped when they stop arriving (`Timer::Block1Expiry`).
+//! (§2.5). Bodies are bounded per body (4.13 with Size1), per peer, in
+//! number and in total bytes (5.03), and dropped when they stop arriving (`Timer::Block1Expiry`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -23,8 +23,22 @@ pub struct Block1Limits {
     pub max_body: usize,
     /// Bodies being reassembled per peer.
     pub max_per_peer: usize,
-    /// Bytes held in all bodies being reassembled.
+    /// Bytes held in all bodies being reassembled; each body is charged
+    /// at least [`ASSEMBLY_OVERHEAD`] so tiny first pieces cannot open
+    /// bodies by the million.
     pub max_total_bytes: usize,
+    /// Bodies being reassembled in all (one peer can use many source
+    /// ports, so `max_per_peer` alone does not bound the count).
+    pub max_assemblies: usize,
+}
+
+/// What one open body is charged against `max_total_bytes` at least: it
+/// also costs map keys, a timer entry and a dedup entry, whatever its size.
+pub const ASSEMBLY_OVERHEAD: usize = 1024;
+
+/// Bytes a body of `len` bytes is charged.
+fn charge(len: usize) -> usize {
+    len.max(ASSEMBLY_OVERHEAD)
 }
 
 impl Default for Block1Limits {
@@ -33,6 +47,7 @@ impl Default for Block1Limits {
             max_body: 64 * 1024,
             max_per_peer: 4,
             max_total_bytes: 16 << 20,
+            max_assemblies: 4096,
         }
     }
 }
@@ -121,8 +136,10 @@ impl Assemblies {
             }
             let count = self.per_peer.get(&peer).copied().unwrap_or(0);
             if count >= self.limits.max_per_peer
-                || self.total_bytes + payload.len() > self.limits.max_total_bytes
+                || self.map.len() >= self.limits.max_assemblies
+                || self.total_bytes + charge(payload.len()) > self.limits.max_total_bytes
             {
+                tracing::debug!(%peer, open = self.map.len(), "Block1 body refused: limits reached");
                 return Piece::Respond(busy());
             }
             self.next_id += 1;
@@ -136,6 +153,7 @@ impl Assemblies {
             );
             self.by_key.insert(key, id);
             *self.per_peer.entry(peer).or_default() += 1;
+            self.total_bytes += charge(0);
             id
         } else {
             let Some(id) = existing else {
@@ -150,7 +168,8 @@ impl Assemblies {
                 self.drop_assembly(ctx, id);
                 return Piece::Respond(self.too_large());
             }
-            if self.total_bytes + payload.len() > self.limits.max_total_bytes {
+            let growth = charge(expected + payload.len()) - charge(expected);
+            if self.total_bytes + growth > self.limits.max_total_bytes {
                 self.drop_assembly(ctx, id);
                 return Piece::Respond(busy());
             }
@@ -159,8 +178,9 @@ impl Assemblies {
         let Some(assembly) = self.map.get_mut(&id) else {
             return Piece::Respond(incomplete());
         };
+        let before = charge(assembly.body.len());
         assembly.body.extend_from_slice(payload);
-        self.total_bytes += payload.len();
+        self.total_bytes += charge(assembly.body.len()) - before;
         if block.more {
             ctx.timers.set(
                 Timer::Block1Expiry(id),
@@ -195,7 +215,7 @@ impl Assemblies {
     fn take(&mut self, ctx: &mut Ctx, id: AssemblyId) -> Option<Assembly> {
         let assembly = self.map.remove(&id)?;
         self.by_key.remove(&assembly.key);
-        self.total_bytes -= assembly.body.len();
+        self.total_bytes -= charge(assembly.body.len());
         let peer = assembly.key.0;
         if let Some(count) = self.per_peer.get_mut(&peer) {
             *count -= 1;

@@ -4,9 +4,11 @@
 //!
 //! All entries live equally long, so insertion order is expiry order and a
 //! FIFO queue finds the expired ones without a timer wheel. Bounded by
-//! `capacity` entries: when full, the oldest entry is dropped early (a
-//! retransmission that late would be re-applied, which the OTA operations
-//! tolerate because reports are idempotent).
+//! `capacity` entries: when full, the oldest ANSWERED entry is dropped
+//! early (its retransmission would be re-applied, which the OTA operations
+//! tolerate because reports are idempotent). An entry still in progress is
+//! never dropped early: when all are in progress, [`Seen::Full`] tells the
+//! endpoint to refuse the request (5.03) rather than risk applying it twice.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -41,12 +43,19 @@ pub enum Seen {
     InProgress,
     /// A retransmission of an answered request: send this again.
     Answered(Arc<[u8]>),
+    /// Not seen, and not recorded: the cache is full of requests in
+    /// progress. Refuse it unless applying it twice is harmless.
+    Full,
 }
 
 #[derive(Debug)]
 pub struct DedupCache {
     entries: HashMap<Key, Entry>,
     order: VecDeque<(Key, Instant)>,
+    /// Answered entries in the order they were answered: the ones dropped
+    /// first when the cache is full. May hold stale keys (expired or
+    /// dropped); bounded by pruning at twice `capacity`.
+    answered: VecDeque<(Key, Instant)>,
     capacity: usize,
     lifetime: Duration,
 }
@@ -56,6 +65,7 @@ impl DedupCache {
         DedupCache {
             entries: HashMap::new(),
             order: VecDeque::new(),
+            answered: VecDeque::new(),
             capacity,
             lifetime,
         }
@@ -72,9 +82,11 @@ impl DedupCache {
             };
         }
         while self.entries.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some((old, inserted)) => self.remove_if_same(old, inserted),
-                None => break,
+            match self.answered.pop_front() {
+                Some((old, expires)) => self.remove_if_same(old, expires),
+                // Every entry is in progress: dropping one could apply its
+                // retransmission twice.
+                None => return Seen::Full,
             }
         }
         let expires = now + self.lifetime;
@@ -111,8 +123,20 @@ impl DedupCache {
 
     /// Stores the response for a request recorded by [`check`](Self::check).
     pub fn complete(&mut self, peer: SocketAddr, mid: u16, response: Arc<[u8]>) {
-        if let Some(entry) = self.entries.get_mut(&(peer, mid)) {
+        let key = (peer, mid);
+        if let Some(entry) = self.entries.get_mut(&key) {
+            if matches!(entry.slot, Slot::Pending) {
+                self.answered.push_back((key, entry.expires));
+            }
             entry.slot = Slot::Done(response);
+        }
+        if self.answered.len() > 2 * self.capacity.max(1) {
+            let entries = &self.entries;
+            self.answered.retain(|(key, expires)| {
+                entries
+                    .get(key)
+                    .is_some_and(|e| e.expires == *expires && matches!(e.slot, Slot::Done(_)))
+            });
         }
     }
 
@@ -124,6 +148,9 @@ impl DedupCache {
             }
             self.order.pop_front();
             self.remove_if_same(key, expires);
+        }
+        while self.answered.front().is_some_and(|&(_, at)| at <= now) {
+            self.answered.pop_front();
         }
     }
 
@@ -184,8 +211,36 @@ mod tests {
         for mid in 0..10 {
             assert_eq!(cache.check(t0, peer(1), mid), Seen::New);
             assert!(cache.len() <= 3);
+            cache.complete(peer(1), mid, Arc::from(&b"r"[..]));
         }
-        assert_eq!(cache.check(t0, peer(1), 9), Seen::InProgress);
+        assert!(matches!(cache.check(t0, peer(1), 9), Seen::Answered(_)));
         assert_eq!(cache.check(t0, peer(1), 0), Seen::New, "oldest was evicted");
+    }
+
+    /// Fails without the fix: the oldest entry was dropped although still
+    /// in progress, so its retransmission would be applied again.
+    #[test]
+    fn in_progress_entries_are_never_evicted() {
+        let t0 = Instant::now();
+        let mut cache = DedupCache::new(3, Duration::from_secs(10));
+        for mid in 0..3 {
+            assert_eq!(cache.check(t0, peer(1), mid), Seen::New);
+        }
+        cache.complete(peer(1), 1, Arc::from(&b"r"[..]));
+        // Full: the answered one goes first, not the older pending one.
+        assert_eq!(cache.check(t0, peer(1), 3), Seen::New);
+        assert_eq!(cache.check(t0, peer(1), 0), Seen::InProgress);
+        assert_eq!(cache.check(t0, peer(1), 1), Seen::Full);
+        // Full of requests in progress: refused, nothing dropped.
+        assert_eq!(cache.check(t0, peer(1), 4), Seen::Full);
+        assert_eq!(cache.len(), 3);
+        for mid in [0, 2, 3] {
+            assert_eq!(cache.check(t0, peer(1), mid), Seen::InProgress);
+        }
+        // Expiry still frees them.
+        assert_eq!(
+            cache.check(t0 + Duration::from_secs(10), peer(1), 4),
+            Seen::New
+        );
     }
 }

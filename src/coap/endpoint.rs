@@ -487,6 +487,23 @@ impl Endpoint {
             self.ctx.refresh_dedup_timer();
             match seen {
                 Seen::New => {}
+                Seen::Full => {
+                    // Not recorded: only a request that is harmless to
+                    // apply twice may go on (PUT, DELETE, iPATCH, ...).
+                    meta.remembered = false;
+                    let once_only = matches!(method, RequestType::Post | RequestType::Patch)
+                        || packet.get_first_option(CoapOption::Block1).is_some();
+                    if once_only {
+                        tracing::debug!(%peer, "dedup cache full of requests in progress: 5.03");
+                        let mut reply = error_response(
+                            ResponseType::ServiceUnavailable,
+                            "too many requests in progress",
+                        );
+                        reply.add_option(CoapOption::MaxAge, vec![5]);
+                        self.respond(now, meta, reply);
+                        return;
+                    }
+                }
                 Seen::InProgress => return,
                 Seen::Answered(bytes) => {
                     self.ctx.send(peer, bytes);

@@ -54,6 +54,9 @@ impl Default for ClientLimits {
 #[derive(Debug)]
 enum State {
     Queued,
+    /// Holds an NSTART slot but nothing is on the wire: its first message
+    /// could not be encoded, so ending it must free the slot.
+    Unsent,
     /// A CON is out; retransmitted until ACKed (§4.2).
     AwaitAck {
         mid: u16,
@@ -459,6 +462,11 @@ impl Exchanges {
             Ok(bytes) => bytes.into(),
             Err(e) => {
                 tracing::debug!(?id, "request could not be encoded: {e:?}");
+                // transmit() runs only once the exchange holds a slot: a
+                // first message that fails must still give the slot back.
+                if matches!(ex.state, State::Queued) {
+                    ex.state = State::Unsent;
+                }
                 self.end(ctx, now, id, Some(Why::Unencodable));
                 return;
             }
@@ -496,6 +504,7 @@ impl Exchanges {
                 self.by_mid.remove(&(ex.peer, mid));
                 true
             }
+            State::Unsent => true,
             State::Queued => {
                 if let Some(slots) = self.peers.get_mut(&ex.peer) {
                     slots.queue.retain(|q| *q != id);

@@ -310,6 +310,47 @@ fn block1_gap_is_4_08_and_oversize_is_4_13_with_size1() {
     assert_eq!(ep.load().2, 0);
 }
 
+/// Sends a 16-byte first Block1 piece from `port`; returns the answer code.
+fn open_body_from_port(ep: &mut Endpoint, now: Instant, port: u16) -> MessageClass {
+    let from = SocketAddr::from(([127, 0, 0, 1], port));
+    ep.handle(now, local(), from, &block1_piece(1, 0, true, 0, &[0u8; 32]));
+    while ep.poll_event().is_some() {}
+    code(&sent(ep))
+}
+
+#[test]
+fn block1_open_bodies_are_bounded_in_number_and_charged_an_overhead() {
+    // Fails without the count limit: every source port opened a body.
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let continue_ = MessageClass::Response(ResponseType::Continue);
+    let busy = MessageClass::Response(ResponseType::ServiceUnavailable);
+    for port in 0..4096u16 {
+        assert_eq!(open_body_from_port(&mut ep, now, 10_000 + port), continue_);
+    }
+    assert_eq!(open_body_from_port(&mut ep, now, 20_000), busy);
+    assert_eq!(ep.load().2, 4096);
+
+    // Fails without the overhead: 16-byte bodies would fit 256 at a time.
+    let mut ep = Endpoint::new(
+        EndpointConfig {
+            block1: super::block1::Block1Limits {
+                max_total_bytes: 4 * super::block1::ASSEMBLY_OVERHEAD,
+                ..Default::default()
+            },
+            ..EndpointConfig::default()
+        },
+        7,
+    );
+    for port in 0..4u16 {
+        assert_eq!(open_body_from_port(&mut ep, now, 10_000 + port), continue_);
+    }
+    assert_eq!(open_body_from_port(&mut ep, now, 20_000), busy);
+    ep.handle_timeout(now + Duration::from_secs(248));
+    assert_eq!(ep.load().2, 0);
+    assert_eq!(open_body_from_port(&mut ep, now, 20_000), continue_);
+}
+
 #[test]
 fn observe_relation_notifies_in_sequence_and_ends_on_rst() {
     let now = Instant::now();
@@ -456,6 +497,98 @@ fn client_con_request_retransmits_then_times_out_exactly_once() {
     );
     // The queued one went out when the slot freed; answer it piggybacked.
     let _ = id2;
+}
+
+#[test]
+fn unencodable_request_frees_its_nstart_slot() {
+    // Fails without the fix: the slot stayed taken, the second request
+    // queued forever and nothing was sent.
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let mut huge = request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/3");
+    // Larger than coap-lite encodes (1,280 bytes per message).
+    huge.add_option(CoapOption::UriQuery, vec![b'q'; 2000]);
+    let bad = ep.request(now, peer(), huge);
+    let mut failed = Vec::new();
+    while let Some(e) = ep.poll_event() {
+        if let Event::Failed { id, why } = e {
+            failed.push((id, why));
+        }
+    }
+    assert_eq!(failed, vec![(bad, Why::Unencodable)]);
+    assert!(ep.poll_transmit().is_none());
+    let _good = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/4"),
+    );
+    let out = sent(&mut ep);
+    assert_eq!(out.header.code, MessageClass::Request(RequestType::Get));
+
+    // Also when the unencodable one was queued behind another request.
+    let mut ep = endpoint();
+    let first = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/1"),
+    );
+    let first_out = sent(&mut ep);
+    let mut huge = request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/3");
+    huge.add_option(CoapOption::UriQuery, vec![b'q'; 2000]);
+    let _bad = ep.request(now, peer(), huge);
+    let _third = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "3/0/5"),
+    );
+    assert!(ep.poll_transmit().is_none());
+    let mut ack = content(b"ok");
+    ack.header.set_type(MessageType::Acknowledgement);
+    ack.header.message_id = first_out.header.message_id;
+    ack.set_token(first_out.get_token().to_vec());
+    ep.handle(now, local(), peer(), &ack.to_bytes().unwrap());
+    while ep.poll_event().is_some() {}
+    let _ = first;
+    let out = sent(&mut ep);
+    assert_eq!(out.get_first_option(CoapOption::UriPath).unwrap(), b"3");
+    assert!(out.get_first_option(CoapOption::UriQuery).is_none());
+}
+
+#[test]
+fn dedup_full_of_requests_in_progress_refuses_posts_and_keeps_them_once() {
+    // Fails without the fix: the 65th POST evicted the oldest unanswered
+    // one, whose retransmission was then handed up a second time.
+    let now = Instant::now();
+    let mut ep = small_endpoint();
+    let mut pending = Vec::new();
+    for mid in 0..64u16 {
+        let req = feed(
+            &mut ep,
+            now,
+            &request(MessageType::Confirmable, RequestType::Post, mid, "rd"),
+        );
+        pending.push(req.expect("handed up"));
+    }
+    let refused = request(MessageType::Confirmable, RequestType::Post, 64, "rd");
+    assert!(feed(&mut ep, now, &refused).is_none());
+    let resp = sent(&mut ep);
+    assert_eq!(
+        code(&resp),
+        MessageClass::Response(ResponseType::ServiceUnavailable)
+    );
+    assert!(resp.get_first_option(CoapOption::MaxAge).is_some());
+    // The oldest is still known to be in progress: not applied twice.
+    let again = request(MessageType::Confirmable, RequestType::Post, 0, "rd");
+    assert!(feed(&mut ep, now, &again).is_none());
+    assert!(ep.poll_transmit().is_none());
+    // An idempotent request still goes through, unrecorded.
+    let put = request(MessageType::Confirmable, RequestType::Put, 65, "rd");
+    assert!(feed(&mut ep, now, &put).is_some());
+    // Once one is answered, a new POST takes its place.
+    let first = pending.remove(0);
+    ep.respond(now, first.meta, content(b""));
+    let _ = sent(&mut ep);
+    assert!(feed(&mut ep, now, &refused).is_some());
 }
 
 #[test]

@@ -129,9 +129,21 @@ pub fn transition_device(
     task: &TaskRecord,
     event: &TaskEvent,
 ) -> Result<bool, StoreError> {
-    let Some(mut device) = tx.device(ctx.device_name)? else {
+    let Some(device) = tx.device(ctx.device_name)? else {
         return Ok(false);
     };
+    transition_loaded_device(tx, ctx, device, task, event)
+}
+
+/// [`transition_device`] with the device record already loaded (the
+/// scheduler loads it itself to step around a corrupt one).
+pub fn transition_loaded_device(
+    tx: &mut (impl Tx + ?Sized),
+    ctx: &Context<'_>,
+    mut device: DeviceRecord,
+    task: &TaskRecord,
+    event: &TaskEvent,
+) -> Result<bool, StoreError> {
     match transition(tx, ctx, &mut device, task, event)? {
         Ok(Some(_)) => {
             if ctx.alive {

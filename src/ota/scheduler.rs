@@ -86,7 +86,25 @@ pub fn handle_due(
                     alive: false,
                     cause: "timeout",
                 };
-                if ledger::transition_device(tx, &ctx, &task, &TaskEvent::TimedOut)? {
+                let device = match tx.device(&key.device) {
+                    Ok(Some(device)) => device,
+                    Ok(None) => continue,
+                    // Like a corrupt task above: one corrupt device record
+                    // must not fail (and so retry forever) the whole batch.
+                    // Its timer stays dropped; `lwota check --repair` moves
+                    // the record out.
+                    Err(StoreError::Corrupt(e)) => {
+                        tracing::warn!(
+                            "skipping timeout of ({}, {:?}): corrupt device record: {e}",
+                            key.campaign,
+                            key.device
+                        );
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if ledger::transition_loaded_device(tx, &ctx, device, &task, &TaskEvent::TimedOut)?
+                {
                     handled.timed_out += 1;
                 }
             }

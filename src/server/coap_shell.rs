@@ -18,6 +18,7 @@ use crate::config::CoapConfig;
 use crate::state::App;
 
 use super::directory::{PeerDirectory, DIRECTORY_CAPACITY};
+use super::observation::NotificationReader;
 use super::shard::{Shard, ShardMsg, Waiter, CHANNEL_CAPACITY};
 
 /// Binds `shards` UDP sockets to `addr` (port 0: a free port is picked,
@@ -92,12 +93,12 @@ pub struct CoapHandle {
 /// the final response (`Ok`) or the failure, then `None`. Dropping it
 /// cancels the observation (the next notification gets RST).
 pub struct Observation {
-    rx: mpsc::Receiver<Result<Packet, Why>>,
+    rx: NotificationReader,
 }
 
 impl Observation {
     pub async fn next(&mut self) -> Option<Result<Packet, Why>> {
-        self.rx.recv().await
+        self.rx.next().await
     }
 }
 
@@ -129,9 +130,10 @@ impl CoapHandle {
         peer: SocketAddr,
         packet: Packet,
     ) -> Result<Observation, RequestError> {
-        // Notifications beyond this many unread are dropped (newest wins
-        // at the next read; RFC 7641 only promises the latest state).
-        let (tx, rx) = mpsc::channel(16);
+        // Beyond `UNREAD_NOTIFICATIONS` unread, the oldest are dropped
+        // (RFC 7641 only promises the latest state); the final outcome
+        // never is.
+        let (tx, rx) = super::observation::queue();
         self.send(peer, packet, true, Waiter::Stream(tx)).await?;
         Ok(Observation { rx })
     }

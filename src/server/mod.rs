@@ -5,6 +5,7 @@ mod clock;
 pub mod coap_shell;
 mod directory;
 mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
+mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
 mod shard;
 pub mod startup;

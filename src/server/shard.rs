@@ -25,6 +25,7 @@ use crate::resources::{self, Reply};
 use crate::state::App;
 
 use super::directory::PeerDirectory;
+use super::observation::NotificationSender;
 
 /// Messages queued per shard before senders wait (deferred replies and
 /// requests: back-pressure, not loss).
@@ -72,7 +73,7 @@ pub enum ShardMsg {
 /// Who waits for an outgoing exchange's outcome.
 pub enum Waiter {
     Once(oneshot::Sender<Result<Packet, Why>>),
-    Stream(mpsc::Sender<Result<Packet, Why>>),
+    Stream(NotificationSender),
 }
 
 pub struct Shard {
@@ -290,14 +291,7 @@ impl Shard {
             Event::Failed { id, why } => self.finish(id, Err(why)),
             Event::Notification { id, packet } => {
                 let closed = match self.waiters.get(&id) {
-                    Some(Waiter::Stream(tx)) => match tx.try_send(Ok(packet)) {
-                        Ok(()) => false,
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            tracing::debug!(?id, "notification dropped: reader is behind");
-                            false
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => true,
-                    },
+                    Some(Waiter::Stream(tx)) => !tx.notify(packet),
                     _ => false,
                 };
                 if closed {
@@ -332,15 +326,7 @@ impl Shard {
             Some(Waiter::Once(tx)) => {
                 let _ = tx.send(outcome);
             }
-            Some(Waiter::Stream(tx)) => {
-                // The last item must not be lost to a full channel; the
-                // reader takes it after the notifications before it.
-                if let Err(mpsc::error::TrySendError::Full(outcome)) = tx.try_send(outcome) {
-                    tokio::spawn(async move {
-                        let _ = tx.send(outcome).await;
-                    });
-                }
-            }
+            Some(Waiter::Stream(tx)) => tx.finish(outcome),
             None => {}
         }
     }

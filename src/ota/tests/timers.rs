@@ -134,3 +134,36 @@ fn clock_floor_only_rises(s: &impl SyncStore) {
     let _ = due(s, at(3), 1);
     assert_eq!(s.read_sync(|tx| tx.clock_floor()).unwrap(), Some(at(5)));
 }
+
+/// A corrupt DEVICE record must not fail the whole batch of due timers
+/// (the shell would retry it every second and no timeout would ever fire).
+/// Fails without the fix: `handle_due` returned `StoreError::Corrupt`.
+/// redb only: the memory store holds decoded records, never garbage.
+#[test]
+fn corrupt_device_does_not_stall_timeouts() {
+    const DEVICES: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("devices");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.redb");
+    let id = {
+        let s = crate::store::RedbStore::open(&path, options()).unwrap();
+        started(&s, &["a", "b"])
+    };
+    {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(DEVICES)
+            .unwrap()
+            .insert("a", [0xffu8, 0x13, 0x37, 0x00, 0x42].as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let s = crate::store::RedbStore::open(&path, options()).unwrap();
+    let handled = due(&s, T0.add_millis(TIMEOUT_MS), 10);
+    assert_eq!((handled.timers, handled.timed_out), (2, 1));
+    let t = task(&s, id, "b");
+    assert_eq!(
+        (t.state, t.error.as_deref()),
+        (TaskState::Failed, Some("timeout"))
+    );
+    assert_eq!(s.read_sync(|tx| scheduler::next_due(tx)).unwrap(), None);
+}

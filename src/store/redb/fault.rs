@@ -24,11 +24,19 @@ use super::recovery::Opener;
 pub struct DiskFull {
     full: AtomicBool,
     refused: AtomicU64,
+    /// The next `sync_data` panics (a redb bug in commit, for the writer's
+    /// panic test).
+    panic_next_sync: AtomicBool,
 }
 
 impl DiskFull {
     pub fn set(&self, full: bool) {
         self.full.store(full, Ordering::SeqCst);
+    }
+
+    /// Makes the next `sync_data` (so the next commit) panic once.
+    pub fn panic_next_sync(&self) {
+        self.panic_next_sync.store(true, Ordering::SeqCst);
     }
 
     /// How many writes/syncs were refused so far.
@@ -85,6 +93,9 @@ impl StorageBackend for FaultyFile {
     }
 
     fn sync_data(&self) -> Result<(), std::io::Error> {
+        if self.disk.panic_next_sync.swap(false, Ordering::SeqCst) {
+            panic!("injected panic in sync_data");
+        }
         self.disk.check()?;
         self.inner.sync_data()
     }

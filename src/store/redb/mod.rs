@@ -153,6 +153,11 @@ impl Backend for RedbBackend {
     }
 
     fn write_health(&self) -> std::result::Result<(), String> {
+        // A writer thread that ended takes no more writes, whatever the
+        // last batch said.
+        if !self.writer.is_running() {
+            return Err("the store writer thread has stopped".into());
+        }
         self.health.status()
     }
 

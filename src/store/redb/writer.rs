@@ -10,8 +10,8 @@
 //! untouched transaction, so there is no cheaper per-job undo) and the
 //! batch is run again without it; the other jobs commit. Jobs are `FnMut`
 //! for that reason. After `MAX_ISOLATIONS` failures in one batch the
-//! problem is not one bad job (a dead disk fails every job) and the rest of
-//! the batch is answered with the last error instead of being re-run again.
+//! problem is not one bad job: the failing job gets its error and the rest
+//! of the batch a retryable `StoreError::Busy` instead of being re-run again.
 //!
 //! **I/O errors are not isolated.** A failed begin or commit, and any job
 //! error that is a storage I/O error (`StoreError::Io`: disk full, a failed
@@ -101,6 +101,15 @@ impl WriterHandle {
 
     pub fn stats(&self) -> Arc<StoreStats> {
         self.stats.clone()
+    }
+
+    /// Whether the writer thread is still taking jobs (false once it
+    /// ended, by shutdown or by a panic the writer did not catch).
+    pub fn is_running(&self) -> bool {
+        match self.thread.lock() {
+            Ok(thread) => thread.as_ref().is_some_and(|t| !t.is_finished()),
+            Err(_) => false,
+        }
     }
 
     /// Commits everything queued so far, stops the thread and waits for
@@ -195,7 +204,24 @@ impl Writer {
                         return None;
                     }
                 }
-                Attempt::JobFailed(_, e) | Attempt::BatchFailed(e) => {
+                Attempt::JobFailed(index, e) => {
+                    // Too many failures to keep isolating: the failing job
+                    // gets its own error; the rest did nothing wrong and
+                    // get a retryable `Busy` (devices: 5.03, then retry),
+                    // not this job's error (a corrupt record would be a
+                    // 5.00 for every innocent job).
+                    tracing::error!(
+                        "write batch of {} failed {} times; answering the rest busy: {e}",
+                        batch.len(),
+                        isolations + 1
+                    );
+                    batch.remove(index).finish(Err(e));
+                    for job in batch.drain(..) {
+                        job.finish(Err(StoreError::Busy));
+                    }
+                    return None;
+                }
+                Attempt::BatchFailed(e) => {
                     tracing::error!("write batch of {} failed: {e}", batch.len());
                     for job in batch.drain(..) {
                         job.finish(Err(e.clone()));
@@ -227,26 +253,40 @@ impl Writer {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Attempt::JobFailed(index, e),
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
+                    let what = panic_message(&*panic);
                     return Attempt::JobFailed(index, StoreError::JobPanicked(what));
                 }
             }
         }
         let earliest = tx.earliest_set;
-        match tx.txn.commit() {
-            Ok(()) => {
+        // A panic inside redb's commit must not kill the writer thread
+        // (every later write would hang up and /healthz would still say
+        // ok). Whether anything landed is unknown, so it is treated like
+        // an I/O error: the batch is answered `Unavailable` and the
+        // database is reopened.
+        match catch_unwind(AssertUnwindSafe(|| tx.txn.commit())) {
+            Ok(Ok(())) => {
                 if let Some(at) = earliest {
                     self.timers.timer_set(at);
                 }
                 Attempt::Committed
             }
-            Err(e) => Attempt::BatchFailed(e.into()),
+            Ok(Err(e)) => Attempt::BatchFailed(e.into()),
+            Err(panic) => Attempt::BatchFailed(StoreError::Io(format!(
+                "commit panicked: {}",
+                panic_message(&*panic)
+            ))),
         }
     }
+}
+
+/// The text a panic was raised with.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Waits `wait`, answering every job that arrives with `Unavailable`;
@@ -359,6 +399,87 @@ mod tests {
         assert_eq!(stats.isolated_failures.load(Ordering::Relaxed), 2);
         // One commit (one fsync) for the gate, one for everything else.
         assert_eq!(stats.commits.load(Ordering::Relaxed), 2);
+        store.shutdown();
+    }
+
+    /// Beyond `MAX_ISOLATIONS` failures in one batch, the innocent jobs
+    /// left get a retryable `Busy`, not the last failing job's error.
+    /// Fails without the fix: the good job got `Db("boom")`.
+    #[test]
+    fn innocent_jobs_after_too_many_failures_get_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
+        runtime.block_on(async {
+            let (started_tx, started_rx) = mpsc::channel::<()>();
+            let (release_tx, release_rx) = mpsc::channel::<()>();
+            let gate_channels = Mutex::new((started_tx, release_rx));
+            let mut held = false;
+            let gate = store.write(move |_tx| {
+                if !held {
+                    held = true;
+                    let channels = gate_channels.lock().unwrap();
+                    let _ = channels.0.send(());
+                    let _ = channels.1.recv_timeout(Duration::from_secs(10));
+                }
+                Ok(Ok::<(), ()>(()))
+            });
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            let failing: Vec<_> = (0..super::MAX_ISOLATIONS + 1)
+                .map(|_| {
+                    store.write(|_tx: &mut dyn Tx| {
+                        Err::<Result<(), ()>, _>(StoreError::Db("boom".into()))
+                    })
+                })
+                .collect();
+            let good = put(&store, "good".into());
+            release_tx.send(()).unwrap();
+            assert!(matches!(gate.await, Ok(Ok(()))));
+            for job in failing {
+                assert!(matches!(job.await, Err(StoreError::Db(m)) if m == "boom"));
+            }
+            assert!(matches!(good.await, Err(StoreError::Busy)));
+        });
+        assert!(store.read().unwrap().device("good").unwrap().is_none());
+        store.shutdown();
+    }
+
+    /// A panic inside redb's commit does not kill the writer: the batch
+    /// gets `Unavailable`, the database is reopened and writes work again.
+    /// Fails without the fix: the job's answer was lost with the thread
+    /// (`Closed`) and every later write failed.
+    #[test]
+    fn panic_in_commit_fails_the_batch_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let disk = std::sync::Arc::new(crate::store::fault::DiskFull::default());
+        let opener = crate::store::fault::opener(&dir.path().join("w.redb"), disk.clone());
+        let store = Store::open_with(opener, StoreOptions::default()).unwrap();
+        runtime.block_on(async {
+            assert!(matches!(put(&store, "before".into()).await, Ok(Ok(()))));
+            disk.panic_next_sync();
+            let answer = put(&store, "panics".into()).await;
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(ref m)) if m.contains("commit panicked")),
+                "{answer:?}"
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while store.write_health().is_err() {
+                assert!(std::time::Instant::now() < deadline, "no recovery");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(matches!(put(&store, "after".into()).await, Ok(Ok(()))));
+        });
+        let read = store.read().unwrap();
+        assert!(read.device("before").unwrap().is_some());
+        assert!(read.device("after").unwrap().is_some());
+        drop(read);
         store.shutdown();
     }
 
