@@ -324,6 +324,31 @@ mod tests {
         DeviceRecord::new("p", "1", Timestamp::ZERO)
     }
 
+    /// Holds the writer inside a first batch until the returned sender
+    /// sends, so every job submitted meanwhile queues into one second batch.
+    fn hold_writer(
+        store: &Store,
+    ) -> (
+        impl std::future::Future<Output = WriteOutcome<(), ()>>,
+        mpsc::Sender<()>,
+    ) {
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let gate_channels = Mutex::new((started_tx, release_rx));
+        let mut held = false;
+        let gate = store.write(move |_tx| {
+            if !held {
+                held = true;
+                let channels = gate_channels.lock().unwrap();
+                let _ = channels.0.send(());
+                let _ = channels.1.recv_timeout(Duration::from_secs(10));
+            }
+            Ok(Ok::<(), ()>(()))
+        });
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        (gate, release_tx)
+    }
+
     fn put(store: &Store, name: String) -> impl std::future::Future<Output = WriteOutcome<(), ()>> {
         store.write(move |tx: &mut dyn Tx| {
             tx.put_device(&name, &device())?;
@@ -340,22 +365,7 @@ mod tests {
             .unwrap();
         let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
         runtime.block_on(async {
-            // Hold the writer in a first batch, so every later job queues
-            // into one second batch.
-            let (started_tx, started_rx) = mpsc::channel::<()>();
-            let (release_tx, release_rx) = mpsc::channel::<()>();
-            let gate_channels = Mutex::new((started_tx, release_rx));
-            let mut held = false;
-            let gate = store.write(move |_tx| {
-                if !held {
-                    held = true;
-                    let channels = gate_channels.lock().unwrap();
-                    let _ = channels.0.send(());
-                    let _ = channels.1.recv_timeout(Duration::from_secs(10));
-                }
-                Ok(Ok::<(), ()>(()))
-            });
-            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            let (gate, release_tx) = hold_writer(&store);
 
             let mut good = Vec::new();
             for i in 0..3 {
@@ -414,20 +424,7 @@ mod tests {
             .unwrap();
         let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
         runtime.block_on(async {
-            let (started_tx, started_rx) = mpsc::channel::<()>();
-            let (release_tx, release_rx) = mpsc::channel::<()>();
-            let gate_channels = Mutex::new((started_tx, release_rx));
-            let mut held = false;
-            let gate = store.write(move |_tx| {
-                if !held {
-                    held = true;
-                    let channels = gate_channels.lock().unwrap();
-                    let _ = channels.0.send(());
-                    let _ = channels.1.recv_timeout(Duration::from_secs(10));
-                }
-                Ok(Ok::<(), ()>(()))
-            });
-            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+            let (gate, release_tx) = hold_writer(&store);
             let failing: Vec<_> = (0..super::MAX_ISOLATIONS + 1)
                 .map(|_| {
                     store.write(|_tx: &mut dyn Tx| {
