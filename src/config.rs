@@ -27,6 +27,9 @@ pub struct CoapConfig {
     pub shards: usize,
     /// RFC 7252 ACK_TIMEOUT for requests this server sends, milliseconds.
     pub ack_timeout_ms: u64,
+    /// RFC 7252 ACK_RANDOM_FACTOR: the first timeout is random in
+    /// [ACK_TIMEOUT, ACK_TIMEOUT × this].
+    pub ack_random_factor: f64,
     /// RFC 7252 MAX_RETRANSMIT.
     pub max_retransmit: u32,
     /// RFC 7252 NSTART: requests in flight per device.
@@ -38,6 +41,7 @@ impl Default for CoapConfig {
         CoapConfig {
             shards: 0,
             ack_timeout_ms: 2000,
+            ack_random_factor: 1.5,
             max_retransmit: 4,
             nstart: 1,
         }
@@ -196,6 +200,13 @@ impl Config {
                 "coap.ack_timeout_ms must be from 100 to 60000".into(),
             ));
         }
+        // RFC 7252 §4.8 requires at least 1.0; above 4 the back-off
+        // becomes so uneven that MAX_TRANSMIT_WAIT loses its meaning.
+        if !(1.0..=4.0).contains(&coap.ack_random_factor) {
+            return Err(ConfigError::Invalid(
+                "coap.ack_random_factor must be from 1.0 to 4.0".into(),
+            ));
+        }
         if coap.max_retransmit > 10 {
             return Err(ConfigError::Invalid(
                 "coap.max_retransmit must be at most 10".into(),
@@ -250,6 +261,12 @@ mod tests {
         let mut config = Config::default();
         config.coap.ack_timeout_ms = 10;
         assert!(config.validate().is_err());
+        let mut config = Config::default();
+        config.coap.ack_random_factor = 0.5;
+        assert!(config.validate().is_err());
+        let config: Config = toml::from_str("[coap]\nack_random_factor = 2.0\n").unwrap();
+        assert_eq!(config.coap.ack_random_factor, 2.0);
+        assert!(config.validate().is_ok());
         let config: Config = toml::from_str("[coap]\nshards = 3\n").unwrap();
         assert_eq!(config.coap.shards, 3);
         assert!(config.validate().is_ok());

@@ -63,6 +63,7 @@ pub fn endpoint_config(config: &CoapConfig, shards: usize) -> EndpointConfig {
     EndpointConfig {
         params: TransmissionParams {
             ack_timeout: std::time::Duration::from_millis(config.ack_timeout_ms),
+            ack_random_factor: config.ack_random_factor,
             max_retransmit: config.max_retransmit,
             nstart: config.nstart,
             ..TransmissionParams::default()
