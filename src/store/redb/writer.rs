@@ -324,6 +324,32 @@ mod tests {
         DeviceRecord::new("p", "1", Timestamp::ZERO)
     }
 
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A store whose file can be made to fail (disk full, panicking sync).
+    fn store_on_faulty_disk(
+        dir: &std::path::Path,
+    ) -> (Store, std::sync::Arc<crate::store::fault::DiskFull>) {
+        let disk = std::sync::Arc::new(crate::store::fault::DiskFull::default());
+        let opener = crate::store::fault::opener(&dir.join("w.redb"), disk.clone());
+        let store = Store::open_with(opener, StoreOptions::default()).unwrap();
+        (store, disk)
+    }
+
+    /// Waits (at most 10 s) until the writer reports the write path healthy.
+    async fn wait_for_recovery(store: &Store) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.write_health().is_err() {
+            assert!(std::time::Instant::now() < deadline, "no recovery");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Holds the writer inside a first batch until the returned sender
     /// sends, so every job submitted meanwhile queues into one second batch.
     fn hold_writer(
@@ -359,10 +385,7 @@ mod tests {
     #[test]
     fn failing_and_panicking_jobs_fail_alone_and_the_batch_commits() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
         runtime.block_on(async {
             let (gate, release_tx) = hold_writer(&store);
@@ -418,10 +441,7 @@ mod tests {
     #[test]
     fn innocent_jobs_after_too_many_failures_get_busy() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         let store = Store::open(&dir.path().join("w.redb"), StoreOptions::default()).unwrap();
         runtime.block_on(async {
             let (gate, release_tx) = hold_writer(&store);
@@ -451,13 +471,8 @@ mod tests {
     #[test]
     fn panic_in_commit_fails_the_batch_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let disk = std::sync::Arc::new(crate::store::fault::DiskFull::default());
-        let opener = crate::store::fault::opener(&dir.path().join("w.redb"), disk.clone());
-        let store = Store::open_with(opener, StoreOptions::default()).unwrap();
+        let runtime = runtime();
+        let (store, disk) = store_on_faulty_disk(dir.path());
         runtime.block_on(async {
             assert!(matches!(put(&store, "before".into()).await, Ok(Ok(()))));
             disk.panic_next_sync();
@@ -466,11 +481,7 @@ mod tests {
                 matches!(answer, Err(StoreError::Unavailable(ref m)) if m.contains("commit panicked")),
                 "{answer:?}"
             );
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while store.write_health().is_err() {
-                assert!(std::time::Instant::now() < deadline, "no recovery");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_recovery(&store).await;
             assert!(matches!(put(&store, "after".into()).await, Ok(Ok(()))));
         });
         let read = store.read().unwrap();
@@ -487,13 +498,8 @@ mod tests {
     #[test]
     fn io_error_fails_the_batch_whole_and_the_writer_recovers() {
         let dir = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let disk = std::sync::Arc::new(crate::store::fault::DiskFull::default());
-        let opener = crate::store::fault::opener(&dir.path().join("w.redb"), disk.clone());
-        let store = Store::open_with(opener, StoreOptions::default()).unwrap();
+        let runtime = runtime();
+        let (store, disk) = store_on_faulty_disk(dir.path());
         runtime.block_on(async {
             assert!(matches!(put(&store, "before".into()).await, Ok(Ok(()))));
             disk.set(true);
@@ -503,11 +509,7 @@ mod tests {
             }
             assert!(store.write_health().is_err());
             disk.set(false);
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while store.write_health().is_err() {
-                assert!(std::time::Instant::now() < deadline, "no recovery");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            wait_for_recovery(&store).await;
             assert!(matches!(put(&store, "after".into()).await, Ok(Ok(()))));
         });
         assert_eq!(store.stats().isolated_failures.load(Ordering::Relaxed), 0);
