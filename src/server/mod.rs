@@ -83,6 +83,7 @@ pub async fn start_on(
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
 
+    let (lwm2m, _lwm2m_events) = crate::lwm2m::hub::Hub::new();
     let app: App = Arc::new(AppState {
         config,
         store,
@@ -91,6 +92,7 @@ pub async fn start_on(
         clock,
         blob_lock: tokio::sync::Mutex::new(()),
         touches: Default::default(),
+        lwm2m,
     });
     let (shutdown, signal) = watch::channel(false);
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
