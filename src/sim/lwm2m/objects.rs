@@ -241,17 +241,17 @@ impl Objects {
         }
     }
 
-    fn write_format(&self, packet: &Packet) -> Result<u16, Handled> {
+    fn write_format(&self, packet: &Packet) -> Result<u16, (ResponseType, &'static str)> {
         // A write without Content-Format is refused, as real clients do
         // (Wakaama 4.06; Anjay takes it for Write-Attributes).
         let format = option_uint(packet, CoapOption::ContentFormat)
-            .ok_or_else(|| error(ResponseType::BadRequest, "Content-Format missing"))?;
+            .ok_or((ResponseType::BadRequest, "Content-Format missing"))?;
         let known = [content::TEXT, content::OPAQUE, content::TLV];
         let senml = [content::SENML_JSON, content::SENML_CBOR];
         if known.contains(&format) || (!self.v10 && senml.contains(&format)) {
             Ok(format)
         } else {
-            Err(error(
+            Err((
                 ResponseType::UnsupportedContentFormat,
                 "content format not supported",
             ))
@@ -261,7 +261,7 @@ impl Objects {
     fn write_uri(&mut self, packet: &Packet) -> Handled {
         let format = match self.write_format(packet) {
             Ok(f) => f,
-            Err(h) => return h,
+            Err((code, why)) => return error(code, why),
         };
         let uri = match content::decode_single(format, 1, &packet.payload).map(String::from_utf8) {
             Ok(Ok(uri)) => uri,
@@ -296,7 +296,7 @@ impl Objects {
         }
         let format = match self.write_format(packet) {
             Ok(f) => f,
-            Err(h) => return h,
+            Err((code, why)) => return error(code, why),
         };
         if self.state != IDLE {
             return error(ResponseType::BadRequest, "not idle");
