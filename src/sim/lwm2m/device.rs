@@ -76,6 +76,8 @@ fn endpoint_config(cfg: &Lwm2mConfig) -> EndpointConfig {
             max_relations: 16,
             max_per_peer: 16,
         },
+        // Reads carry Accept: the client answers in the format asked for.
+        understand_accept: true,
         ..EndpointConfig::default()
     };
     config.block1.max_body = MAX_PACKAGE;
