@@ -4,7 +4,7 @@
 // library has no TLV/SenML and no queue mode), prints one JSON line per
 // thing that happens on stdout, and de-registers when stdin closes.
 //
-// usage: node client.js HOST PORT ENDPOINT [VERSION] [--update] [--exit]
+// usage: node client.js HOST PORT ENDPOINT [VERSION [NEW_VERSION]] [--update] [--exit]
 //   --update  sends one registration update right after registering
 //   --exit    de-registers and exits right after that (for recording)
 
@@ -19,6 +19,7 @@ const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const flags = new Set(process.argv.slice(2).filter((a) => a.startsWith('--')));
 const [host, port, endpoint] = args;
 const version = args[3] || '1.0.0';
+const newVersion = args[4] || version;
 if (!host || !port || !endpoint) {
   console.error('usage: node client.js HOST PORT ENDPOINT [VERSION] [--update] [--exit]');
   process.exit(2);
@@ -72,13 +73,32 @@ setup((error) => {
     if (error) fail('register', error);
     emit({ event: 'registered', location: device.location, port: device.localPort });
 
+    // Object 5 as a state machine on the library's registry (observers of
+    // /5/0/3 and /5/0/5 are notified by the library on every change). The
+    // library has no Block2 client, so the "download" is only pretended.
+    const set = (id, value) => registry.setResource('/5/0', id, String(value), () => {});
     client.setHandler(device.serverInfo, 'write', (objectType, objectId, resourceId, value, cb) => {
-      emit({ event: 'write', uri: `/${objectType}/${objectId}/${resourceId}`, value: String(value) });
+      const uri = `/${objectType}/${objectId}/${resourceId}`;
+      emit({ event: 'write', uri, value: String(value) });
       cb(null);
+      if (uri === '/5/0/1' && String(value) !== '') {
+        setTimeout(() => set('3', 1), 100);
+        setTimeout(() => set('3', 2), 300);
+      }
     });
     client.setHandler(device.serverInfo, 'execute', (objectType, objectId, resourceId, value, cb) => {
-      emit({ event: 'execute', uri: `/${objectType}/${objectId}/${resourceId}` });
+      const uri = `/${objectType}/${objectId}/${resourceId}`;
+      emit({ event: 'execute', uri });
       cb(null);
+      if (uri === '/5/0/2') {
+        setTimeout(() => set('3', 3), 100);
+        setTimeout(() => {
+          registry.setResource('/3/0', '3', newVersion, () => {});
+          set('3', 0);
+          set('5', 1);
+          emit({ event: 'installed', version: newVersion });
+        }, 400);
+      }
     });
     client.setHandler(device.serverInfo, 'read', (objectType, objectId, resourceId, value, cb) => {
       emit({ event: 'read', uri: `/${objectType}/${objectId}/${resourceId}` });
