@@ -24,4 +24,14 @@ if ! python3 -c "import aiocoap, cbor2" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiocoap cbor2
 fi
 
+# lwm2m-node-lib 1.4.0 (third-party LwM2M 1.0 client, tests/lwm2m_interop.rs):
+# pinned by tests/interop/node/package-lock.json; reinstalled only when the
+# lock file changed. No node/npm is an error, never a skip.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 \
+  || { echo "node and npm are needed for the LwM2M interop tests (apt install nodejs npm)" >&2; exit 1; }
+if ! cmp -s tests/interop/node/package-lock.json tests/interop/node/node_modules/.lwota-installed; then
+  echo "installing lwm2m-node-lib (npm ci)"
+  (cd tests/interop/node && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.lwota-installed)
+fi
+
 cargo test --release "$@"

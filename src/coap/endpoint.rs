@@ -143,6 +143,9 @@ pub struct EndpointConfig {
     /// Report unmatched responses, ACKs and RSTs as [`Event::Unmatched`]
     /// instead of rejecting them (several endpoints share one address).
     pub forward_unmatched: bool,
+    /// Take requests with Accept (17) to the application instead of
+    /// answering 4.02 (for applications that choose a representation).
+    pub understand_accept: bool,
 }
 
 impl Default for EndpointConfig {
@@ -154,6 +157,7 @@ impl Default for EndpointConfig {
             observe: ObserveLimits::default(),
             block1: Block1Limits::default(),
             forward_unmatched: false,
+            understand_accept: false,
         }
     }
 }
@@ -165,6 +169,7 @@ pub struct Endpoint {
     relations: Relations,
     assemblies: Assemblies,
     forward_unmatched: bool,
+    understand_accept: bool,
 }
 
 impl Endpoint {
@@ -175,6 +180,7 @@ impl Endpoint {
             relations: Relations::new(config.observe),
             assemblies: Assemblies::new(config.block1),
             forward_unmatched: config.forward_unmatched,
+            understand_accept: config.understand_accept,
         }
     }
 
@@ -511,7 +517,8 @@ impl Endpoint {
                 }
             }
         }
-        let bad_option = message::unsupported_critical_option(&packet)
+        let accept: &[u16] = if self.understand_accept { &[17] } else { &[] };
+        let bad_option = message::unsupported_critical_option_but(&packet, accept)
             .or_else(|| message::repeated_critical_option(&packet));
         if let Some(number) = bad_option {
             if !confirmable {

@@ -97,10 +97,17 @@ const REPEATABLE_CRITICAL: [u16; 3] = [1, 11, 15];
 
 /// The first critical option of `packet` this endpoint does not know.
 pub fn unsupported_critical_option(packet: &Packet) -> Option<u16> {
+    unsupported_critical_option_but(packet, &[])
+}
+
+/// Like [`unsupported_critical_option`], also understanding `extra` (an
+/// endpoint with several representations per resource, such as an LwM2M
+/// client, understands Accept).
+pub fn unsupported_critical_option_but(packet: &Packet, extra: &[u16]) -> Option<u16> {
     packet
         .options()
         .map(|(number, _)| *number)
-        .find(|n| n % 2 == 1 && !UNDERSTOOD_CRITICAL.contains(n))
+        .find(|n| n % 2 == 1 && !UNDERSTOOD_CRITICAL.contains(n) && !extra.contains(n))
 }
 
 /// A critical option that is not repeatable but appears more than once:

@@ -6,6 +6,7 @@
 
 pub mod client;
 mod device;
+pub mod lwm2m;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -138,6 +139,18 @@ pub struct SimArgs {
     /// Keep polling after the update instead of stopping.
     #[arg(long)]
     forever: bool,
+    #[command(flatten)]
+    lwm2m: lwm2m::Lwm2mArgs,
+}
+
+/// The arguments the poll and the LwM2M simulators share.
+pub struct CommonArgs {
+    pub server: SocketAddr,
+    pub devices: usize,
+    pub prefix: String,
+    pub version: String,
+    pub duration: Duration,
+    pub stop_when_done: bool,
 }
 
 /// How long the start-up check waits for the server's answer to a CoAP
@@ -218,6 +231,21 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
     }
     let duration = Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0 * 30.0));
     let server = args.coap;
+    if args.lwm2m.lwm2m {
+        let common = CommonArgs {
+            server,
+            devices: args.devices,
+            prefix: if args.prefix == "sim-" {
+                "lwm2m-".into()
+            } else {
+                args.prefix
+            },
+            version: args.version,
+            duration,
+            stop_when_done: !args.forever,
+        };
+        return lwm2m::run_cli(args.lwm2m, common, json);
+    }
     let config = SimConfig {
         server,
         devices: args.devices,
