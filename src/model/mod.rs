@@ -6,10 +6,14 @@
 //! `store/` or `server/`; it is data and the rules that belong to the data
 //! alone (state names, ordering).
 
+mod policy;
 mod records;
 mod task_state;
 mod timer;
 
+pub use policy::{
+    CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
+};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

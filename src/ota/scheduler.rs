@@ -13,6 +13,7 @@
 
 pub use crate::model::Timer;
 
+use super::campaign::{gate, lifecycle};
 use super::ledger::{self, Context};
 use super::task::TaskEvent;
 use super::OtaSettings;
@@ -108,19 +109,32 @@ pub fn handle_due(
                     handled.timed_out += 1;
                 }
             }
-            // No behaviour yet: the campaign engine (retries, scheduled
-            // starts, rate windows, waves) and the LwM2M work
-            // (registration lifetimes, queued requests) fill these arms.
-            // Until then a due timer is removed (taken above) and logged.
-            Timer::TaskRetry(_)
-            | Timer::CampaignStart(_)
-            | Timer::RateWindow(_)
-            | Timer::WaveCheck(_)
-            | Timer::RegistrationExpiry(_)
-            | Timer::QueuedRequest(_) => {
+            Timer::TaskRetry(ref key) => {
+                skip_corrupt(&timer, lifecycle::retry_due(tx, now, at, key))?
+            }
+            Timer::CampaignStart(id) => skip_corrupt(&timer, lifecycle::start(tx, id))?,
+            Timer::RateWindow(id) => skip_corrupt(&timer, gate::window_rolled(tx, now, id))?,
+            Timer::WaveCheck(id) => skip_corrupt(&timer, lifecycle::advance_waves(tx, id))?,
+            Timer::CampaignEnd(id) => skip_corrupt(&timer, lifecycle::end_dynamic(tx, now, id))?,
+            // No behaviour yet: the LwM2M work (registration lifetimes,
+            // queued requests) fills these arms. Until then a due timer is
+            // removed (taken above) and logged.
+            Timer::RegistrationExpiry(_) | Timer::QueuedRequest(_) => {
                 tracing::debug!(?timer, %at, "timer has no handler yet; dropped");
             }
         }
     }
     Ok(handled)
+}
+
+/// Like the timeout arm: a corrupt record drops its timer (claimed) with a
+/// warning instead of failing, and so retrying forever, the whole batch.
+fn skip_corrupt(timer: &Timer, result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(StoreError::Corrupt(e)) => {
+            tracing::warn!(?timer, "skipping timer over a corrupt record: {e}");
+            Ok(())
+        }
+        other => other,
+    }
 }

@@ -30,6 +30,7 @@ pub struct MemoryTx {
     next_campaign: u64,
     clock_floor: Option<Timestamp>,
     history_cap: usize,
+    dynamic: BTreeSet<(String, CampaignId)>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -163,6 +164,15 @@ impl ReadTx for MemoryTx {
 
     fn clock_floor(&self) -> Result<Option<Timestamp>> {
         Ok(self.clock_floor)
+    }
+
+    fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>> {
+        Ok(self
+            .dynamic
+            .iter()
+            .filter(|(p, _)| p == product)
+            .map(|(_, id)| *id)
+            .collect())
     }
 }
 
@@ -308,6 +318,15 @@ impl Tx for MemoryTx {
             self.timers.remove(t);
         }
         Ok(due)
+    }
+
+    fn set_dynamic_campaign(&mut self, product: &str, id: CampaignId, on: bool) -> Result<()> {
+        if on {
+            self.dynamic.insert((product.to_string(), id));
+        } else {
+            self.dynamic.remove(&(product.to_string(), id));
+        }
+        Ok(())
     }
 
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {

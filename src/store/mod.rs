@@ -133,6 +133,9 @@ pub trait ReadTx {
     /// The latest time the server persisted as "now" (its clock never
     /// starts below this after a restart).
     fn clock_floor(&self) -> Result<Option<Timestamp>>;
+    /// Dynamic campaigns of `product` still taking new devices (few: one
+    /// per open dynamic campaign).
+    fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -184,6 +187,9 @@ pub trait Tx: ReadTx {
     /// Removes and returns timers due at or before `now`, earliest first,
     /// at most `limit` (claiming: see the module docs).
     fn take_due_timers(&mut self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, Timer)>>;
+    /// Adds (`on`) or removes a dynamic campaign of `product` from the set
+    /// [`ReadTx::dynamic_campaigns`] reads.
+    fn set_dynamic_campaign(&mut self, product: &str, id: CampaignId, on: bool) -> Result<()>;
     /// Raises the persisted clock floor to `now` (never lowers it).
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()>;
 }
