@@ -289,11 +289,10 @@ fn queue_tasks(
     let mut task = template.clone();
     // Wave of each position: index into `wave_sizes` by running total.
     let mut wave_end = wave_sizes.first().copied().unwrap_or(u64::MAX);
-    let mut position = 0u64;
     let mut entries: Vec<HistoryEntry> = Vec::new();
     let mut by_version: HashMap<String, usize> = HashMap::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK.min(chosen.len()));
-    for (name, mut device) in chosen {
+    for (position, (name, mut device)) in (0u64..).zip(chosen) {
         while position >= wave_end && usize::from(task.wave) + 1 < wave_sizes.len() {
             // A new wave: flush the chunk under the old wave's template.
             tx.queue_tasks(&task, &entries, &chunk)?;
@@ -301,7 +300,6 @@ fn queue_tasks(
             task.wave += 1;
             wave_end += wave_sizes[usize::from(task.wave)];
         }
-        position += 1;
         let entry = *by_version.entry(device.version.clone()).or_insert_with(|| {
             let mut entry = HistoryEntry::note(
                 now,
