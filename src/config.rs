@@ -18,6 +18,33 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub coap: CoapConfig,
     pub lwm2m: crate::lwm2m::config::Lwm2mConfig,
+    pub campaigns: CampaignsConfig,
+}
+
+/// `[campaigns]`: server-wide rules of the campaign engine (issue 10).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CampaignsConfig {
+    /// A batch campaign needs a verified firmware unless it says `force`.
+    pub require_verified: bool,
+    /// Default rate limit of campaigns that set none: at most `pack_size`
+    /// hand-outs per `pack_interval_s` seconds; 0 = no limit.
+    pub pack_size: u64,
+    pub pack_interval_s: u64,
+    /// Max-Age (seconds) of the empty answer to a device turned away for
+    /// low battery: when to come back.
+    pub low_battery_retry_s: u32,
+}
+
+impl Default for CampaignsConfig {
+    fn default() -> Self {
+        CampaignsConfig {
+            require_verified: false,
+            pack_size: 0,
+            pack_interval_s: 60,
+            low_battery_retry_s: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -227,6 +254,17 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "tasks.timeout must be from 1 to {MAX_TASK_TIMEOUT} seconds (30 days)"
             )));
+        }
+        let c = &self.campaigns;
+        if c.pack_size > 0 && !(1..=86_400).contains(&c.pack_interval_s) {
+            return Err(ConfigError::Invalid(
+                "campaigns.pack_interval_s must be from 1 to 86400".into(),
+            ));
+        }
+        if !(1..=86_400).contains(&c.low_battery_retry_s) {
+            return Err(ConfigError::Invalid(
+                "campaigns.low_battery_retry_s must be from 1 to 86400".into(),
+            ));
         }
         Ok(())
     }

@@ -6,12 +6,15 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::error::{ApiError, ApiResult, Query};
+use super::{campaign_options, campaign_views};
 use super::{page, views};
+use crate::model::RatePolicy;
 use crate::model::TaskState;
-use crate::ota::campaign::{self, CampaignError, Target, MAX_LISTED_DEVICES};
+use crate::ota::campaign::options::{self, Defaults};
+use crate::ota::campaign::{self, CampaignError, NewCampaign, Target, MAX_LISTED_DEVICES};
 use crate::state::App;
 
-fn api_error(e: CampaignError) -> ApiError {
+pub(super) fn api_error(e: CampaignError) -> ApiError {
     match e {
         e @ CampaignError::UnknownFirmware(_) => {
             ApiError::new(StatusCode::BAD_REQUEST, "unknown_firmware", e.to_string())
@@ -22,6 +25,13 @@ fn api_error(e: CampaignError) -> ApiError {
         e @ CampaignError::AlreadyFinished(_) => {
             ApiError::conflict("campaign_finished", e.to_string())
         }
+        e @ CampaignError::Unverified(_) => {
+            ApiError::conflict("firmware_unverified", e.to_string())
+        }
+        e @ CampaignError::Conflict(_) => ApiError::conflict("campaign_conflict", e.to_string()),
+        e @ CampaignError::NotPaused(_) => ApiError::conflict("campaign_not_paused", e.to_string()),
+        e @ CampaignError::UnknownTask { .. } => ApiError::not_found("unknown_task", e.to_string()),
+        e @ CampaignError::Requeue(_) => ApiError::conflict("task_not_retryable", e.to_string()),
     }
 }
 
@@ -93,22 +103,42 @@ pub async fn create(
     State(app): State<App>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
-    let firmware = firmware_id(value.get("firmware"))?;
-    let target = parse_target(value.get("target"))?;
+    let body = campaign_options::parse(&body)?;
+    let firmware = firmware_id(body.firmware.as_ref())?;
+    let target = parse_target(body.target.as_ref())?;
     let now = app.now();
+    let listed = match &target {
+        Target::Devices(d) => Some(d.len()),
+        _ => None,
+    };
+    let cfg = &app.config.campaigns;
+    let defaults = Defaults {
+        rate: (cfg.pack_size > 0).then_some(RatePolicy {
+            pack_size: cfg.pack_size,
+            pack_interval_s: cfg.pack_interval_s,
+        }),
+    };
+    let policy = options::validate(now, &body.options()?, listed, defaults)
+        .map_err(campaign_options::option_error)?;
+    let new = NewCampaign {
+        firmware,
+        target,
+        policy,
+        require_verified: cfg.require_verified,
+    };
     let created = app
         .store
-        .write(move |tx| campaign::create(tx, now, firmware, &target))
+        .write(move |tx| campaign::create_with(tx, now, &new))
         .await?
         .map_err(api_error)?;
-    let counts = app.store.read()?.campaign_counts(created.campaign.id)?;
+    let tx = app.store.read()?;
+    let counts = tx.campaign_counts(created.campaign.id)?;
     let mut body = views::campaign(&created.campaign, &counts);
     body["skipped"] = json!(created.skipped);
     tracing::info!(
         id = created.campaign.id,
         tasks = created.campaign.total,
+        forced = created.campaign.policy.forced,
         "campaign created"
     );
     Ok((StatusCode::CREATED, Json(body)))
@@ -139,7 +169,7 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
     Ok(Json(Value::Array(out)))
 }
 
-fn parse_campaign_id(id: &str) -> ApiResult<u64> {
+pub(super) fn parse_campaign_id(id: &str) -> ApiResult<u64> {
     super::http_errors::parse_path_id(id)
         .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
 }
@@ -184,12 +214,14 @@ pub async fn devices(
     };
     let limit = page::limit(q.limit);
     let after = q.after.clone();
+    let now = app.now();
+    let poll_ms = u64::from(app.config.devices.poll_interval) * 1000;
     let (out, next) = app
         .store
         .scan(move |tx| {
-            if tx.campaign(id)?.is_none() {
+            let Some(campaign) = tx.campaign(id)? else {
                 return Ok(None);
-            }
+            };
             let mut out = Vec::new();
             let mut cursor = after;
             let mut scanned = 0;
@@ -203,7 +235,18 @@ pub async fn devices(
                 for (device, task) in &step {
                     cursor = Some(device.clone());
                     if state.is_none_or(|s| s == task.state) {
-                        out.push(views::task(device, task));
+                        let mut view = views::task(device, task);
+                        if task.state == TaskState::Queued {
+                            let d = tx.device(device)?;
+                            view["pending"] = json!(campaign_views::task_pending(
+                                &campaign,
+                                task,
+                                d.as_ref(),
+                                now,
+                                poll_ms
+                            ));
+                        }
+                        out.push(view);
                     }
                 }
                 if exhausted {

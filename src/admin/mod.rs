@@ -5,6 +5,9 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
+mod campaign_options; // issue 10
+mod campaign_rules; // issue 10
+mod campaign_views; // issue 10
 mod campaigns;
 mod devices;
 pub mod error;
@@ -60,6 +63,19 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/campaigns/{id}", get(campaigns::show))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+        .route("/api/v1/campaigns/{id}/retry", post(campaign_rules::retry))
+        .route(
+            "/api/v1/campaigns/{id}/resume",
+            post(campaign_rules::resume),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/devices/{name}/cancel",
+            post(campaign_rules::cancel_device),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/devices/{name}/retry",
+            post(campaign_rules::retry_device),
+        )
         .route("/api/v1/metrics", get(devices::metrics))
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
         // Errors axum writes itself (405, 413, rejections) get the JSON body too.

@@ -38,6 +38,7 @@ pub fn firmware(fw: &FirmwareRecord, state_counts: &StateCounts) -> Value {
         "signature": fw.signature,
         "description": fw.description,
         "created_at": rfc3339(fw.created_at),
+        "verified": fw.verified,
         "uri": format!("/ota/fw/{}", fw.id),
         "counts": counts(state_counts),
     })
@@ -55,6 +56,10 @@ pub fn task(device: &str, t: &TaskRecord) -> Value {
         "error": t.error,
         "created_at": rfc3339(t.created_at),
         "updated_at": rfc3339(t.updated_at),
+        "wave": t.wave,
+        "attempt": t.attempt,
+        "retry_at": t.retry_at.map(rfc3339),
+        "pending": t.pending.map(|p| p.as_str()),
     })
 }
 
@@ -84,6 +89,17 @@ pub fn campaign(c: &CampaignRecord, state_counts: &StateCounts) -> Value {
         "finished_at": c.finished_at.map(rfc3339),
         "total": c.total,
         "counts": counts(state_counts),
+        "kind": if c.policy.kind.is_empty() { "batch" } else { c.policy.kind.as_str() },
+        "dynamic": c.policy.dynamic,
+        "forced": c.policy.forced,
+        "start_at": c.policy.start_at.map(rfc3339),
+        "end_at": c.policy.end_at.map(rfc3339),
+        "retry": c.policy.retry,
+        "timeout_s": c.policy.timeout_ms.map(|ms| ms / 1000),
+        "rate": c.policy.rate,
+        "min_battery": c.policy.min_battery,
+        "waves": super::campaign_views::waves(c),
+        "pending": super::campaign_views::pending(c, state_counts),
     })
 }
 

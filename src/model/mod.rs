@@ -7,11 +7,15 @@
 //! alone (state names, ordering).
 
 mod lwm2m;
+mod policy;
 mod records;
 mod task_state;
 mod timer;
 
 pub use lwm2m::{QueuedOp, RegistrationRecord};
+pub use policy::{
+    CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
+};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CampaignId, FirmwareId, TaskState};
+use super::{CampaignId, CampaignPolicy, CampaignProgress, FirmwareId, PendingReason, TaskState};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -23,6 +23,9 @@ pub struct FirmwareRecord {
     pub signature: String,
     pub description: String,
     pub created_at: Timestamp,
+    /// Every device of a `verify` campaign on it reached `updated`.
+    #[serde(default)]
+    pub verified: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -79,6 +82,21 @@ pub struct TaskRecord {
     /// timer's key, so the ledger can move it).
     #[serde(default)]
     pub deadline: Option<Timestamp>,
+    /// The staged wave the task belongs to (0 without waves).
+    #[serde(default)]
+    pub wave: u8,
+    /// Retries handed out so far (retry policy).
+    #[serde(default)]
+    pub attempt: u8,
+    /// The campaign's `timeout_s` in ms, when it set one.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Why the last poll of this queued task was turned away.
+    #[serde(default)]
+    pub pending: Option<PendingReason>,
+    /// When a failed task is handed out again (retry policy).
+    #[serde(default)]
+    pub retry_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -87,6 +105,17 @@ pub enum CampaignStatus {
     Running,
     Finished,
     Cancelled,
+    /// `start_at` is still ahead.
+    Scheduled,
+    /// A wave failed more than its threshold; waits for resume or cancel.
+    Paused,
+}
+
+impl CampaignStatus {
+    /// Still handing out, or able to again (scheduled, paused).
+    pub fn is_open(self) -> bool {
+        !matches!(self, CampaignStatus::Finished | CampaignStatus::Cancelled)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -101,6 +130,10 @@ pub struct CampaignRecord {
     pub total: u64,
     #[serde(default)]
     pub finished_at: Option<Timestamp>,
+    #[serde(default)]
+    pub policy: CampaignPolicy,
+    #[serde(default)]
+    pub progress: CampaignProgress,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

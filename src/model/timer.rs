@@ -41,4 +41,6 @@ pub enum Timer {
     RegistrationExpiry(String),
     /// A request queued for a sleeping LwM2M device expires (device name).
     QueuedRequest(String),
+    /// A dynamic campaign's `end_at`: it stops taking new devices.
+    CampaignEnd(CampaignId),
 }

@@ -7,7 +7,14 @@
 //! target version and (for explicit lists) unknown names or devices of
 //! another product.
 
-use std::collections::{HashMap, HashSet};
+pub mod conflict;
+pub mod dynamic;
+pub mod gate;
+pub mod lifecycle;
+pub mod operator;
+pub mod options;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -15,8 +22,8 @@ use super::ledger::{self, Context};
 use super::task::{TaskEvent, TaskState};
 use super::OtaSettings;
 use crate::model::{
-    CampaignId, CampaignRecord, CampaignStatus, DeviceRecord, FirmwareId, FirmwareRecord,
-    HistoryEntry, StateCounts, TaskRecord,
+    CampaignId, CampaignPolicy, CampaignProgress, CampaignRecord, CampaignStatus, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, Timer,
 };
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
@@ -50,6 +57,26 @@ pub enum CampaignError {
     UnknownCampaign(u64),
     #[error("campaign {0} is already finished")]
     AlreadyFinished(u64),
+    #[error("firmware {0} is not verified (run a verify campaign first, or create with \"force\": true)")]
+    Unverified(u64),
+    #[error("campaign {0} of the same product moves overlapping source versions to another target version and is unfinished")]
+    Conflict(u64),
+    #[error("campaign {0} is not paused")]
+    NotPaused(u64),
+    #[error("device {device} has no task in campaign {campaign}")]
+    UnknownTask { campaign: u64, device: String },
+    #[error("{0}")]
+    Requeue(#[from] lifecycle::RequeueError),
+}
+
+/// A create request: target plus the validated v2 options.
+#[derive(Debug, Clone)]
+pub struct NewCampaign {
+    pub firmware: FirmwareId,
+    pub target: Target,
+    pub policy: CampaignPolicy,
+    /// `[campaigns] require_verified`.
+    pub require_verified: bool,
 }
 
 /// Why listed devices got no task.
@@ -74,15 +101,38 @@ pub struct Created {
 /// Devices read per step of an "all" or "source versions" scan.
 const SCAN_PAGE: usize = 10_000;
 
+/// A v1 campaign: no options.
 pub fn create(
     tx: &mut (impl Tx + ?Sized),
     now: Timestamp,
     firmware: FirmwareId,
     target: &Target,
 ) -> Result<Result<Created, CampaignError>, StoreError> {
+    let new = NewCampaign {
+        firmware,
+        target: target.clone(),
+        policy: CampaignPolicy {
+            kind: "batch".into(),
+            ..CampaignPolicy::default()
+        },
+        require_verified: false,
+    };
+    create_with(tx, now, &new)
+}
+
+pub fn create_with(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    new: &NewCampaign,
+) -> Result<Result<Created, CampaignError>, StoreError> {
+    let (firmware, target) = (new.firmware, &new.target);
     let Some(fw) = tx.firmware(firmware)? else {
         return Ok(Err(CampaignError::UnknownFirmware(firmware)));
     };
+    let batch = new.policy.kind != "verify";
+    if batch && new.require_verified && !fw.verified && !new.policy.forced {
+        return Ok(Err(CampaignError::Unverified(fw.id)));
+    }
     let mut skipped = Skipped::default();
     let mut chosen: Vec<(String, DeviceRecord)> = Vec::new();
     let mut consider = |name: &str, device: DeviceRecord, skipped: &mut Skipped| {
@@ -137,44 +187,29 @@ pub fn create(
         }
     }
 
+    let mut policy = new.policy.clone();
+    policy.source_versions = match target {
+        Target::All => None,
+        Target::SourceVersions(v) => Some(v.clone()),
+        Target::Devices(_) => Some(
+            chosen
+                .iter()
+                .map(|(_, d)| d.version.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        ),
+    };
+    if batch {
+        if let Some(other) = conflict::find(tx, &fw, policy.source_versions.as_deref())? {
+            return Ok(Err(CampaignError::Conflict(other)));
+        }
+    }
+
     let id = tx.next_campaign_id()?;
     let total = chosen.len() as u64;
-    queue_tasks(tx, now, id, &fw, chosen)?;
-    let campaign = CampaignRecord {
-        id,
-        firmware: fw.id,
-        product: fw.product.clone(),
-        target_version: fw.version.clone(),
-        target: target.to_json(),
-        status: if total == 0 {
-            CampaignStatus::Finished
-        } else {
-            CampaignStatus::Running
-        },
-        created_at: now,
-        total,
-        finished_at: (total == 0).then_some(now),
-    };
-    tx.put_campaign(&campaign)?;
-    Ok(Ok(Created { campaign, skipped }))
-}
-
-/// Devices handed to one [`Tx::queue_tasks`] call: bounds the batch a
-/// backend builds at once.
-const QUEUE_CHUNK: usize = 10_000;
-
-/// Queues one task per chosen device through the store's bulk operation.
-/// The history entry depends only on the source version, so there is one
-/// per version, not one per device. Queued tasks have no deadline, so no
-/// timer is set.
-fn queue_tasks(
-    tx: &mut (impl Tx + ?Sized),
-    now: Timestamp,
-    id: CampaignId,
-    fw: &FirmwareRecord,
-    chosen: Vec<(String, DeviceRecord)>,
-) -> Result<(), StoreError> {
-    let task = TaskRecord {
+    let wave_sizes = options::wave_sizes(&policy.waves, total);
+    let template = TaskRecord {
         campaign: id,
         firmware: fw.id,
         target_version: fw.version.clone(),
@@ -185,11 +220,86 @@ fn queue_tasks(
         updated_at: now,
         last_activity: None,
         deadline: None,
+        wave: 0,
+        attempt: 0,
+        timeout_ms: policy.timeout_ms,
+        pending: None,
+        retry_at: None,
     };
+    queue_tasks(tx, now, &template, &fw, &wave_sizes, chosen)?;
+    let status = if let Some(start) = policy.start_at {
+        tx.set_timer(start, &Timer::CampaignStart(id))?;
+        CampaignStatus::Scheduled
+    } else {
+        CampaignStatus::Running
+    };
+    if policy.dynamic {
+        tx.set_dynamic_campaign(&fw.product, id, true)?;
+        if let Some(end) = policy.end_at {
+            tx.set_timer(end, &Timer::CampaignEnd(id))?;
+        }
+    }
+    let mut campaign = CampaignRecord {
+        id,
+        firmware: fw.id,
+        product: fw.product.clone(),
+        target_version: fw.version.clone(),
+        target: target.to_json(),
+        status,
+        created_at: now,
+        total,
+        finished_at: None,
+        policy,
+        progress: CampaignProgress {
+            wave_final: vec![0; wave_sizes.len()],
+            wave_failed: vec![0; wave_sizes.len()],
+            wave_sizes,
+            ..CampaignProgress::default()
+        },
+    };
+    if status == CampaignStatus::Running && lifecycle::is_done(&campaign, total) {
+        campaign.status = CampaignStatus::Finished;
+        campaign.finished_at = Some(now);
+    }
+    // A first wave of no device (a tiny campaign) opens the next at once.
+    if total > 0 && campaign.progress.wave_sizes.first() == Some(&0) {
+        tx.set_timer(now, &Timer::WaveCheck(id))?;
+    }
+    tx.put_campaign(&campaign)?;
+    Ok(Ok(Created { campaign, skipped }))
+}
+
+/// Devices handed to one [`Tx::queue_tasks`] call: bounds the batch a
+/// backend builds at once.
+const QUEUE_CHUNK: usize = 10_000;
+
+/// Queues one task per chosen device through the store's bulk operation,
+/// the first `wave_sizes[0]` devices in wave 0 and so on. The history
+/// entry depends only on the source version, so there is one per version,
+/// not one per device. Queued tasks have no deadline, so no timer is set.
+fn queue_tasks(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    template: &TaskRecord,
+    fw: &FirmwareRecord,
+    wave_sizes: &[u64],
+    chosen: Vec<(String, DeviceRecord)>,
+) -> Result<(), StoreError> {
+    let id: CampaignId = template.campaign;
+    let mut task = template.clone();
+    // Wave of each position: index into `wave_sizes` by running total.
+    let mut wave_end = wave_sizes.first().copied().unwrap_or(u64::MAX);
     let mut entries: Vec<HistoryEntry> = Vec::new();
     let mut by_version: HashMap<String, usize> = HashMap::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK.min(chosen.len()));
-    for (name, mut device) in chosen {
+    for (position, (name, mut device)) in (0u64..).zip(chosen) {
+        while position >= wave_end && usize::from(task.wave) + 1 < wave_sizes.len() {
+            // A new wave: flush the chunk under the old wave's template.
+            tx.queue_tasks(&task, &entries, &chunk)?;
+            chunk.clear();
+            task.wave += 1;
+            wave_end += wave_sizes[usize::from(task.wave)];
+        }
         let entry = *by_version.entry(device.version.clone()).or_insert_with(|| {
             let mut entry = HistoryEntry::note(
                 now,
@@ -226,8 +336,16 @@ pub fn cancel(
     let Some(mut campaign) = tx.campaign(id)? else {
         return Ok(Err(CampaignError::UnknownCampaign(id)));
     };
-    if campaign.status != CampaignStatus::Running {
+    if !campaign.status.is_open() {
         return Ok(Err(CampaignError::AlreadyFinished(id)));
+    }
+    // Cancelled first, so what the cancelled tasks trigger (retries,
+    // waves) sees a closed campaign.
+    campaign.status = CampaignStatus::Cancelled;
+    campaign.finished_at = Some(now);
+    tx.put_campaign(&campaign)?;
+    if campaign.policy.dynamic {
+        tx.set_dynamic_campaign(&campaign.product, id, false)?;
     }
     let mut cancelled = 0;
     let mut after: Option<String> = None;
@@ -250,16 +368,15 @@ pub fn cancel(
             }
         }
     }
-    campaign.status = CampaignStatus::Cancelled;
-    campaign.finished_at = Some(now);
-    tx.put_campaign(&campaign)?;
     Ok(Ok(cancelled))
 }
 
 /// The status shown to operators: a running campaign whose tasks all
-/// finished is `finished`.
+/// finished (no retry pending, no longer dynamic) is `finished`.
 pub fn effective_status(campaign: &CampaignRecord, counts: &StateCounts) -> CampaignStatus {
-    if campaign.status == CampaignStatus::Running && TaskState::unfinished(counts) == 0 {
+    if campaign.status == CampaignStatus::Running
+        && lifecycle::is_done(campaign, TaskState::unfinished(counts))
+    {
         CampaignStatus::Finished
     } else {
         campaign.status

@@ -1,7 +1,7 @@
 //! Firmware catalogue operations: validation of operator input, and the
 //! metadata records (the bytes live in `store::blobs`).
 
-use crate::model::{CampaignId, CampaignStatus, FirmwareId, FirmwareRecord};
+use crate::model::{CampaignId, FirmwareId, FirmwareRecord};
 use crate::store::blobs::StoredBlob;
 use crate::store::{ReadTx, StoreError, Tx};
 use crate::time::Timestamp;
@@ -180,6 +180,7 @@ pub fn insert(
         signature: meta.signature.clone(),
         description: meta.description.clone(),
         created_at: now,
+        verified: false,
     };
     tx.put_firmware(&record)?;
     Ok(Ok(record))
@@ -228,7 +229,7 @@ pub fn unfinished_campaign_using(
         for campaign in page.iter().filter(|c| c.firmware == id) {
             let counts = tx.campaign_counts(campaign.id)?;
             let status = crate::ota::campaign::effective_status(campaign, &counts);
-            if status == CampaignStatus::Running {
+            if status.is_open() {
                 return Ok((Some(campaign.id), cursor));
             }
         }

@@ -3,10 +3,9 @@
 //! active task and a history entry. Every task transition in lwota goes
 //! through [`transition`], so those stay consistent.
 
+use super::campaign::lifecycle;
 use super::task::{self, Outcome, Rejected, Status, TaskEvent};
-use crate::model::{
-    CampaignStatus, DeviceRecord, HistoryEntry, TaskKey, TaskRecord, TaskState, Timer,
-};
+use crate::model::{DeviceRecord, HistoryEntry, TaskKey, TaskRecord, TaskState, Timer};
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
 
@@ -86,12 +85,16 @@ pub fn transition(
         updated.last_activity = Some(ctx.now);
     }
     updated.deadline = deadline_of(&updated, ctx);
+    if next.state.is_final() {
+        // Retry, waves, verification (issue 10): may set `retry_at`.
+        lifecycle::on_final(tx, ctx.now, ctx.device_name, &mut updated, ctx.cause)?;
+    }
     put_task(tx, ctx.device_name, Some(task), &updated)?;
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;
         }
-        finish_campaign_if_done(tx, task.campaign, ctx.now)?;
+        lifecycle::finish_if_done(tx, task.campaign, ctx.now)?;
     }
     if next.state == TaskState::Updated {
         device.version = task.target_version.clone();
@@ -165,26 +168,6 @@ fn deadline_of(task: &TaskRecord, ctx: &Context<'_>) -> Option<Timestamp> {
     Some(
         task.last_activity
             .unwrap_or(ctx.now)
-            .add_millis(ctx.timeout_ms),
+            .add_millis(task.timeout_ms.unwrap_or(ctx.timeout_ms)),
     )
-}
-
-/// Records the moment a running campaign's last task finished.
-fn finish_campaign_if_done(
-    tx: &mut (impl Tx + ?Sized),
-    id: u64,
-    now: Timestamp,
-) -> Result<(), StoreError> {
-    let counts = tx.campaign_counts(id)?;
-    if TaskState::unfinished(&counts) > 0 {
-        return Ok(());
-    }
-    if let Some(mut campaign) = tx.campaign(id)? {
-        if campaign.status == CampaignStatus::Running {
-            campaign.status = CampaignStatus::Finished;
-            campaign.finished_at = Some(now);
-            tx.put_campaign(&campaign)?;
-        }
-    }
-    Ok(())
 }

@@ -1,9 +1,13 @@
 //! `POST /ota/{device}/poll`: "anything for me?"
 
+use super::campaign::{
+    self,
+    gate::{self, Gate},
+};
 use super::ledger::{self, Context};
 use super::task::TaskEvent;
 use super::{task_id, OtaSettings};
-use crate::model::{DeviceRecord, HistoryEntry};
+use crate::model::{DeviceRecord, HistoryEntry, PendingReason, TaskState};
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
 
@@ -31,6 +35,9 @@ pub struct TaskOffer {
 pub enum PollAnswer {
     Task(TaskOffer),
     Nothing,
+    /// A campaign's `min_battery` turned the device away: `{}` with the
+    /// low-battery Max-Age (come back later).
+    LowBattery,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -99,9 +106,25 @@ pub fn poll(
     }
 
     let mut answer = PollAnswer::Nothing;
+    // Dynamic campaigns (issue 10) take a device whose version now matches.
+    campaign::dynamic::admit(tx, now, name, &mut device)?;
     if let Some(campaign) = device.active_task {
         match tx.task(campaign, name)? {
-            Some(task) => {
+            Some(mut task) => {
+                if task.state == TaskState::Queued && task.target_version != request.version {
+                    match gate::check(tx, now, name, &device, &mut task)? {
+                        Gate::Open => {}
+                        Gate::Wait(reason) => {
+                            if reason == PendingReason::LowBattery {
+                                answer = PollAnswer::LowBattery;
+                            }
+                            let outcome = format!("waiting: {}", reason.as_str());
+                            tx.record_poll(name, now, &outcome)?;
+                            tx.put_device(name, &device)?;
+                            return Ok(Ok(answer));
+                        }
+                    }
+                }
                 let ctx = Context {
                     now,
                     timeout_ms: settings.timeout_ms,
@@ -140,7 +163,7 @@ pub fn poll(
         PollAnswer::Task(offer) => {
             format!("handed task {} (version {})", offer.task, offer.version)
         }
-        PollAnswer::Nothing => "nothing to do".to_string(),
+        PollAnswer::Nothing | PollAnswer::LowBattery => "nothing to do".to_string(),
     };
     tx.record_poll(name, now, &outcome)?;
     tx.put_device(name, &device)?;

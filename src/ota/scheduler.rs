@@ -13,6 +13,7 @@
 
 pub use crate::model::Timer;
 
+use super::campaign::{gate, lifecycle};
 use super::ledger::{self, Context};
 use super::task::TaskEvent;
 use super::OtaSettings;
@@ -110,22 +111,32 @@ pub fn handle_due(
             }
             // LwM2M (issue 9): a registration's lifetime ran out; a
             // sleeping device's queued requests gave up.
-            Timer::RegistrationExpiry(name) => {
-                crate::lwm2m::registration::expire(tx, now, &name, at)?;
+            Timer::RegistrationExpiry(ref name) => {
+                crate::lwm2m::registration::expire(tx, now, name, at)?;
             }
-            Timer::QueuedRequest(name) => {
-                handled.timed_out += crate::lwm2m::queue::give_up(tx, now, settings, &name, at)?;
+            Timer::QueuedRequest(ref name) => {
+                handled.timed_out += crate::lwm2m::queue::give_up(tx, now, settings, name, at)?;
             }
-            // No behaviour yet: the campaign engine (retries, scheduled
-            // starts, rate windows, waves) fills these arms.
-            // Until then a due timer is removed (taken above) and logged.
-            Timer::TaskRetry(_)
-            | Timer::CampaignStart(_)
-            | Timer::RateWindow(_)
-            | Timer::WaveCheck(_) => {
-                tracing::debug!(?timer, %at, "timer has no handler yet; dropped");
+            Timer::TaskRetry(ref key) => {
+                skip_corrupt(&timer, lifecycle::retry_due(tx, now, at, key))?
             }
+            Timer::CampaignStart(id) => skip_corrupt(&timer, lifecycle::start(tx, id))?,
+            Timer::RateWindow(id) => skip_corrupt(&timer, gate::window_rolled(tx, now, id))?,
+            Timer::WaveCheck(id) => skip_corrupt(&timer, lifecycle::advance_waves(tx, id))?,
+            Timer::CampaignEnd(id) => skip_corrupt(&timer, lifecycle::end_dynamic(tx, now, id))?,
         }
     }
     Ok(handled)
+}
+
+/// Like the timeout arm: a corrupt record drops its timer (claimed) with a
+/// warning instead of failing, and so retrying forever, the whole batch.
+fn skip_corrupt(timer: &Timer, result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(StoreError::Corrupt(e)) => {
+            tracing::warn!(?timer, "skipping timer over a corrupt record: {e}");
+            Ok(())
+        }
+        other => other,
+    }
 }

@@ -77,6 +77,12 @@ fn answer_packet(app: &App, answer: PollAnswer) -> Packet {
             packet.add_option(CoapOption::MaxAge, max_age);
             encode_map(vec![])
         }
+        PollAnswer::LowBattery => {
+            let secs = app.config.campaigns.low_battery_retry_s;
+            let max_age = super::firmware::encode_uint(u64::from(secs));
+            packet.add_option(CoapOption::MaxAge, max_age);
+            encode_map(vec![])
+        }
         PollAnswer::Task(offer) => {
             let mut entries = vec![
                 ("task", Value::Text(offer.task)),

@@ -140,6 +140,7 @@ mod tests {
             signature: "sha256".into(),
             description: String::new(),
             created_at: START,
+            verified: false,
         };
         let id = store
             .write_sync(|tx| {

@@ -32,6 +32,7 @@ pub struct MemoryTx {
     history_cap: usize,
     registrations: BTreeMap<String, RegistrationRecord>,
     locations: HashMap<String, String>,
+    dynamic: BTreeSet<(String, CampaignId)>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -185,6 +186,12 @@ impl ReadTx for MemoryTx {
             .range((after_str(after), Bound::Unbounded))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
+    fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>> {
+        Ok(self
+            .dynamic
+            .iter()
+            .filter(|(p, _)| p == product)
+            .map(|(_, id)| *id)
             .collect())
     }
 }
@@ -331,6 +338,15 @@ impl Tx for MemoryTx {
             self.timers.remove(t);
         }
         Ok(due)
+    }
+
+    fn set_dynamic_campaign(&mut self, product: &str, id: CampaignId, on: bool) -> Result<()> {
+        if on {
+            self.dynamic.insert((product.to_string(), id));
+        } else {
+            self.dynamic.remove(&(product.to_string(), id));
+        }
+        Ok(())
     }
 
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {

@@ -143,6 +143,9 @@ pub trait ReadTx {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, RegistrationRecord)>>;
+    /// Dynamic campaigns of `product` still taking new devices (few: one
+    /// per open dynamic campaign).
+    fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -194,6 +197,9 @@ pub trait Tx: ReadTx {
     /// Removes and returns timers due at or before `now`, earliest first,
     /// at most `limit` (claiming: see the module docs).
     fn take_due_timers(&mut self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, Timer)>>;
+    /// Adds (`on`) or removes a dynamic campaign of `product` from the set
+    /// [`ReadTx::dynamic_campaigns`] reads.
+    fn set_dynamic_campaign(&mut self, product: &str, id: CampaignId, on: bool) -> Result<()>;
     /// Raises the persisted clock floor to `now` (never lowers it).
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()>;
     /// Writes device `name`'s registration; `previous` is the stored one,

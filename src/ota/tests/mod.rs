@@ -4,6 +4,7 @@
 
 mod campaigns;
 mod devices;
+mod rules;
 mod timers;
 
 use crate::model::{FirmwareRecord, HistoryEntry, TaskRecord};

@@ -33,6 +33,8 @@ const RATE_WINDOW: u8 = 4;
 const WAVE_CHECK: u8 = 5;
 const REGISTRATION_EXPIRY: u8 = 6;
 const QUEUED_REQUEST: u8 = 7;
+/// Appended after the first seven: tags are never renumbered.
+const CAMPAIGN_END: u8 = 8;
 
 pub fn encode_timer(timer: &Timer) -> Vec<u8> {
     let mut out = Vec::with_capacity(16);
@@ -57,6 +59,7 @@ pub fn encode_timer(timer: &Timer) -> Vec<u8> {
         Timer::WaveCheck(c) => id(&mut out, WAVE_CHECK, *c),
         Timer::RegistrationExpiry(d) => device(&mut out, REGISTRATION_EXPIRY, d),
         Timer::QueuedRequest(d) => device(&mut out, QUEUED_REQUEST, d),
+        Timer::CampaignEnd(c) => id(&mut out, CAMPAIGN_END, *c),
     }
     out
 }
@@ -78,11 +81,12 @@ pub fn decode_timer(bytes: &[u8]) -> Result<Timer, StoreError> {
     Ok(match tag {
         TASK_TIMEOUT => Timer::TaskTimeout(task(rest)?),
         TASK_RETRY => Timer::TaskRetry(task(rest)?),
-        CAMPAIGN_START | RATE_WINDOW | WAVE_CHECK if rest.len() == 8 => {
+        CAMPAIGN_START | RATE_WINDOW | WAVE_CHECK | CAMPAIGN_END if rest.len() == 8 => {
             let c = id(rest)?;
             match tag {
                 CAMPAIGN_START => Timer::CampaignStart(c),
                 RATE_WINDOW => Timer::RateWindow(c),
+                CAMPAIGN_END => Timer::CampaignEnd(c),
                 _ => Timer::WaveCheck(c),
             }
         }
@@ -107,11 +111,18 @@ mod tests {
             Timer::WaveCheck(0),
             Timer::RegistrationExpiry("d".into()),
             Timer::QueuedRequest(String::new()),
+            Timer::CampaignEnd(9),
         ] {
             assert_eq!(decode_timer(&encode_timer(&timer)).unwrap(), timer);
         }
         assert!(decode_timer(&[]).is_err());
         assert!(decode_timer(&[3, 1]).is_err());
         assert!(decode_timer(&[99]).is_err());
+        // The stored bytes of the first variants never change.
+        assert_eq!(encode_timer(&Timer::CampaignStart(1))[0], 3);
+        assert_eq!(
+            encode_timer(&Timer::CampaignEnd(1)),
+            [8, 0, 0, 0, 0, 0, 0, 0, 1]
+        );
     }
 }

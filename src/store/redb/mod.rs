@@ -70,6 +70,7 @@ impl RedbStore {
             txn.open_table(schema::COUNTERS)?;
             txn.open_table(schema::REGISTRATIONS)?;
             txn.open_table(schema::REGISTRATION_LOCATIONS)?;
+            txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

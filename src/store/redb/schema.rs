@@ -39,6 +39,10 @@ pub const TIMERS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("time
 /// `TIMERS` as `Timer::TaskTimeout` at start-up, then deleted.
 pub const LEGACY_DEADLINES: TableDefinition<(u64, u64, &str), ()> =
     TableDefinition::new("deadlines");
+/// (product, campaign id) → (): dynamic campaigns still taking devices,
+/// so a poll finds them without scanning every campaign.
+pub const DYNAMIC_CAMPAIGNS: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("dynamic_campaigns");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 

@@ -219,6 +219,15 @@ macro_rules! impl_read {
                 Ok(out)
             }
 
+            fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>> {
+                let table = self.$txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
+                let mut out = Vec::new();
+                for entry in table.range((product, 0u64)..=(product, u64::MAX))? {
+                    out.push(entry?.0.value().1);
+                }
+                Ok(out)
+            }
+
             fn clock_floor(&self) -> Result<Option<Timestamp>> {
                 let table = self.$txn.open_table(schema::COUNTERS)?;
                 let value = table.get(schema::CLOCK_FLOOR)?;
@@ -497,6 +506,16 @@ impl Tx for RedbTx {
             }
         }
         Ok(due)
+    }
+
+    fn set_dynamic_campaign(&mut self, product: &str, id: CampaignId, on: bool) -> Result<()> {
+        let mut table = self.txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
+        if on {
+            table.insert((product, id), ())?;
+        } else {
+            table.remove((product, id))?;
+        }
+        Ok(())
     }
 
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {

@@ -1,0 +1,104 @@
+//! `/api/v1/campaigns/{id}/retry|resume` and the per-device
+//! `/api/v1/campaigns/{id}/devices/{name}/cancel|retry` (issue 10).
+
+use axum::extract::{Path, State};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::campaigns::{api_error, parse_campaign_id};
+use super::error::{ApiError, ApiResult};
+use super::views;
+use crate::ota::campaign::{operator, CampaignError};
+use crate::state::App;
+
+fn current(app: &App, id: u64) -> ApiResult<Value> {
+    let tx = app.store.read()?;
+    let c = tx
+        .campaign(id)?
+        .ok_or_else(|| api_error(CampaignError::UnknownCampaign(id)))?;
+    Ok(views::campaign(&c, &tx.campaign_counts(id)?))
+}
+
+/// Re-queues exactly the campaign's failed tasks.
+pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_campaign_id(&id)?;
+    let now = app.now();
+    let retried = app
+        .store
+        .write(move |tx| operator::retry_failed(tx, now, id))
+        .await?
+        .map_err(api_error)?;
+    tracing::info!(campaign = id, requeued = retried.requeued, "campaign retry");
+    let mut body = current(&app, id)?;
+    body["requeued"] = json!(retried.requeued);
+    body["busy"] = json!(retried.busy);
+    Ok(Json(body))
+}
+
+/// Continues a paused campaign.
+pub async fn resume(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let id = parse_campaign_id(&id)?;
+    app.store
+        .write(move |tx| operator::resume(tx, id))
+        .await?
+        .map_err(api_error)?;
+    tracing::info!(campaign = id, "campaign resumed");
+    Ok(Json(current(&app, id)?))
+}
+
+fn device_name(name: &str) -> ApiResult<String> {
+    if crate::ota::valid_device_name(name) {
+        Ok(name.to_string())
+    } else {
+        Err(ApiError::not_found(
+            "unknown_task",
+            format!("no task for device {name:?}"),
+        ))
+    }
+}
+
+fn task_view(app: &App, id: u64, name: &str) -> ApiResult<Value> {
+    let tx = app.store.read()?;
+    let task = tx.task(id, name)?.ok_or_else(|| {
+        api_error(CampaignError::UnknownTask {
+            campaign: id,
+            device: name.to_string(),
+        })
+    })?;
+    Ok(views::task(name, &task))
+}
+
+/// Cancels one device's task.
+pub async fn cancel_device(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_campaign_id(&id)?;
+    let name = device_name(&name)?;
+    let now = app.now();
+    let settings = app.ota_settings();
+    let who = name.clone();
+    app.store
+        .write(move |tx| operator::cancel_device(tx, now, settings, id, &who))
+        .await?
+        .map_err(api_error)?;
+    tracing::info!(campaign = id, device = %name, "device task cancelled");
+    Ok(Json(task_view(&app, id, &name)?))
+}
+
+/// Queues one device's failed task again.
+pub async fn retry_device(
+    State(app): State<App>,
+    Path((id, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let id = parse_campaign_id(&id)?;
+    let name = device_name(&name)?;
+    let now = app.now();
+    let who = name.clone();
+    app.store
+        .write(move |tx| operator::retry_device(tx, now, id, &who))
+        .await?
+        .map_err(api_error)?;
+    tracing::info!(campaign = id, device = %name, "device task retried");
+    Ok(Json(task_view(&app, id, &name)?))
+}

@@ -1,0 +1,90 @@
+//! Dynamic campaigns: a device that registers, or polls with a matching
+//! source version, after the campaign was created gets its task too,
+//! until the campaign is cancelled or its `end_at` passes
+//! (`Timer::CampaignEnd`). The open ones are found through
+//! `ReadTx::dynamic_campaigns` (an index per product), not a scan.
+
+use crate::model::{CampaignStatus, DeviceRecord, HistoryEntry, TaskRecord, TaskState};
+use crate::store::{StoreError, Tx};
+use crate::time::Timestamp;
+
+/// Gives `device` a task of the first open dynamic campaign of its product
+/// that matches its version and never had a task for it. Returns the
+/// campaign id; the caller writes `device` (its `active_task` is set).
+pub fn admit(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    name: &str,
+    device: &mut DeviceRecord,
+) -> Result<Option<u64>, StoreError> {
+    if device.active_task.is_some() {
+        return Ok(None);
+    }
+    for id in tx.dynamic_campaigns(&device.product)? {
+        let Some(mut c) = tx.campaign(id)? else {
+            continue;
+        };
+        if !c.status.is_open()
+            || c.progress.dynamic_ended
+            || c.policy.end_at.is_some_and(|e| now >= e)
+        {
+            continue;
+        }
+        if device.version == c.target_version
+            || c.policy
+                .source_versions
+                .as_ref()
+                .is_some_and(|v| !v.contains(&device.version))
+        {
+            continue;
+        }
+        if tx.task(id, name)?.is_some() {
+            continue;
+        }
+        let wave = c.progress.wave_sizes.len().saturating_sub(1);
+        let task = TaskRecord {
+            campaign: id,
+            firmware: c.firmware,
+            target_version: c.target_version.clone(),
+            state: TaskState::Queued,
+            progress: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            last_activity: None,
+            deadline: None,
+            wave: wave as u8,
+            attempt: 0,
+            timeout_ms: c.policy.timeout_ms,
+            pending: None,
+            retry_at: None,
+        };
+        tx.put_task(name, None, &task)?;
+        c.total += 1;
+        if let Some(size) = c.progress.wave_sizes.get_mut(wave) {
+            *size += 1;
+        } else {
+            c.progress.wave_sizes.push(1);
+        }
+        if c.status == CampaignStatus::Finished {
+            c.status = CampaignStatus::Running;
+            c.finished_at = None;
+        }
+        tx.put_campaign(&c)?;
+        device.active_task = Some(id);
+        device.last_task = Some(id);
+        let mut entry = HistoryEntry::note(
+            now,
+            "queued",
+            format!(
+                "dynamic campaign {id}: {} -> {}",
+                device.version, c.target_version
+            ),
+        );
+        entry.campaign = Some(id);
+        entry.to = Some(TaskState::Queued);
+        tx.append_history(name, &entry)?;
+        return Ok(Some(id));
+    }
+    Ok(None)
+}
