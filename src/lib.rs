@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod coap;
 pub mod config;
+pub mod dtls;
 pub mod model;
 pub mod ota;
 pub mod resources;

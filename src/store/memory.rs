@@ -12,7 +12,7 @@ use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    PskRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -30,6 +30,8 @@ pub struct MemoryTx {
     next_campaign: u64,
     clock_floor: Option<Timestamp>,
     history_cap: usize,
+    psks: BTreeMap<String, PskRecord>,
+    psk_identities: BTreeMap<String, String>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -163,6 +165,27 @@ impl ReadTx for MemoryTx {
 
     fn clock_floor(&self) -> Result<Option<Timestamp>> {
         Ok(self.clock_floor)
+    }
+
+    fn psk(&self, device: &str) -> Result<Option<PskRecord>> {
+        Ok(self.psks.get(device).cloned())
+    }
+
+    fn psk_owner(&self, identity: &str) -> Result<Option<String>> {
+        Ok(self.psk_identities.get(identity).cloned())
+    }
+
+    fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(self
+            .psks
+            .range((start, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -312,6 +335,15 @@ impl Tx for MemoryTx {
 
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {
         self.clock_floor = Some(self.clock_floor.map_or(now, |f| f.max(now)));
+        Ok(())
+    }
+
+    fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
+        if let Some(old) = self.psks.insert(device.to_string(), record.clone()) {
+            self.psk_identities.remove(&old.identity);
+        }
+        self.psk_identities
+            .insert(record.identity.clone(), device.to_string());
         Ok(())
     }
 }

@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    PskRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -133,6 +133,12 @@ pub trait ReadTx {
     /// The latest time the server persisted as "now" (its clock never
     /// starts below this after a restart).
     fn clock_floor(&self) -> Result<Option<Timestamp>>;
+    /// A device's DTLS pre-shared key (issue 11).
+    fn psk(&self, device: &str) -> Result<Option<PskRecord>>;
+    /// The device a PSK identity belongs to.
+    fn psk_owner(&self, identity: &str) -> Result<Option<String>>;
+    /// Credentials in device-name order, after `after`, at most `limit`.
+    fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -186,6 +192,9 @@ pub trait Tx: ReadTx {
     fn take_due_timers(&mut self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, Timer)>>;
     /// Raises the persisted clock floor to `now` (never lowers it).
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()>;
+    /// Sets a device's credential, replacing its previous identity (which
+    /// becomes free). The caller checks the identity is not another's.
+    fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

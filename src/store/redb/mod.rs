@@ -67,6 +67,8 @@ impl RedbStore {
             txn.open_table(schema::HISTORY_LEN)?;
             txn.open_table(schema::TIMERS)?;
             txn.open_table(schema::COUNTERS)?;
+            txn.open_table(schema::PSKS)?;
+            txn.open_table(schema::PSK_IDENTITIES)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

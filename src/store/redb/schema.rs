@@ -39,6 +39,10 @@ pub const TIMERS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("time
 /// `TIMERS` as `Timer::TaskTimeout` at start-up, then deleted.
 pub const LEGACY_DEADLINES: TableDefinition<(u64, u64, &str), ()> =
     TableDefinition::new("deadlines");
+/// Device name → `PskRecord` (DTLS pre-shared key, issue 11).
+pub const PSKS: TableDefinition<&str, &[u8]> = TableDefinition::new("psks");
+/// PSK identity → device name: an identity authenticates exactly one device.
+pub const PSK_IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("psk_identities");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 

@@ -10,7 +10,7 @@ use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    PskRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -223,6 +223,33 @@ macro_rules! impl_read {
                 let table = self.$txn.open_table(schema::COUNTERS)?;
                 let value = table.get(schema::CLOCK_FLOOR)?;
                 Ok(value.map(|v| Timestamp::from_millis(v.value())))
+            }
+
+            fn psk(&self, device: &str) -> Result<Option<PskRecord>> {
+                let table = self.$txn.open_table(schema::PSKS)?;
+                let value = table.get(device)?;
+                value.map(|v| decode(v.value())).transpose()
+            }
+
+            fn psk_owner(&self, identity: &str) -> Result<Option<String>> {
+                let table = self.$txn.open_table(schema::PSK_IDENTITIES)?;
+                let value = table.get(identity)?;
+                Ok(value.map(|v| v.value().to_string()))
+            }
+
+            fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>> {
+                let table = self.$txn.open_table(schema::PSKS)?;
+                let mut out = Vec::new();
+                for entry in table.range::<&str>((str_bound(after), Bound::Unbounded))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = entry?;
+                    if let Some(p) = decode_or_skip("psks", k.value(), v.value()) {
+                        out.push((k.value().to_string(), p));
+                    }
+                }
+                Ok(out)
             }
         }
     };
@@ -486,6 +513,24 @@ impl Tx for RedbTx {
         if current.is_none_or(|c| c < now.as_millis()) {
             table.insert(schema::CLOCK_FLOOR, now.as_millis())?;
         }
+        Ok(())
+    }
+
+    fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
+        let old: Option<PskRecord> = {
+            let table = self.txn.open_table(schema::PSKS)?;
+            let value = table.get(device)?;
+            value.map(|v| decode(v.value())).transpose()?
+        };
+        let mut identities = self.txn.open_table(schema::PSK_IDENTITIES)?;
+        if let Some(old) = old {
+            identities.remove(old.identity.as_str())?;
+        }
+        identities.insert(record.identity.as_str(), device)?;
+        drop(identities);
+        self.txn
+            .open_table(schema::PSKS)?
+            .insert(device, encode(record).as_slice())?;
         Ok(())
     }
 }
