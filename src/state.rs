@@ -21,6 +21,9 @@ pub struct AppState {
     pub blob_lock: tokio::sync::Mutex<()>,
     /// Coalesces block-fetch signs of life (see `ota::progress::Touches`).
     pub touches: crate::ota::progress::Touches,
+    /// Device pre-shared keys for CoAPS handshakes (issue 11), kept in
+    /// step with the store by the PSK admin route.
+    pub psks: crate::dtls::keys::PskDirectory,
 }
 
 impl AppState {

@@ -9,6 +9,7 @@
 //! | `/ota/{device}/report` | POST | `report.rs` |
 //! | `/.well-known/core` | GET | `well_known.rs` |
 
+pub mod auth;
 mod cbor;
 mod firmware;
 mod poll;
@@ -50,21 +51,25 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
         }),
         // Device resources first: a device may be called "fw".
         ["ota", device, "poll"] => expect(RequestType::Post, &|| {
-            poll::handle(app, &request.packet, device, request.meta.peer)
+            if let Err(refused) = auth::check_device(request, device) {
+                return Reply::Now(refused);
+            }
+            poll::handle(app, request, device)
         }),
         ["ota", device, "report"] => expect(RequestType::Post, &|| {
-            report::handle(app, &request.packet, device)
+            if let Err(refused) = auth::check_device(request, device) {
+                return Reply::Now(refused);
+            }
+            report::handle(app, &request.packet, device, request.identity.is_some())
         }),
         ["ota", "fw", id] => expect(RequestType::Get, &|| {
-            Reply::Now(firmware::handle(app, &request.packet, id, None))
+            Reply::Now(firmware::handle(app, request, id, None))
         }),
         ["ota", "fw", id, device, task] => expect(RequestType::Get, &|| {
-            Reply::Now(firmware::handle(
-                app,
-                &request.packet,
-                id,
-                Some((device, task)),
-            ))
+            if let Err(refused) = auth::check_device(request, device) {
+                return Reply::Now(refused);
+            }
+            Reply::Now(firmware::handle(app, request, id, Some((device, task))))
         }),
         _ => Reply::Now(error_response(ResponseType::NotFound, "no such resource")),
     }
