@@ -233,8 +233,8 @@ pub fn spawn(
             senders.clone(),
             directory.clone(),
             app.clone(),
-            table,
-        )?;
+        )?
+        .with_dtls(table);
         tasks.push(tokio::spawn(shard.run(shutdown.clone())));
     }
     Ok((

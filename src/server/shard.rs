@@ -111,7 +111,6 @@ impl Shard {
         shards: Arc<[mpsc::Sender<ShardMsg>]>,
         directory: Arc<PeerDirectory>,
         app: App,
-        dtls: Option<Dtls>,
     ) -> std::io::Result<Shard> {
         let local = socket.local_addr()?;
         let state = UdpSocketState::new((&socket).into())?;
@@ -128,8 +127,14 @@ impl Shard {
             waiters: HashMap::new(),
             heard: HashSet::new(),
             hops: 0,
-            dtls,
+            dtls: None,
         })
+    }
+
+    /// Makes this a CoAPS shard: datagrams pass through `dtls`.
+    pub fn with_dtls(mut self, dtls: Option<Dtls>) -> Shard {
+        self.dtls = dtls;
+        self
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
