@@ -19,6 +19,7 @@ pub struct Config {
     pub coap: CoapConfig,
     pub lwm2m: crate::lwm2m::config::Lwm2mConfig,
     pub campaigns: CampaignsConfig,
+    pub dtls: DtlsConfig,
 }
 
 /// `[campaigns]`: server-wide rules of the campaign engine (issue 10).
@@ -43,6 +44,41 @@ impl Default for CampaignsConfig {
             pack_size: 0,
             pack_interval_s: 60,
             low_battery_retry_s: 3600,
+        }
+    }
+}
+
+/// `[dtls]`: CoAPS (DTLS 1.2 PSK) limits and policy. Every bound here is
+/// per CoAPS shard (docs/ARCHITECTURE.md "Bounds").
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DtlsConfig {
+    /// Established plus half-open sessions.
+    pub max_sessions: usize,
+    /// Handshakes past the cookie exchange and not yet finished.
+    pub max_half_open: usize,
+    /// Half-open handshakes from one source IP address.
+    pub max_half_open_per_ip: usize,
+    /// Seconds a handshake may take before it is dropped.
+    pub handshake_timeout: u64,
+    /// Seconds without a datagram before a session is closed.
+    pub idle_timeout: u64,
+    /// Path MTU for handshake flights, bytes.
+    pub mtu: u32,
+    /// Products whose devices must use CoAPS: on plain CoAP they get 4.01.
+    pub require_dtls: Vec<String>,
+}
+
+impl Default for DtlsConfig {
+    fn default() -> Self {
+        DtlsConfig {
+            max_sessions: 10_000,
+            max_half_open: 1_000,
+            max_half_open_per_ip: 8,
+            handshake_timeout: 30,
+            idle_timeout: 600,
+            mtu: 1280,
+            require_dtls: Vec::new(),
         }
     }
 }
@@ -86,6 +122,12 @@ pub struct ServerConfig {
     pub coap_bind: SocketAddr,
     pub http_bind: SocketAddr,
     pub data_dir: PathBuf,
+    /// CoAPS (DTLS-PSK) UDP address.
+    pub coaps_bind: SocketAddr,
+    /// Plain CoAP on `coap_bind`; false leaves only CoAPS.
+    pub coap_enabled: bool,
+    /// CoAPS on `coaps_bind`.
+    pub coaps_enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -120,6 +162,9 @@ impl Default for ServerConfig {
             coap_bind: SocketAddr::from(([0, 0, 0, 0], 5683)),
             http_bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
+            coaps_bind: SocketAddr::from(([0, 0, 0, 0], 5684)),
+            coap_enabled: true,
+            coaps_enabled: true,
         }
     }
 }
@@ -250,6 +295,30 @@ impl Config {
             ));
         }
         self.lwm2m.validate(self.coap.public_uri.as_deref())?;
+        if !self.server.coap_enabled && !self.server.coaps_enabled {
+            return Err(ConfigError::Invalid(
+                "server.coap_enabled and server.coaps_enabled cannot both be false".into(),
+            ));
+        }
+        let dtls = &self.dtls;
+        if dtls.max_sessions == 0 || dtls.max_half_open == 0 || dtls.max_half_open_per_ip == 0 {
+            return Err(ConfigError::Invalid(
+                "dtls.max_sessions, max_half_open and max_half_open_per_ip must be at least 1"
+                    .into(),
+            ));
+        }
+        if !(1..=3600).contains(&dtls.handshake_timeout)
+            || !(1..=86_400).contains(&dtls.idle_timeout)
+        {
+            return Err(ConfigError::Invalid(
+                "dtls.handshake_timeout must be 1-3600 s and dtls.idle_timeout 1-86400 s".into(),
+            ));
+        }
+        if !(256..=65_000).contains(&dtls.mtu) {
+            return Err(ConfigError::Invalid(
+                "dtls.mtu must be from 256 to 65000".into(),
+            ));
+        }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
             return Err(ConfigError::Invalid(format!(
                 "tasks.timeout must be from 1 to {MAX_TASK_TIMEOUT} seconds (30 days)"

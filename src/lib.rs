@@ -7,6 +7,7 @@ pub mod cli;
 pub mod coap;
 pub mod config;
 pub mod lwm2m;
+pub mod dtls;
 pub mod model;
 pub mod ota;
 pub mod resources;

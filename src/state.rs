@@ -23,6 +23,9 @@ pub struct AppState {
     pub touches: crate::ota::progress::Touches,
     /// LwM2M: registrations committed → the session shell.
     pub lwm2m: crate::lwm2m::hub::Hub,
+    /// Device pre-shared keys for CoAPS handshakes (issue 11), kept in
+    /// step with the store by the PSK admin route.
+    pub psks: crate::dtls::keys::PskDirectory,
 }
 
 impl AppState {

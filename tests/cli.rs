@@ -204,6 +204,7 @@ fn unwritable_data_dir_is_one_clear_line() {
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
         .args(["serve", "--data-dir", data.to_str().unwrap()])
         .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .args(["--coaps-bind", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert!(!o.status.success());

@@ -473,6 +473,7 @@ fn log_format_json_writes_one_object_per_line() {
         .args(["serve", "--log-format", "json", "--data-dir"])
         .arg(dir.path())
         .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .args(["--coaps-bind", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

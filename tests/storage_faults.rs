@@ -350,6 +350,7 @@ fn zeroed_page_stops_startup_with_one_clear_line() {
         .args(["serve", "--data-dir"])
         .arg(tmp.path())
         .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .args(["--coaps-bind", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
         .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())

@@ -15,6 +15,7 @@ mod firmware;
 mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
 mod page;
+mod psk; // issue 11: device DTLS credentials
 mod views;
 
 use axum::extract::DefaultBodyLimit;
@@ -50,6 +51,11 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/devices/{name}", get(devices::show))
         .route("/api/v1/devices/{name}/history", get(devices::history))
+        .route("/api/v1/devices/{name}/psk", axum::routing::put(psk::put))
+        .route(
+            "/api/v1/psks",
+            axum::routing::put(psk::put_bulk).layer(DefaultBodyLimit::max(JSON_BODY_LIMIT)),
+        )
         .route("/api/v1/versions", get(devices::versions))
         .route(
             "/api/v1/campaigns",

@@ -17,6 +17,9 @@ pub struct ServerProcess {
     child: Child,
     pub coap: SocketAddr,
     pub http: SocketAddr,
+    /// The CoAPS (DTLS-PSK) address.
+    #[allow(dead_code)] // read by `bench --only dtls`
+    pub coaps: Option<SocketAddr>,
 }
 
 impl ServerProcess {
@@ -36,6 +39,7 @@ impl ServerProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+            .args(["--coaps-bind", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -43,13 +47,15 @@ impl ServerProcess {
             .context("cannot start lwota serve")?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut coap, mut http) = (None, None);
+        let (mut coap, mut http, mut coaps) = (None, None, None);
         while coap.is_none() || http.is_none() {
             let line = lines
                 .next()
                 .ok_or_else(|| anyhow!("server exited before listening"))??;
             if let Some(a) = line.strip_prefix("coap listening on ") {
                 coap = Some(a.trim().parse()?);
+            } else if let Some(a) = line.strip_prefix("coaps listening on ") {
+                coaps = Some(a.trim().parse()?);
             } else if let Some(a) = line.strip_prefix("http listening on ") {
                 http = Some(a.trim().parse()?);
             }
@@ -58,6 +64,7 @@ impl ServerProcess {
         Ok(ServerProcess {
             child,
             coap: coap.ok_or_else(|| anyhow!("no coap address"))?,
+            coaps,
             http: http.ok_or_else(|| anyhow!("no http address"))?,
         })
     }

@@ -104,6 +104,11 @@ impl Client {
         .map(|(v, _)| v)
     }
 
+    pub fn put_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.finish(self.request("PUT", &self.url(path)).send_json(body.clone()))
+            .map(|(v, _)| v)
+    }
+
     /// Uploads `body` (`len` bytes) as the raw request body.
     pub fn post_body(
         &self,

@@ -63,10 +63,23 @@ fn line_of(record: &Result<csv::StringRecord, csv::Error>, index: usize) -> u64 
         .unwrap_or(index as u64 + 1)
 }
 
-/// Reads `name,product[,version]` rows (a header row is optional). Every
-/// bad line is reported with its line number; any bad line means nothing
-/// is imported.
-pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
+/// A device's DTLS credential from an import file (the key as hex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvCredential {
+    pub device: String,
+    pub identity: String,
+    pub key: String,
+}
+
+/// Reads `name,product[,version]` rows (a header row is optional), and
+/// `name,product,version,identity,key` rows (version may be empty) with the
+/// device's DTLS-PSK identity and hex key. Every bad line is reported with
+/// its line number (never with its key); any bad line means nothing is
+/// imported.
+pub fn read_devices_csv_with_keys(
+    path: &Path,
+) -> anyhow::Result<(Vec<NewDevice>, Vec<CsvCredential>)> {
+    let mut credentials = Vec::new();
     let mut reader = csv_reader(path)?;
     let shown = escape(&path.display().to_string());
     let mut devices = Vec::new();
@@ -87,12 +100,31 @@ pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
         if std::mem::take(&mut first) && record.get(0).is_some_and(is_header) {
             continue;
         }
-        if record.len() < 2 || record.len() > 3 {
+        if !matches!(record.len(), 2 | 3 | 5) {
             errors.push(format!(
-                "line {line}: expected name,product[,version], got {} fields",
+                "line {line}: expected name,product[,version[,identity,key]], got {} fields",
                 record.len()
             ));
             continue;
+        }
+        if record.len() == 5 {
+            let (identity, key) = (record[3].to_string(), record[4].to_string());
+            if !crate::dtls::keys::valid_identity(&identity) {
+                errors.push(format!(
+                    "line {line}: identity must be 1-128 printable ASCII characters"
+                ));
+                continue;
+            }
+            // Never echo the key: only say what is wrong with it.
+            if let Err(m) = crate::dtls::keys::parse_key(&key) {
+                errors.push(format!("line {line}: {m}"));
+                continue;
+            }
+            credentials.push(CsvCredential {
+                device: record[0].to_string(),
+                identity,
+                key,
+            });
         }
         let device = NewDevice {
             name: record[0].to_string(),
@@ -117,7 +149,7 @@ pub fn read_devices_csv(path: &Path) -> anyhow::Result<Vec<NewDevice>> {
     if devices.is_empty() {
         return Err(anyhow!("{shown} lists no devices"));
     }
-    Ok(devices)
+    Ok((devices, credentials))
 }
 
 /// Reads device names from the first column of a CSV file, for campaign
@@ -170,6 +202,31 @@ mod tests {
         for d in ["d1", "meter-0001", "sensor", "named"] {
             assert!(!is_header(d), "{d}");
         }
+    }
+
+    #[test]
+    fn device_rows_may_carry_a_psk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(
+            &path,
+            "name,product,version,identity,key\nd1,p,,id1,00112233\nd2,p,1.0\n",
+        )
+        .unwrap();
+        let (devices, creds) = read_devices_csv_with_keys(&path).unwrap();
+        assert_eq!(devices.len(), 2);
+        assert_eq!(devices[0].version, None);
+        assert_eq!(
+            creds,
+            [CsvCredential {
+                device: "d1".into(),
+                identity: "id1".into(),
+                key: "00112233".into()
+            }]
+        );
+        std::fs::write(&path, "d1,p,,id1,zz\n").unwrap();
+        let err = read_devices_csv_with_keys(&path).unwrap_err().to_string();
+        assert!(err.contains("hexadecimal") && !err.contains("zz"), "{err}");
     }
 
     #[test]

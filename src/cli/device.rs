@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use super::client::{append_query, encode, Paging};
-use super::csv_input::read_devices_csv;
+use super::csv_input::read_devices_csv_with_keys;
 use super::output::{cell, escape, print_fields, print_json, print_list, print_table};
 use super::Ctx;
 
@@ -29,9 +29,11 @@ pub enum DeviceCmd {
         #[arg(long, value_name = "VERSION")]
         version: Option<String>,
     },
-    /// Register devices from a CSV file with columns name,product[,version].
+    /// Register devices from a CSV file with columns
+    /// name,product[,version[,identity,key]]; identity and key (hex) set
+    /// the device's DTLS pre-shared key.
     Import {
-        /// CSV file; a header row (name,product,version) is optional.
+        /// CSV file; a header row (name,product,version,identity,key) is optional.
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
@@ -91,7 +93,7 @@ pub fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<()> {
             Ok(())
         }
         DeviceCmd::Import { file } => {
-            let devices = read_devices_csv(&file)?;
+            let (devices, credentials) = read_devices_csv_with_keys(&file)?;
             let count = devices.len();
             let body = serde_json::to_value(
                 devices
@@ -100,9 +102,24 @@ pub fn run(cmd: DeviceCmd, ctx: &Ctx) -> anyhow::Result<()> {
                     .collect::<Vec<_>>(),
             )?;
             let out = ctx.client.post_json("/api/v1/devices", &body)?;
+            // Keys after the devices exist; one all-or-nothing request per
+            // 10,000 (the server's bulk limit).
+            let mut keys_set = 0;
+            for chunk in credentials.chunks(10_000) {
+                let list: Vec<_> = chunk
+                    .iter()
+                    .map(|c| json!({"device": c.device, "identity": c.identity, "key": c.key}))
+                    .collect();
+                ctx.client
+                    .put_json("/api/v1/psks", &json!({ "credentials": list }))?;
+                keys_set += chunk.len();
+            }
             if ctx.json() {
                 print_json(&out, true);
                 return Ok(());
+            }
+            if keys_set > 0 {
+                println!("{keys_set} DTLS keys set");
             }
             let existing = out["existing"].as_array().map(Vec::len).unwrap_or(0);
             println!(

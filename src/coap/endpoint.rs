@@ -88,6 +88,18 @@ pub struct IncomingRequest {
     /// The local address the request arrived on (an LwM2M Package URI must
     /// name the address the device talks to).
     pub local: SocketAddr,
+    /// Over CoAPS: who the peer proved to be in its DTLS-PSK handshake
+    /// (`None` on plain CoAP, where devices are unauthenticated). Resources
+    /// refuse a request for another device than `identity.device` (4.03).
+    pub identity: Option<Arc<PeerIdentity>>,
+}
+
+/// A peer authenticated by DTLS-PSK: its PSK identity and the device that
+/// identity belongs to. Set by the shell that decrypted the datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub identity: String,
+    pub device: String,
 }
 
 /// Why an exchange failed or an observe relation ended.
@@ -170,6 +182,8 @@ pub struct Endpoint {
     assemblies: Assemblies,
     forward_unmatched: bool,
     understand_accept: bool,
+    /// The identity of the datagram being handled ([`Endpoint::handle_secure`]).
+    identity: Option<Arc<PeerIdentity>>,
 }
 
 impl Endpoint {
@@ -181,12 +195,28 @@ impl Endpoint {
             assemblies: Assemblies::new(config.block1),
             forward_unmatched: config.forward_unmatched,
             understand_accept: config.understand_accept,
+            identity: None,
         }
     }
 
     /// Feeds one received datagram (contract step 2).
     pub fn handle(&mut self, now: Instant, local: SocketAddr, peer: SocketAddr, datagram: &[u8]) {
         self.handle_inner(now, local, peer, datagram, self.forward_unmatched);
+    }
+
+    /// Like [`handle`](Self::handle) for a datagram decrypted by a DTLS
+    /// session: requests it completes carry `identity`.
+    pub fn handle_secure(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        peer: SocketAddr,
+        datagram: &[u8],
+        identity: Arc<PeerIdentity>,
+    ) {
+        self.identity = Some(identity);
+        self.handle_inner(now, local, peer, datagram, self.forward_unmatched);
+        self.identity = None;
     }
 
     /// Feeds a datagram another endpoint reported as [`Event::Unmatched`].
@@ -593,6 +623,7 @@ impl Endpoint {
             method,
             packet,
             local,
+            identity: self.identity.clone(),
         }));
     }
 

@@ -36,6 +36,6 @@ mod tests;
 pub use block1::Block1Limits;
 pub use endpoint::{
     ClientLimits, Endpoint, EndpointConfig, Event, ExchangeId, IncomingRequest, NotifyError,
-    ObserveLimits, RelationId, RequestMeta, Transmit, Why,
+    ObserveLimits, PeerIdentity, RelationId, RequestMeta, Transmit, Why,
 };
 pub use timer::TransmissionParams;

@@ -8,6 +8,7 @@
 
 mod lwm2m;
 mod policy;
+mod psk;
 mod records;
 mod task_state;
 mod timer;
@@ -16,6 +17,7 @@ pub use lwm2m::{QueuedOp, RegistrationRecord};
 pub use policy::{
     CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
 };
+pub use psk::PskRecord;
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

@@ -7,6 +7,7 @@ use coap_lite::{CoapOption, ContentFormat, Packet, ResponseType};
 use super::response;
 use crate::coap::block::Block;
 use crate::coap::endpoint::error_response;
+use crate::coap::IncomingRequest;
 use crate::ota::{parse_task_id, progress};
 use crate::state::App;
 
@@ -65,10 +66,19 @@ pub fn add_block_options(packet: &mut Packet, request: &Packet, slice: &Slice, t
     }
 }
 
-pub fn handle(app: &App, request: &Packet, id: &str, task: Option<(&str, &str)>) -> Packet {
+pub fn handle(
+    app: &App,
+    incoming: &IncomingRequest,
+    id: &str,
+    task: Option<(&str, &str)>,
+) -> Packet {
+    let request = &incoming.packet;
     let Some(image) = id.parse::<u64>().ok().and_then(|id| app.catalogue.get(id)) else {
         return error_response(ResponseType::NotFound, "no such firmware");
     };
+    if incoming.identity.is_none() && super::auth::requires_dtls(app, &image.record.product) {
+        return super::auth::dtls_required();
+    }
     let total = image.record.size;
     let max_block = app.config.firmware.max_block_size as usize;
     let slice = match slice_for(request, total, max_block) {

@@ -10,6 +10,7 @@
 //! | `/.well-known/core` | GET | `well_known.rs` |
 //! | `/rd`, `/rd/{id}` | POST, DELETE | `rd.rs` (LwM2M registration) |
 
+pub mod auth;
 mod cbor;
 mod firmware;
 mod poll;
@@ -52,21 +53,25 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
         }),
         // Device resources first: a device may be called "fw".
         ["ota", device, "poll"] => expect(RequestType::Post, &|| {
-            poll::handle(app, &request.packet, device, request.meta.peer)
+            if let Err(refused) = auth::check_device(request, device) {
+                return Reply::Now(refused);
+            }
+            poll::handle(app, request, device)
         }),
         ["ota", device, "report"] => expect(RequestType::Post, &|| {
-            report::handle(app, &request.packet, device)
+            if let Err(refused) = auth::check_device(request, device) {
+                return Reply::Now(refused);
+            }
+            report::handle(app, &request.packet, device, request.identity.is_some())
         }),
         ["ota", "fw", id] => expect(RequestType::Get, &|| {
-            Reply::Now(firmware::handle(app, &request.packet, id, None))
+            Reply::Now(firmware::handle(app, request, id, None))
         }),
         ["ota", "fw", id, device, task] => expect(RequestType::Get, &|| {
-            Reply::Now(firmware::handle(
-                app,
-                &request.packet,
-                id,
-                Some((device, task)),
-            ))
+            if let Err(refused) = auth::check_device(request, device) {
+                return Reply::Now(refused);
+            }
+            Reply::Now(firmware::handle(app, request, id, Some((device, task))))
         }),
         ["rd"] => expect(RequestType::Post, &|| rd::register(app, request)),
         ["rd", id] => match method {

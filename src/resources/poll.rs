@@ -11,22 +11,30 @@ use coap_lite::{CoapOption, ContentFormat, Packet, ResponseType};
 use super::cbor::{encode_map, CborMap};
 use super::{durable, require_cbor, response, Reply};
 use crate::coap::endpoint::error_response;
+use crate::coap::IncomingRequest;
 use crate::ota::poll::{self, PollAnswer, PollError, PollRequest};
 use crate::ota::valid_device_name;
 use crate::state::App;
 
-pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Reply {
-    let request = match parse(packet, device) {
+pub fn handle(app: &App, incoming: &IncomingRequest, device: &str) -> Reply {
+    let peer: SocketAddr = incoming.meta.peer;
+    let request = match parse(&incoming.packet, device) {
         Ok(request) => request,
         Err(resp) => return Reply::Now(resp),
     };
+    // An existing device polls with its own product (else 4.00), so the
+    // product in the body decides whether plain CoAP is allowed.
+    if incoming.identity.is_none() && super::auth::requires_dtls(app, &request.product) {
+        return Reply::Now(super::auth::dtls_required());
+    }
+    let base = super::auth::secure_base(incoming);
     let device = device.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         let peer = Some(peer.to_string());
         poll::poll(tx, now, settings, &device, peer, &request)
     };
-    durable(app, "poll", job, |app, outcome| match outcome {
-        Ok(answer) => answer_packet(app, answer),
+    durable(app, "poll", job, move |app, outcome| match outcome {
+        Ok(answer) => answer_packet(app, answer, base.as_deref()),
         Err(e @ PollError::UnknownDevice(_)) => {
             error_response(ResponseType::NotFound, &e.to_string())
         }
@@ -68,7 +76,7 @@ fn parse(packet: &Packet, device: &str) -> Result<PollRequest, Packet> {
     })
 }
 
-fn answer_packet(app: &App, answer: PollAnswer) -> Packet {
+fn answer_packet(app: &App, answer: PollAnswer, base: Option<&str>) -> Packet {
     let mut packet = response(ResponseType::Content);
     packet.set_content_format(ContentFormat::ApplicationCBOR);
     packet.payload = match answer {
@@ -87,7 +95,11 @@ fn answer_packet(app: &App, answer: PollAnswer) -> Packet {
             let mut entries = vec![
                 ("task", Value::Text(offer.task)),
                 ("version", Value::Text(offer.version)),
-                ("uri", Value::Text(offer.uri)),
+                // Over CoAPS the device must fetch over CoAPS too.
+                (
+                    "uri",
+                    Value::Text(format!("{}{}", base.unwrap_or(""), offer.uri)),
+                ),
                 ("size", Value::Integer(offer.size.into())),
                 ("sha256", Value::Bytes(offer.sha256)),
             ];

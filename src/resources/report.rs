@@ -14,7 +14,13 @@ use crate::state::App;
 /// Device error strings are kept verbatim, up to this many bytes.
 const MAX_ERROR_LEN: usize = 256;
 
-pub fn handle(app: &App, packet: &Packet, device: &str) -> Reply {
+/// Why a report was not applied.
+enum Refused {
+    Report(ReportError),
+    NeedsDtls,
+}
+
+pub fn handle(app: &App, packet: &Packet, device: &str, secure: bool) -> Reply {
     if !crate::ota::valid_device_name(device) {
         return Reply::Now(error_response(ResponseType::NotFound, "unknown device"));
     }
@@ -23,15 +29,31 @@ pub fn handle(app: &App, packet: &Packet, device: &str) -> Reply {
         Err(resp) => return Reply::Now(resp),
     };
     let device = device.to_string();
+    // Plain CoAP: the stored device's product decides (`[dtls] require_dtls`).
+    let dtls_only = if secure {
+        Vec::new()
+    } else {
+        app.config.dtls.require_dtls.clone()
+    };
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
-        report::report(tx, now, settings, &device, &parsed)
+        if !dtls_only.is_empty() {
+            if let Some(d) = tx.device(&device)? {
+                if dtls_only.contains(&d.product) {
+                    return Ok(Err(Refused::NeedsDtls));
+                }
+            }
+        }
+        Ok(report::report(tx, now, settings, &device, &parsed)?.map_err(Refused::Report))
     };
     durable(app, "report", job, |_, outcome| match outcome {
         Ok(_) => response(ResponseType::Changed),
-        Err(e @ (ReportError::UnknownDevice(_) | ReportError::UnknownTask { .. })) => {
-            error_response(ResponseType::NotFound, &e.to_string())
+        Err(Refused::NeedsDtls) => super::auth::dtls_required(),
+        Err(Refused::Report(
+            e @ (ReportError::UnknownDevice(_) | ReportError::UnknownTask { .. }),
+        )) => error_response(ResponseType::NotFound, &e.to_string()),
+        Err(Refused::Report(e @ ReportError::Conflict(_))) => {
+            error_response(ResponseType::Conflict, &e.to_string())
         }
-        Err(e @ ReportError::Conflict(_)) => error_response(ResponseType::Conflict, &e.to_string()),
     })
 }
 

@@ -159,13 +159,50 @@ impl CoapHandle {
     }
 }
 
+/// What a CoAPS shard needs to make its DTLS session table.
+#[derive(Clone)]
+pub struct DtlsSetup {
+    pub keys: crate::dtls::keys::PskDirectory,
+    pub config: crate::config::DtlsConfig,
+}
+
+impl DtlsSetup {
+    /// A session table with a fresh cookie secret (OS randomness: this is
+    /// the shell; the table and engine take it as an argument).
+    fn table(&self) -> std::io::Result<super::shard::Dtls> {
+        use rand::RngCore;
+        let mut cookie_secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut cookie_secret);
+        let engine = crate::dtls::openssl::OpensslEngine::new(
+            self.keys.clone(),
+            crate::dtls::openssl::EngineConfig {
+                mtu: self.config.mtu,
+                cookie_secret,
+            },
+        )
+        .map_err(std::io::Error::other)?;
+        let c = &self.config;
+        let limits = crate::dtls::table::Limits {
+            max_sessions: c.max_sessions,
+            max_half_open: c.max_half_open,
+            max_half_open_per_ip: c.max_half_open_per_ip,
+            handshake_timeout: std::time::Duration::from_secs(c.handshake_timeout),
+            idle_timeout: std::time::Duration::from_secs(c.idle_timeout),
+        };
+        Ok(crate::dtls::table::SessionTable::new(engine, limits))
+    }
+}
+
 /// Starts one shard per socket; returns the handle and the shards' tasks.
+/// With `dtls`, the shards speak CoAPS: a DTLS session table sits between
+/// each socket and its endpoint.
 pub fn spawn(
     sockets: Vec<tokio::net::UdpSocket>,
     app: App,
     shutdown: watch::Receiver<bool>,
     config: &CoapConfig,
     seed: u64,
+    dtls: Option<DtlsSetup>,
 ) -> std::io::Result<(CoapHandle, Vec<tokio::task::JoinHandle<()>>)> {
     let n = sockets.len();
     let local = sockets
@@ -179,10 +216,15 @@ pub fn spawn(
     let senders: Arc<[mpsc::Sender<ShardMsg>]> = senders.into();
     let mut tasks = Vec::with_capacity(n);
     for (index, (socket, rx)) in sockets.into_iter().zip(receivers).enumerate() {
+        let mut endpoint_config = endpoint_config(config, n);
+        // A DTLS peer stays on the socket that holds its session, so no
+        // datagram of it can belong to another shard.
+        endpoint_config.forward_unmatched &= dtls.is_none();
         let endpoint = Endpoint::new(
-            endpoint_config(config, n),
+            endpoint_config,
             seed ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         );
+        let table = dtls.as_ref().map(DtlsSetup::table).transpose()?;
         let shard = Shard::new(
             index,
             socket,
@@ -191,7 +233,8 @@ pub fn spawn(
             senders.clone(),
             directory.clone(),
             app.clone(),
-        )?;
+        )?
+        .with_dtls(table);
         tasks.push(tokio::spawn(shard.run(shutdown.clone())));
     }
     Ok((

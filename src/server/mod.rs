@@ -27,9 +27,16 @@ use crate::time::Clock;
 
 /// A started server: its addresses and how to stop it.
 pub struct Running {
+    /// The plain CoAP address (the CoAPS one when plain CoAP is disabled).
     pub coap_addr: SocketAddr,
     /// Sends CoAP requests to devices (LwM2M uses it).
     pub coap: coap_shell::CoapHandle,
+    /// Whether plain CoAP listens (`server.coap_enabled`).
+    pub coap_enabled: bool,
+    /// The CoAPS (DTLS-PSK) address, when enabled.
+    pub coaps_addr: Option<SocketAddr>,
+    /// Sends CoAP requests over established DTLS sessions.
+    pub coaps: Option<coap_shell::CoapHandle>,
     pub http_addr: SocketAddr,
     pub app: App,
     shutdown: watch::Sender<bool>,
@@ -52,8 +59,18 @@ pub async fn start_on(
     let data_dir = config.server.data_dir.clone();
     // Bind first: a port in use must not leave anything behind.
     let shards = coap_shell::shard_count(&config.coap);
-    let coap_sockets = coap_shell::bind(config.server.coap_bind, shards)
-        .with_context(|| format!("cannot bind CoAP UDP {}", config.server.coap_bind))?;
+    let coap_sockets = if config.server.coap_enabled {
+        coap_shell::bind(config.server.coap_bind, shards)
+            .with_context(|| format!("cannot bind CoAP UDP {}", config.server.coap_bind))?
+    } else {
+        Vec::new()
+    };
+    let coaps_sockets = if config.server.coaps_enabled {
+        coap_shell::bind(config.server.coaps_bind, shards)
+            .with_context(|| format!("cannot bind CoAPS UDP {}", config.server.coaps_bind))?
+    } else {
+        Vec::new()
+    };
     let http_listener = std::net::TcpListener::bind(config.server.http_bind)
         .with_context(|| format!("cannot bind HTTP {}", config.server.http_bind))?;
     std::fs::create_dir_all(&data_dir)
@@ -72,13 +89,18 @@ pub async fn start_on(
     let (store, records) = (opened.store, opened.records);
     let catalogue = Catalogue::load(&blobs, records);
 
-    let coap_sockets = coap_sockets
-        .into_iter()
-        .map(|s| {
-            s.set_nonblocking(true)?;
-            tokio::net::UdpSocket::from_std(s)
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
+    let to_tokio = |sockets: Vec<std::net::UdpSocket>| {
+        sockets
+            .into_iter()
+            .map(|s| {
+                s.set_nonblocking(true)?;
+                tokio::net::UdpSocket::from_std(s)
+            })
+            .collect::<std::io::Result<Vec<_>>>()
+    };
+    let coap_sockets = to_tokio(coap_sockets)?;
+    let coaps_sockets = to_tokio(coaps_sockets)?;
+    let psks = load_psks(&store)?;
     http_listener.set_nonblocking(true)?;
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
@@ -93,6 +115,7 @@ pub async fn start_on(
         blob_lock: tokio::sync::Mutex::new(()),
         touches: Default::default(),
         lwm2m,
+        psks,
     });
     let (shutdown, signal) = watch::channel(false);
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
@@ -101,13 +124,45 @@ pub async fn start_on(
         .map_or(0, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
     let coap_config = app.config.coap.clone();
-    let (coap, mut tasks) = coap_shell::spawn(
-        coap_sockets,
-        app.clone(),
-        signal.clone(),
-        &coap_config,
-        seed,
-    )?;
+    let mut tasks = Vec::new();
+    let coap = if coap_sockets.is_empty() {
+        None
+    } else {
+        let (handle, shard_tasks) = coap_shell::spawn(
+            coap_sockets,
+            app.clone(),
+            signal.clone(),
+            &coap_config,
+            seed,
+            None,
+        )?;
+        tasks.extend(shard_tasks);
+        Some(handle)
+    };
+    let coaps = if coaps_sockets.is_empty() {
+        None
+    } else {
+        let setup = coap_shell::DtlsSetup {
+            keys: app.psks.clone(),
+            config: app.config.dtls.clone(),
+        };
+        let (handle, shard_tasks) = coap_shell::spawn(
+            coaps_sockets,
+            app.clone(),
+            signal.clone(),
+            &coap_config,
+            seed.rotate_left(17),
+            Some(setup),
+        )?;
+        tasks.extend(shard_tasks);
+        Some(handle)
+    };
+    let coap_enabled = coap.is_some();
+    let coaps_addr = coaps.as_ref().map(|c| c.local_addr());
+    let coap = match coap.or_else(|| coaps.clone()) {
+        Some(handle) => handle,
+        None => anyhow::bail!("neither CoAP nor CoAPS is enabled"),
+    };
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
@@ -125,11 +180,34 @@ pub async fn start_on(
     Ok(Running {
         coap_addr,
         coap,
+        coap_enabled,
+        coaps_addr,
+        coaps,
         http_addr,
         app,
         shutdown,
         tasks,
     })
+}
+
+/// Every device credential, for the handshakes' PSK lookups.
+fn load_psks(store: &crate::store::Store) -> anyhow::Result<crate::dtls::keys::PskDirectory> {
+    let keys = crate::dtls::keys::PskDirectory::default();
+    let read = store.read().context("cannot read device credentials")?;
+    let mut after: Option<String> = None;
+    loop {
+        let page = read
+            .psks(after.as_deref(), 1000)
+            .context("cannot read device credentials")?;
+        let Some((last, _)) = page.last() else {
+            break;
+        };
+        after = Some(last.clone());
+        for (device, record) in &page {
+            keys.set(device, record);
+        }
+    }
+    Ok(keys)
 }
 
 impl Running {

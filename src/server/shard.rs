@@ -76,6 +76,11 @@ pub enum Waiter {
     Stream(NotificationSender),
 }
 
+/// The DTLS layer of a CoAPS shard (`dtls/`): ciphertext from the socket
+/// becomes plaintext for the endpoint, the endpoint's datagrams become
+/// ciphertext for the socket.
+pub type Dtls = crate::dtls::table::SessionTable<crate::dtls::openssl::OpensslEngine>;
+
 pub struct Shard {
     index: usize,
     socket: UdpSocket,
@@ -93,6 +98,8 @@ pub struct Shard {
     heard: HashSet<SocketAddr>,
     /// How many shards the datagram being handled has passed through.
     hops: usize,
+    /// CoAPS: the session table between the socket and the endpoint.
+    dtls: Option<Dtls>,
 }
 
 impl Shard {
@@ -120,7 +127,14 @@ impl Shard {
             waiters: HashMap::new(),
             heard: HashSet::new(),
             hops: 0,
+            dtls: None,
         })
+    }
+
+    /// Makes this a CoAPS shard: datagrams pass through `dtls`.
+    pub fn with_dtls(mut self, dtls: Option<Dtls>) -> Shard {
+        self.dtls = dtls;
+        self
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -130,7 +144,13 @@ impl Shard {
             meta: vec![RecvMeta::default(); batch],
         };
         loop {
-            let deadline = self.endpoint.poll_timeout();
+            let deadline = match (
+                self.endpoint.poll_timeout(),
+                self.dtls.as_ref().and_then(|d| d.poll_timeout()),
+            ) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 ready = self.socket.readable() => {
                     if let Err(e) = ready {
@@ -145,7 +165,11 @@ impl Shard {
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    self.endpoint.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.endpoint.handle_timeout(now);
+                    if let Some(dtls) = self.dtls.as_mut() {
+                        dtls.handle_timeout(now);
+                    }
                     self.drain().await;
                 }
                 _ = shutdown.changed() => break,
@@ -186,7 +210,17 @@ impl Shard {
                 // With UDP GRO one buffer may hold several datagrams of
                 // `stride` bytes each.
                 for datagram in data.chunks(meta.stride.max(1)) {
-                    self.endpoint.handle(Instant::now(), local, peer, datagram);
+                    let now = Instant::now();
+                    match self.dtls.as_mut() {
+                        Some(dtls) => {
+                            dtls.handle(now, peer, datagram);
+                            while let Some(p) = dtls.poll_plaintext() {
+                                self.endpoint
+                                    .handle_secure(now, local, p.peer, &p.data, p.identity);
+                            }
+                        }
+                        None => self.endpoint.handle(now, local, peer, datagram),
+                    }
                     self.drain().await;
                 }
             }
@@ -250,19 +284,32 @@ impl Shard {
             }
             while let Some(t) = self.endpoint.poll_transmit() {
                 progressed = true;
-                match self.socket.try_send_to(&t.bytes, t.peer) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if let Err(e) = self.socket.send_to(&t.bytes, t.peer).await {
-                            tracing::debug!(peer = %t.peer, "udp send: {e}");
-                        }
+                match self.dtls.as_mut() {
+                    Some(dtls) => {
+                        dtls.send(Instant::now(), t.peer, &t.bytes);
                     }
-                    Err(e) => tracing::debug!(peer = %t.peer, "udp send: {e}"),
+                    None => self.send_datagram(t.peer, &t.bytes).await,
                 }
+            }
+            while let Some((peer, bytes)) = self.dtls.as_mut().and_then(|d| d.poll_transmit()) {
+                progressed = true;
+                self.send_datagram(peer, &bytes).await;
             }
             if !progressed {
                 return;
             }
+        }
+    }
+
+    async fn send_datagram(&self, peer: SocketAddr, bytes: &[u8]) {
+        match self.socket.try_send_to(bytes, peer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if let Err(e) = self.socket.send_to(bytes, peer).await {
+                    tracing::debug!(%peer, "udp send: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(%peer, "udp send: {e}"),
         }
     }
 

@@ -13,6 +13,7 @@ use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
     RegistrationRecord, StateCounts, TaskRecord, Timer,
+    PskRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -33,6 +34,8 @@ pub struct MemoryTx {
     registrations: BTreeMap<String, RegistrationRecord>,
     locations: HashMap<String, String>,
     dynamic: BTreeSet<(String, CampaignId)>,
+    psks: BTreeMap<String, PskRecord>,
+    psk_identities: BTreeMap<String, String>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -192,6 +195,24 @@ impl ReadTx for MemoryTx {
             .iter()
             .filter(|(p, _)| p == product)
             .map(|(_, id)| *id)
+    fn psk(&self, device: &str) -> Result<Option<PskRecord>> {
+        Ok(self.psks.get(device).cloned())
+    }
+
+    fn psk_owner(&self, identity: &str) -> Result<Option<String>> {
+        Ok(self.psk_identities.get(identity).cloned())
+    }
+
+    fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>> {
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.to_string()),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(self
+            .psks
+            .range((start, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
     }
 }
@@ -372,6 +393,12 @@ impl Tx for MemoryTx {
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
         self.locations.remove(&record.location);
         self.registrations.remove(name);
+    fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
+        if let Some(old) = self.psks.insert(device.to_string(), record.clone()) {
+            self.psk_identities.remove(&old.identity);
+        }
+        self.psk_identities
+            .insert(record.identity.clone(), device.to_string());
         Ok(())
     }
 }

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
     RegistrationRecord, StateCounts, TaskRecord, Timer,
+    PskRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -146,6 +147,12 @@ pub trait ReadTx {
     /// Dynamic campaigns of `product` still taking new devices (few: one
     /// per open dynamic campaign).
     fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>>;
+    /// A device's DTLS pre-shared key (issue 11).
+    fn psk(&self, device: &str) -> Result<Option<PskRecord>>;
+    /// The device a PSK identity belongs to.
+    fn psk_owner(&self, identity: &str) -> Result<Option<String>>;
+    /// Credentials in device-name order, after `after`, at most `limit`.
+    fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -212,6 +219,9 @@ pub trait Tx: ReadTx {
     ) -> Result<()>;
     /// Removes device `name`'s registration `record` and its location.
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()>;
+    /// Sets a device's credential, replacing its previous identity (which
+    /// becomes free). The caller checks the identity is not another's.
+    fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

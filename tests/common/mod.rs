@@ -33,6 +33,7 @@ pub fn test_config(dir: &Path) -> Config {
     config.server.data_dir = dir.to_path_buf();
     config.server.coap_bind = "127.0.0.1:0".parse().unwrap();
     config.server.http_bind = "127.0.0.1:0".parse().unwrap();
+    config.server.coaps_bind = "127.0.0.1:0".parse().unwrap();
     config.devices.poll_interval = 1;
     config
 }
@@ -200,6 +201,7 @@ impl ChildServer {
             .args(["serve", "--data-dir"])
             .arg(data_dir)
             .args(["--coap-bind", coap_bind, "--http-bind", http_bind])
+            .args(["--coaps-bind", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

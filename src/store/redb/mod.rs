@@ -71,6 +71,8 @@ impl RedbStore {
             txn.open_table(schema::REGISTRATIONS)?;
             txn.open_table(schema::REGISTRATION_LOCATIONS)?;
             txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
+            txn.open_table(schema::PSKS)?;
+            txn.open_table(schema::PSK_IDENTITIES)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

@@ -43,6 +43,10 @@ pub const LEGACY_DEADLINES: TableDefinition<(u64, u64, &str), ()> =
 /// so a poll finds them without scanning every campaign.
 pub const DYNAMIC_CAMPAIGNS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("dynamic_campaigns");
+/// Device name → `PskRecord` (DTLS pre-shared key, issue 11).
+pub const PSKS: TableDefinition<&str, &[u8]> = TableDefinition::new("psks");
+/// PSK identity → device name: an identity authenticates exactly one device.
+pub const PSK_IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("psk_identities");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 

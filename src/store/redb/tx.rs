@@ -11,6 +11,7 @@ use super::schema;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
     RegistrationRecord, StateCounts, TaskRecord, Timer,
+    PskRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -251,6 +252,31 @@ macro_rules! impl_read {
             ) -> Result<Vec<(String, RegistrationRecord)>> {
                 let table = self.$txn.open_table(schema::REGISTRATIONS)?;
                 super::lwm2m::registrations(&table, str_bound(after), limit)
+            fn psk(&self, device: &str) -> Result<Option<PskRecord>> {
+                let table = self.$txn.open_table(schema::PSKS)?;
+                let value = table.get(device)?;
+                value.map(|v| decode(v.value())).transpose()
+            }
+
+            fn psk_owner(&self, identity: &str) -> Result<Option<String>> {
+                let table = self.$txn.open_table(schema::PSK_IDENTITIES)?;
+                let value = table.get(identity)?;
+                Ok(value.map(|v| v.value().to_string()))
+            }
+
+            fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>> {
+                let table = self.$txn.open_table(schema::PSKS)?;
+                let mut out = Vec::new();
+                for entry in table.range::<&str>((str_bound(after), Bound::Unbounded))? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = entry?;
+                    if let Some(p) = decode_or_skip("psks", k.value(), v.value()) {
+                        out.push((k.value().to_string(), p));
+                    }
+                }
+                Ok(out)
             }
         }
     };
@@ -538,5 +564,21 @@ impl Tx for RedbTx {
 
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
         super::lwm2m::delete(&self.txn, name, record)
+    fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
+        let old: Option<PskRecord> = {
+            let table = self.txn.open_table(schema::PSKS)?;
+            let value = table.get(device)?;
+            value.map(|v| decode(v.value())).transpose()?
+        };
+        let mut identities = self.txn.open_table(schema::PSK_IDENTITIES)?;
+        if let Some(old) = old {
+            identities.remove(old.identity.as_str())?;
+        }
+        identities.insert(record.identity.as_str(), device)?;
+        drop(identities);
+        self.txn
+            .open_table(schema::PSKS)?
+            .insert(device, encode(record).as_slice())?;
+        Ok(())
     }
 }
