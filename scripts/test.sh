@@ -34,4 +34,11 @@ if ! cmp -s tests/interop/node/package-lock.json tests/interop/node/node_modules
   (cd tests/interop/node && npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.lwota-installed)
 fi
 
+# tests/openapi.rs validates the admin API's OpenAPI document with it.
+if ! python3 -c "import openapi_spec_validator, jsonschema" >/dev/null 2>&1; then
+  echo "installing openapi-spec-validator"
+  python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openapi-spec-validator
+fi
+
 cargo test --release "$@"
