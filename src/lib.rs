@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cli;
 pub mod coap;
 pub mod config;
+pub mod console; // issue 12 item 1: operators' web console
 pub mod model;
 pub mod ota;
 pub mod resources;

@@ -6,6 +6,7 @@
 //! in `ota/`.
 
 mod campaigns;
+pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
 pub mod error;
 mod firmware;
