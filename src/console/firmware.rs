@@ -180,6 +180,7 @@ async fn details(state: &ConsoleState, op: &Operator, id: &str, error: Option<&s
         h2 { "Campaigns using it" }
         @if using.is_empty() { p { "None." } } @else { (campaign_rows(&using)) }
         @if op.admin() {
+            p { a.button href={ "/campaigns/new?firmware=" (field(&fw, "id")) } { "New campaign with this firmware" } }
             h2 { "Delete" }
             p.hint { "Refused while an unfinished campaign uses this firmware." }
             form method="post" action={ "/firmware/" (field(&fw, "id")) "/delete" } {
