@@ -41,4 +41,19 @@ if ! python3 -c "import openapi_spec_validator, jsonschema" >/dev/null 2>&1; the
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openapi-spec-validator
 fi
 
+# Issue 12: the web console's browser test drives Debian's chromium through
+# its chromedriver with Python selenium (a missing one fails that test).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+if ! python3 -c "import selenium" >/dev/null 2>&1; then
+  echo "installing selenium"
+  python3 -m pip install --quiet --disable-pip-version-check selenium \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages selenium
+fi
+
 cargo test --release "$@"

@@ -8,6 +8,7 @@ pub mod coap;
 pub mod config;
 pub mod lwm2m;
 pub mod dtls;
+pub mod console; // issue 12 item 1: operators' web console
 pub mod model;
 pub mod ota;
 pub mod resources;

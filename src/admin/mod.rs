@@ -9,6 +9,7 @@ mod campaign_options; // issue 10
 mod campaign_rules; // issue 10
 mod campaign_views; // issue 10
 mod campaigns;
+pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
 pub mod error;
 mod firmware;

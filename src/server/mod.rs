@@ -166,6 +166,7 @@ pub async fn start_on(
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
+    let router = router.merge(crate::console::router(app.clone())); // issue 12: web console at /
     let mut http_signal = signal;
     tasks.push(tokio::spawn(async move {
         // JsonErrorListener: hyper's own parse-error 400s get the JSON body.
