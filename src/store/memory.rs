@@ -12,8 +12,7 @@ use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    RegistrationRecord, StateCounts, TaskRecord, Timer,
-    PskRecord, StateCounts, TaskRecord, Timer,
+    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -189,12 +188,18 @@ impl ReadTx for MemoryTx {
             .range((after_str(after), Bound::Unbounded))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>> {
         Ok(self
             .dynamic
             .iter()
             .filter(|(p, _)| p == product)
             .map(|(_, id)| *id)
+            .collect())
+    }
+
     fn psk(&self, device: &str) -> Result<Option<PskRecord>> {
         Ok(self.psks.get(device).cloned())
     }
@@ -393,6 +398,9 @@ impl Tx for MemoryTx {
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
         self.locations.remove(&record.location);
         self.registrations.remove(name);
+        Ok(())
+    }
+
     fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
         if let Some(old) = self.psks.insert(device.to_string(), record.clone()) {
             self.psk_identities.remove(&old.identity);

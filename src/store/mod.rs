@@ -43,8 +43,7 @@ use std::sync::Arc;
 
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    RegistrationRecord, StateCounts, TaskRecord, Timer,
-    PskRecord, StateCounts, TaskRecord, Timer,
+    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 

@@ -10,8 +10,7 @@ use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    RegistrationRecord, StateCounts, TaskRecord, Timer,
-    PskRecord, StateCounts, TaskRecord, Timer,
+    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -252,6 +251,8 @@ macro_rules! impl_read {
             ) -> Result<Vec<(String, RegistrationRecord)>> {
                 let table = self.$txn.open_table(schema::REGISTRATIONS)?;
                 super::lwm2m::registrations(&table, str_bound(after), limit)
+            }
+
             fn psk(&self, device: &str) -> Result<Option<PskRecord>> {
                 let table = self.$txn.open_table(schema::PSKS)?;
                 let value = table.get(device)?;
@@ -564,6 +565,8 @@ impl Tx for RedbTx {
 
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
         super::lwm2m::delete(&self.txn, name, record)
+    }
+
     fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
         let old: Option<PskRecord> = {
             let table = self.txn.open_table(schema::PSKS)?;
