@@ -173,10 +173,7 @@ fn staged_rollout_of_1000_pauses_on_wave_failures_and_resumes() {
         .iter()
         .filter(|t| t["wave"] == 2)
         .all(|t| t["pending"] == "wave"));
-    assert_eq!(
-        campaign(&server, id)["pending"]["wave"].as_u64().unwrap() >= 700,
-        true
-    );
+    assert!(campaign(&server, id)["pending"]["wave"].as_u64().unwrap() >= 700);
 
     let (status, body) = server.post_json(&format!("/api/v1/campaigns/{id}/resume"), &json!({}));
     assert_eq!(status, 200, "{body}");
