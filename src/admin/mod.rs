@@ -5,6 +5,7 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
+pub mod actor;
 mod campaigns;
 mod devices;
 pub mod error;
