@@ -17,6 +17,22 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub tasks: TasksConfig,
     pub coap: CoapConfig,
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: the operator action log (`GET /api/v1/audit`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Most entries kept; the oldest are dropped beyond it
+    /// (`lwota_audit_dropped_total`).
+    pub limit: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { limit: 100_000 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -215,6 +231,11 @@ impl Config {
         if !(1..=64).contains(&coap.nstart) {
             return Err(ConfigError::Invalid(
                 "coap.nstart must be from 1 to 64".into(),
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.audit.limit) {
+            return Err(ConfigError::Invalid(
+                "audit.limit must be from 1 to 10000000".into(),
             ));
         }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {

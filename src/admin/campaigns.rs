@@ -5,6 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult, Query};
 use super::{page, views};
 use crate::model::TaskState;
@@ -91,18 +93,30 @@ fn parse_target(value: Option<&Value>) -> ApiResult<Target> {
 
 pub async fn create(
     State(app): State<App>,
+    actor: Actor,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("body is not JSON: {e}")))?;
     let firmware = firmware_id(value.get("firmware"))?;
     let target = parse_target(value.get("target"))?;
-    let now = app.now();
-    let created = app
-        .store
-        .write(move |tx| campaign::create(tx, now, firmware, &target))
-        .await?
-        .map_err(api_error)?;
+    let details = audit_details(&value);
+    let created = audited(&app, move |tx, now| {
+        Ok(
+            campaign::create(tx, now, firmware, &target)?.map(|created| {
+                let action = Action::new(
+                    "campaign.create",
+                    format!("campaign/{}", created.campaign.id),
+                    actor.0.clone(),
+                    details.clone(),
+                );
+                (created, action)
+            }),
+        )
+    })
+    .await?
+    .map_err(api_error)?;
+    crate::resources::task_observe::changed(&app, crate::resources::task_observe::Scope::All);
     let counts = app.store.read()?.campaign_counts(created.campaign.id)?;
     let mut body = views::campaign(&created.campaign, &counts);
     body["skipped"] = json!(created.skipped);
@@ -112,6 +126,17 @@ pub async fn create(
         "campaign created"
     );
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// What the audit log keeps of a campaign request: every option as sent
+/// (`force` included), the device list as a count (it can be 10,000 names).
+fn audit_details(body: &Value) -> Value {
+    let mut details = body.clone();
+    if let Some(devices) = details.get_mut("target").and_then(|t| t.get_mut("devices")) {
+        let n = devices.as_array().map_or(0, Vec::len);
+        *devices = json!({"count": n});
+    }
+    details
 }
 
 /// Campaigns read per step of the listing.
@@ -223,15 +248,27 @@ pub async fn devices(
     ))
 }
 
-pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn cancel(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    let now = app.now();
     let settings = app.ota_settings();
-    let cancelled = app
-        .store
-        .write(move |tx| campaign::cancel(tx, now, settings, id))
-        .await?
-        .map_err(api_error)?;
+    let cancelled = audited(&app, move |tx, now| {
+        Ok(campaign::cancel(tx, now, settings, id)?.map(|n| {
+            let action = Action::new(
+                "campaign.cancel",
+                format!("campaign/{id}"),
+                actor.0.clone(),
+                json!({"cancelled": n}),
+            );
+            (n, action)
+        }))
+    })
+    .await?
+    .map_err(api_error)?;
+    crate::resources::task_observe::changed(&app, crate::resources::task_observe::Scope::All);
     let tx = app.store.read()?;
     let c = tx
         .campaign(id)?

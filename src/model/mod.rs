@@ -6,10 +6,14 @@
 //! `store/` or `server/`; it is data and the rules that belong to the data
 //! alone (state names, ordering).
 
+mod assignment;
+mod audit;
 mod records;
 mod task_state;
 mod timer;
 
+pub use assignment::{Assigned, AssignmentScope, Assignments};
+pub use audit::{AuditEntry, AuditId};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

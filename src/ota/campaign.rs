@@ -85,12 +85,14 @@ pub fn create(
     };
     let mut skipped = Skipped::default();
     let mut chosen: Vec<(String, DeviceRecord)> = Vec::new();
+    // Software images compare and occupy the software slot (issue 10 item 9).
+    let software = super::assignment::is_software(&fw);
     let mut consider = |name: &str, device: DeviceRecord, skipped: &mut Skipped| {
         if device.product != fw.product {
             skipped.wrong_product.push(name.to_string());
-        } else if device.version == fw.version {
+        } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
             skipped.up_to_date.push(name.to_string());
-        } else if device.active_task.is_some() {
+        } else if super::assignment::active(&device, software).is_some() {
             skipped.busy.push(name.to_string());
         } else {
             chosen.push((name.to_string(), device));
@@ -127,7 +129,8 @@ pub fn create(
                         continue;
                     }
                     if let Some(versions) = &versions {
-                        if !versions.contains(device.version.as_str()) {
+                        let current = super::assignment::current_version(&device, software);
+                        if !current.is_some_and(|v| versions.contains(v)) {
                             continue;
                         }
                     }
@@ -186,22 +189,26 @@ fn queue_tasks(
         last_activity: None,
         deadline: None,
     };
+    let software = super::assignment::is_software(fw);
     let mut entries: Vec<HistoryEntry> = Vec::new();
     let mut by_version: HashMap<String, usize> = HashMap::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK.min(chosen.len()));
     for (name, mut device) in chosen {
-        let entry = *by_version.entry(device.version.clone()).or_insert_with(|| {
+        let from = super::assignment::current_version(&device, software)
+            .unwrap_or("unknown")
+            .to_string();
+        let entry = *by_version.entry(from.clone()).or_insert_with(|| {
             let mut entry = HistoryEntry::note(
                 now,
                 "queued",
-                format!("campaign {id}: {} -> {}", device.version, fw.version),
+                format!("campaign {id}: {from} -> {}", fw.version),
             );
             entry.campaign = Some(id);
             entry.to = Some(TaskState::Queued);
             entries.push(entry);
             entries.len() - 1
         });
-        device.active_task = Some(id);
+        super::assignment::set_active(&mut device, software, Some(id));
         device.last_task = Some(id);
         chunk.push((name, device, entry));
         if chunk.len() >= QUEUE_CHUNK {

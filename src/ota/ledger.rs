@@ -87,14 +87,23 @@ pub fn transition(
     }
     updated.deadline = deadline_of(&updated, ctx);
     put_task(tx, ctx.device_name, Some(task), &updated)?;
+    // A software task (issue 10 item 9) moves the software version.
+    let software = super::assignment::is_software_task(device, task.campaign);
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;
         }
+        if software {
+            device.software_task = None;
+        }
         finish_campaign_if_done(tx, task.campaign, ctx.now)?;
     }
     if next.state == TaskState::Updated {
-        device.version = task.target_version.clone();
+        if software {
+            device.software_version = Some(task.target_version.clone());
+        } else {
+            device.version = task.target_version.clone();
+        }
     }
     // Block-inferred progress within `downloading` would add a hundred
     // entries per download; history keeps its state changes only.

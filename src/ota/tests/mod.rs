@@ -109,6 +109,7 @@ pub fn poll_at(
         version: version.into(),
         battery: None,
         block: None,
+        software_version: None,
     };
     s.write_sync(|tx| poll::poll(tx, now, settings(), name, None, &request))
         .unwrap()
