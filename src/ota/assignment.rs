@@ -200,7 +200,7 @@ pub fn set(
                     }
                 }
                 if needs(&device, software, &fw) {
-                    queue_one(tx, now, &mut record, &fw, software, name, &mut device)?;
+                    queue_one(tx, now, &mut record, &fw, software, name, &mut device, None)?;
                     queued += 1;
                 }
                 tx.put_device(name, &device)?;
@@ -223,7 +223,16 @@ pub fn set(
                     if own.slot(software).is_some() {
                         continue;
                     }
-                    queue_one(tx, now, &mut record, &fw, software, &name, &mut device)?;
+                    queue_one(
+                        tx,
+                        now,
+                        &mut record,
+                        &fw,
+                        software,
+                        &name,
+                        &mut device,
+                        None,
+                    )?;
                     tx.put_device(&name, &device)?;
                     queued += 1;
                 }
@@ -330,7 +339,10 @@ pub fn catch_up(
         if current_version(device, software) == Some(a.version.as_str()) {
             continue;
         }
-        if tx.task(a.campaign, name)?.is_some() {
+        // One task per device per assignment; only one cancelled by an
+        // override (or a per-device cancel) is given again.
+        let previous = tx.task(a.campaign, name)?;
+        if previous.as_ref().is_some_and(|t| !was_cancelled(t)) {
             continue;
         }
         let Some(mut record) = tx.campaign(a.campaign)? else {
@@ -346,7 +358,16 @@ pub fn catch_up(
         if fw.product != device.product {
             continue;
         }
-        queue_one(tx, now, &mut record, &fw, software, name, device)?;
+        queue_one(
+            tx,
+            now,
+            &mut record,
+            &fw,
+            software,
+            name,
+            device,
+            previous.as_ref(),
+        )?;
         tx.put_campaign(&record)?;
         queued.push(a.campaign);
     }
@@ -408,9 +429,15 @@ fn cancel_campaign(
     }
 }
 
-/// Queues one task of `record` for the device and counts it in the
+fn was_cancelled(task: &TaskRecord) -> bool {
+    task.state == TaskState::Failed && task.error.as_deref() == Some("cancelled")
+}
+
+/// Queues one task of `record` for the device (over `previous`, a
+/// cancelled task of the same campaign, if any) and counts it in the
 /// campaign, reopening it if it had finished. The caller writes the device
 /// and the campaign (once for a whole product scan).
+#[allow(clippy::too_many_arguments)]
 fn queue_one(
     tx: &mut (impl Tx + ?Sized),
     now: Timestamp,
@@ -419,6 +446,7 @@ fn queue_one(
     software: bool,
     name: &str,
     device: &mut DeviceRecord,
+    previous: Option<&TaskRecord>,
 ) -> Result<(), StoreError> {
     let task = TaskRecord {
         campaign: record.id,
@@ -432,7 +460,7 @@ fn queue_one(
         last_activity: None,
         deadline: None,
     };
-    ledger::put_task(tx, name, None, &task)?;
+    ledger::put_task(tx, name, previous, &task)?;
     set_active(device, software, Some(record.id));
     device.last_task = Some(record.id);
     let mut entry = HistoryEntry::note(
@@ -449,7 +477,9 @@ fn queue_one(
     entry.campaign = Some(record.id);
     entry.to = Some(TaskState::Queued);
     tx.append_history(name, &entry)?;
-    record.total += 1;
+    if previous.is_none() {
+        record.total += 1;
+    }
     if record.status == CampaignStatus::Finished {
         record.status = CampaignStatus::Running;
         record.finished_at = None;

@@ -4,6 +4,7 @@
 
 mod campaigns;
 mod devices;
+mod fleet;
 mod timers;
 
 use crate::model::{FirmwareRecord, HistoryEntry, TaskRecord};
