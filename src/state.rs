@@ -21,6 +21,8 @@ pub struct AppState {
     pub blob_lock: tokio::sync::Mutex<()>,
     /// Coalesces block-fetch signs of life (see `ota::progress::Touches`).
     pub touches: crate::ota::progress::Touches,
+    /// Devices holding an Observe on `/ota/{device}/task` (issue 10 item 10).
+    pub task_observers: crate::resources::task_observe::TaskObservers,
 }
 
 impl AppState {

@@ -8,17 +8,22 @@
 mod campaign_options; // issue 10
 mod campaign_rules; // issue 10
 mod campaign_views; // issue 10
+pub mod actor;
+mod assignment; // issue 10 item 9
+pub mod audit; // issue 10 item 13
 mod campaigns;
 mod devices;
 pub mod error;
 mod firmware;
+mod firmware_edit; // issue 10 item 12
 mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
 mod page;
+mod stats; // issue 10 item 12
 mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::state::App;
@@ -37,7 +42,9 @@ pub fn router(app: App) -> Router {
         )
         .route(
             "/api/v1/firmware/{id}",
-            get(firmware::show).delete(firmware::delete),
+            get(firmware::show)
+                .delete(firmware::delete)
+                .patch(firmware_edit::patch),
         )
         .route(
             "/api/v1/devices",
@@ -62,6 +69,8 @@ pub fn router(app: App) -> Router {
         )
         .route("/api/v1/campaigns/{id}", get(campaigns::show))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
+        .route("/api/v1/campaigns/{id}/stats", get(stats::campaign))
+        .route("/api/v1/firmware/{id}/stats", get(stats::firmware))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/campaigns/{id}/retry", post(campaign_rules::retry))
         .route(
@@ -77,6 +86,19 @@ pub fn router(app: App) -> Router {
             post(campaign_rules::retry_device),
         )
         .route("/api/v1/metrics", get(devices::metrics))
+        .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/products/{product}/firmware",
+            put(assignment::put_product)
+                .get(assignment::get_product)
+                .delete(assignment::delete_product),
+        )
+        .route(
+            "/api/v1/devices/{name}/firmware",
+            put(assignment::put_device)
+                .get(assignment::get_device)
+                .delete(assignment::delete_device),
+        )
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
         // Errors axum writes itself (405, 413, rejections) get the JSON body too.
         .layer(axum::middleware::map_response(http_errors::json_errors))

@@ -7,6 +7,8 @@
 //! alone (state names, ordering).
 
 mod policy;
+mod assignment;
+mod audit;
 mod records;
 mod task_state;
 mod timer;
@@ -14,6 +16,8 @@ mod timer;
 pub use policy::{
     CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
 };
+pub use assignment::{Assigned, AssignmentScope, Assignments};
+pub use audit::{AuditEntry, AuditId};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

@@ -7,12 +7,14 @@
 //! | `/ota/fw/{id}` and `/ota/fw/{id}/{device}/{task}` | GET | `firmware.rs` |
 //! | `/ota/{device}/poll` | POST | `poll.rs` |
 //! | `/ota/{device}/report` | POST | `report.rs` |
+//! | `/ota/{device}/task` | GET (Observe) | `task_observe.rs` |
 //! | `/.well-known/core` | GET | `well_known.rs` |
 
 mod cbor;
 mod firmware;
 mod poll;
 mod report;
+pub mod task_observe; // issue 10 item 10
 mod well_known;
 
 use std::future::Future;
@@ -28,6 +30,14 @@ use crate::state::App;
 pub enum Reply {
     Now(Packet),
     Later(Pin<Box<dyn Future<Output = Packet> + Send>>),
+    /// A GET with Observe=0 the shard serves as an observe relation
+    /// (`Endpoint::accept_observe`), registered for `device` with the task
+    /// id `sent` (see `task_observe.rs`).
+    Observe {
+        packet: Packet,
+        device: String,
+        sent: String,
+    },
 }
 
 pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
@@ -54,6 +64,9 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
         }),
         ["ota", device, "report"] => expect(RequestType::Post, &|| {
             report::handle(app, &request.packet, device)
+        }),
+        ["ota", device, "task"] => expect(RequestType::Get, &|| {
+            task_observe::handle(app, request, device)
         }),
         ["ota", "fw", id] => expect(RequestType::Get, &|| {
             Reply::Now(firmware::handle(app, &request.packet, id, None))
@@ -106,6 +119,11 @@ where
             }
         }
     }))
+}
+
+/// The packet of a task notification: the poll answer's CBOR map.
+pub fn notification_packet(app: &App, answer: crate::ota::poll::PollAnswer) -> Packet {
+    poll::answer_packet(app, answer)
 }
 
 /// A response with a code and no payload.

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -31,6 +31,9 @@ pub struct MemoryTx {
     clock_floor: Option<Timestamp>,
     history_cap: usize,
     dynamic: BTreeSet<(String, CampaignId)>,
+    audit: BTreeMap<AuditId, AuditEntry>,
+    next_audit: AuditId,
+    assignments: HashMap<AssignmentScope, Assignments>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -173,6 +176,19 @@ impl ReadTx for MemoryTx {
             .filter(|(p, _)| p == product)
             .map(|(_, id)| *id)
             .collect())
+    }
+    fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .audit
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments> {
+        Ok(self.assignments.get(scope).cloned().unwrap_or_default())
     }
 }
 
@@ -331,6 +347,34 @@ impl Tx for MemoryTx {
 
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {
         self.clock_floor = Some(self.clock_floor.map_or(now, |f| f.max(now)));
+        Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)> {
+        self.next_audit = self.next_audit.max(1);
+        let id = self.next_audit;
+        self.next_audit += 1;
+        self.audit.insert(
+            id,
+            AuditEntry {
+                id,
+                ..entry.clone()
+            },
+        );
+        let mut dropped = 0;
+        while self.audit.len() > cap.max(1) {
+            self.audit.pop_first();
+            dropped += 1;
+        }
+        Ok((id, dropped))
+    }
+
+    fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()> {
+        if value.is_empty() {
+            self.assignments.remove(scope);
+        } else {
+            self.assignments.insert(scope.clone(), value.clone());
+        }
         Ok(())
     }
 }

@@ -42,8 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -136,6 +136,12 @@ pub trait ReadTx {
     /// Dynamic campaigns of `product` still taking new devices (few: one
     /// per open dynamic campaign).
     fn dynamic_campaigns(&self, product: &str) -> Result<Vec<CampaignId>>;
+
+    // Audit log and assignments (issue 10 items 9, 13).
+    /// Audit entries oldest first, after id `after`, at most `limit`.
+    fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The assignments of a product or device (empty when none).
+    fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -192,6 +198,15 @@ pub trait Tx: ReadTx {
     fn set_dynamic_campaign(&mut self, product: &str, id: CampaignId, on: bool) -> Result<()>;
     /// Raises the persisted clock floor to `now` (never lowers it).
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()>;
+
+    // Audit log and assignments (issue 10 items 9, 13).
+    /// Appends `entry` to the audit log under a new id (the `id` field is
+    /// ignored) and drops the oldest entries beyond `cap`. Returns the id
+    /// and how many were dropped. Operator actions only: the id sequence
+    /// is a counter, like `next_campaign_id`.
+    fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)>;
+    /// Writes the assignments of a product or device (empty: removed).
+    fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

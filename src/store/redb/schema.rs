@@ -43,10 +43,17 @@ pub const LEGACY_DEADLINES: TableDefinition<(u64, u64, &str), ()> =
 /// so a poll finds them without scanning every campaign.
 pub const DYNAMIC_CAMPAIGNS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("dynamic_campaigns");
+/// Audit id → `AuditEntry`, oldest first (bounded by `audit.limit`).
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// (scope: 0 product / 1 device, name) → `Assignments`.
+pub const ASSIGNMENTS: TableDefinition<(u8, &str), &[u8]> = TableDefinition::new("assignments");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 pub const NEXT_FIRMWARE_ID: &str = "next_firmware_id";
 pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
+pub const NEXT_AUDIT_ID: &str = "next_audit_id";
+/// Entries in `AUDIT` (kept with it, so the cap needs no count).
+pub const AUDIT_LEN: &str = "audit_len";
 /// The latest "now" the server persisted, in ms (see `Tx::raise_clock_floor`).
 pub const CLOCK_FLOOR: &str = "clock_floor_ms";

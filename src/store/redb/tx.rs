@@ -9,8 +9,8 @@ use super::codec::{decode, decode_timer, encode, encode_timer};
 use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -232,6 +232,16 @@ macro_rules! impl_read {
                 let table = self.$txn.open_table(schema::COUNTERS)?;
                 let value = table.get(schema::CLOCK_FLOOR)?;
                 Ok(value.map(|v| Timestamp::from_millis(v.value())))
+            }
+
+            fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
+                let table = self.$txn.open_table(schema::AUDIT)?;
+                super::fleet::audit_page(&table, after, limit)
+            }
+
+            fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments> {
+                let table = self.$txn.open_table(schema::ASSIGNMENTS)?;
+                super::fleet::assignments(&table, scope)
             }
         }
     };
@@ -506,5 +516,13 @@ impl Tx for RedbTx {
             table.insert(schema::CLOCK_FLOOR, now.as_millis())?;
         }
         Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)> {
+        super::fleet::append_audit(&self.txn, entry, cap)
+    }
+
+    fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()> {
+        super::fleet::put_assignments(&self.txn, scope, value)
     }
 }
