@@ -20,6 +20,7 @@ pub struct Config {
     pub lwm2m: crate::lwm2m::config::Lwm2mConfig,
     pub campaigns: CampaignsConfig,
     pub dtls: DtlsConfig,
+    pub audit: AuditConfig,
 }
 
 /// `[campaigns]`: server-wide rules of the campaign engine (issue 10).
@@ -45,6 +46,21 @@ impl Default for CampaignsConfig {
             pack_interval_s: 60,
             low_battery_retry_s: 3600,
         }
+    }
+}
+
+/// `[audit]`: the operator action log (`GET /api/v1/audit`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Most entries kept; the oldest are dropped beyond it
+    /// (`lwota_audit_dropped_total`).
+    pub limit: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { limit: 100_000 }
     }
 }
 
@@ -317,6 +333,11 @@ impl Config {
         if !(256..=65_000).contains(&dtls.mtu) {
             return Err(ConfigError::Invalid(
                 "dtls.mtu must be from 256 to 65000".into(),
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.audit.limit) {
+            return Err(ConfigError::Invalid(
+                "audit.limit must be from 1 to 10000000".into(),
             ));
         }
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {

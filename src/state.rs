@@ -26,6 +26,8 @@ pub struct AppState {
     /// Device pre-shared keys for CoAPS handshakes (issue 11), kept in
     /// step with the store by the PSK admin route.
     pub psks: crate::dtls::keys::PskDirectory,
+    /// Devices holding an Observe on `/ota/{device}/task` (issue 10 item 10).
+    pub task_observers: crate::resources::task_observe::TaskObservers,
 }
 
 impl AppState {

@@ -5,6 +5,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult, Query};
 use super::{campaign_options, campaign_views};
 use super::{page, views};
@@ -107,11 +109,12 @@ fn parse_target(value: Option<&Value>) -> ApiResult<Target> {
     ))]
 pub async fn create(
     State(app): State<App>,
+    actor: Actor,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body = campaign_options::parse(&body)?;
-    let firmware = firmware_id(body.firmware.as_ref())?;
-    let target = parse_target(body.target.as_ref())?;
+    let parsed = campaign_options::parse(&body)?;
+    let firmware = firmware_id(parsed.firmware.as_ref())?;
+    let target = parse_target(parsed.target.as_ref())?;
     let now = app.now();
     let listed = match &target {
         Target::Devices(d) => Some(d.len()),
@@ -124,7 +127,7 @@ pub async fn create(
             pack_interval_s: cfg.pack_interval_s,
         }),
     };
-    let policy = options::validate(now, &body.options()?, listed, defaults)
+    let policy = options::validate(now, &parsed.options()?, listed, defaults)
         .map_err(campaign_options::option_error)?;
     let new = NewCampaign {
         firmware,
@@ -132,13 +135,25 @@ pub async fn create(
         policy,
         require_verified: cfg.require_verified,
     };
-    let created = app
-        .store
-        .write(move |tx| campaign::create_with(tx, now, &new))
-        .await?
-        .map_err(api_error)?;
-    let tx = app.store.read()?;
-    let counts = tx.campaign_counts(created.campaign.id)?;
+    // The body parsed above, as the audit log keeps it.
+    let details = serde_json::from_slice::<Value>(&body)
+        .map(|v| audit_details(&v))
+        .unwrap_or(Value::Null);
+    let created = audited(&app, move |tx, now| {
+        Ok(campaign::create_with(tx, now, &new)?.map(|created| {
+            let action = Action::new(
+                "campaign.create",
+                format!("campaign/{}", created.campaign.id),
+                actor.0.clone(),
+                details.clone(),
+            );
+            (created, action)
+        }))
+    })
+    .await?
+    .map_err(api_error)?;
+    crate::resources::task_observe::changed(&app, crate::resources::task_observe::Scope::All);
+    let counts = app.store.read()?.campaign_counts(created.campaign.id)?;
     let mut body = views::campaign(&created.campaign, &counts);
     body["skipped"] = json!(created.skipped);
     tracing::info!(
@@ -148,6 +163,17 @@ pub async fn create(
         "campaign created"
     );
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// What the audit log keeps of a campaign request: every option as sent
+/// (`force` included), the device list as a count (it can be 10,000 names).
+fn audit_details(body: &Value) -> Value {
+    let mut details = body.clone();
+    if let Some(devices) = details.get_mut("target").and_then(|t| t.get_mut("devices")) {
+        let n = devices.as_array().map_or(0, Vec::len);
+        *devices = json!({"count": n});
+    }
+    details
 }
 
 /// Campaigns read per step of the listing.
@@ -299,15 +325,27 @@ pub async fn devices(
         (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
         (status = 409, description = "Already finished", body = super::schemas::ErrorBody),
     ))]
-pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn cancel(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    let now = app.now();
     let settings = app.ota_settings();
-    let cancelled = app
-        .store
-        .write(move |tx| campaign::cancel(tx, now, settings, id))
-        .await?
-        .map_err(api_error)?;
+    let cancelled = audited(&app, move |tx, now| {
+        Ok(campaign::cancel(tx, now, settings, id)?.map(|n| {
+            let action = Action::new(
+                "campaign.cancel",
+                format!("campaign/{id}"),
+                actor.0.clone(),
+                json!({"cancelled": n}),
+            );
+            (n, action)
+        }))
+    })
+    .await?
+    .map_err(api_error)?;
+    crate::resources::task_observe::changed(&app, crate::resources::task_observe::Scope::All);
     let tx = app.store.read()?;
     let c = tx
         .campaign(id)?

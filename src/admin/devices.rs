@@ -8,6 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult, Query};
 use super::{page, views};
 use crate::model::{DeviceRecord, TaskRecord};
@@ -35,6 +37,7 @@ const MAX_PAGE: usize = 100_000;
     ))]
 pub async fn create(
     State(app): State<App>,
+    actor: Actor,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     // Parsing and checking up to 100,000 devices is tens of milliseconds
@@ -42,17 +45,39 @@ pub async fn create(
     let (single, list) = tokio::task::spawn_blocking(move || parse_devices(&body))
         .await
         .map_err(|e| ApiError::from(std::io::Error::other(e.to_string())))??;
-    let now = app.now();
     // Each chunk commits on its own: a failure part-way leaves the earlier
-    // chunks registered, and a retry reports them as `existing`.
+    // chunks registered, and a retry reports them as `existing`. Each chunk
+    // is one audit entry (`device.create` for one device, `device.import`
+    // for a list), written with it.
     let mut registered = devices::Registered::default();
     for chunk in list.chunks(REGISTER_CHUNK) {
         let chunk = chunk.to_vec();
-        let done = app
-            .store
-            .write(move |tx| devices::register(tx, now, &chunk).map(Ok::<_, ()>))
-            .await?
-            .map_err(|()| ApiError::bad_request("not registered"))?;
+        let actor = actor.0.clone();
+        let done = audited(&app, move |tx, now| {
+            let done = devices::register(tx, now, &chunk)?;
+            crate::ota::assignment::on_registered(tx, now, &done.created)?;
+            let action = if single {
+                Action::new(
+                    "device.create",
+                    format!("device/{}", chunk[0].name),
+                    actor.clone(),
+                    json!({"product": chunk[0].product, "version": chunk[0].version,
+                           "created": !done.created.is_empty()}),
+                )
+            } else {
+                Action::new(
+                    "device.import",
+                    "devices",
+                    actor.clone(),
+                    json!({"created": done.created.len(), "existing": done.existing.len(),
+                           "first": chunk.first().map(|d| &d.name),
+                           "last": chunk.last().map(|d| &d.name)}),
+                )
+            };
+            Ok(Ok::<_, ()>((done, action)))
+        })
+        .await?
+        .map_err(|()| ApiError::bad_request("not registered"))?;
         registered.created.extend(done.created);
         registered.existing.extend(done.existing);
     }
@@ -256,6 +281,10 @@ pub async fn history(
 #[derive(Debug, serde::Deserialize)]
 pub struct VersionsQuery {
     product: Option<String>,
+    /// `true`: top-5-plus-others distributions of firmware and software
+    /// versions (`admin/stats.rs`); absent or false: the v1 map.
+    #[serde(default)]
+    detail: bool,
 }
 
 #[utoipa::path(get, operation_id = "devices_versions", path = "/api/v1/versions", tag = "devices",
@@ -266,6 +295,9 @@ pub async fn versions(
     State(app): State<App>,
     Query(q): Query<VersionsQuery>,
 ) -> ApiResult<Json<Value>> {
+    if q.detail {
+        return super::stats::versions_detail(app, q.product).await;
+    }
     let counts = app
         .store
         .scan(move |tx| {

@@ -9,6 +9,8 @@ use axum::Json;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult, Query};
 use super::views;
 use crate::model::StateCounts;
@@ -16,7 +18,7 @@ use crate::ota::firmware::{self, FirmwareError, UploadParams};
 use crate::state::App;
 use crate::store::{ReadTx, StoreError};
 
-fn api_error(e: FirmwareError) -> ApiError {
+pub(super) fn api_error(e: FirmwareError) -> ApiError {
     match e {
         FirmwareError::Invalid(m) => ApiError::bad_request(m),
         e @ FirmwareError::DuplicateVersion { .. } => {
@@ -92,6 +94,7 @@ fn too_large(limit: u64) -> ApiError {
     ))]
 pub async fn upload(
     State(app): State<App>,
+    actor: Actor,
     Query(params): Query<UploadParams>,
     headers: HeaderMap,
     body: Body,
@@ -139,13 +142,26 @@ pub async fn upload(
         .await
         .map_err(|e| ApiError::from(std::io::Error::other(e.to_string())))??;
 
-    let now = app.now();
     let insert_meta = meta.clone();
     let insert_blob = stored.clone();
-    let outcome = app
-        .store
-        .write(move |tx| firmware::insert(tx, now, &insert_meta, &insert_blob, per_product))
-        .await;
+    let outcome = audited(&app, move |tx, now| {
+        Ok(
+            firmware::insert(tx, now, &insert_meta, &insert_blob, per_product)?.map(|record| {
+                let action = Action::new(
+                    "firmware.upload",
+                    format!("firmware/{}", record.id),
+                    actor.0.clone(),
+                    serde_json::json!({
+                        "product": record.product, "version": record.version,
+                        "name": record.name, "kind": record.kind, "size": record.size,
+                        "sha256": hex::encode(&record.sha256),
+                    }),
+                );
+                (record, action)
+            }),
+        )
+    })
+    .await;
     let failure = match outcome {
         Ok(Ok(record)) => {
             // Committed: the operator gets 201 whatever happens next.
@@ -221,7 +237,11 @@ pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<J
         (status = 404, description = "No such firmware", body = super::schemas::ErrorBody),
         (status = 409, description = "An unfinished campaign uses it", body = super::schemas::ErrorBody),
     ))]
-pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     let _blob_guard = app.blob_lock.lock().await;
     // The scan for campaigns using the image runs on a snapshot, off the
@@ -233,11 +253,21 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
     if let Some(campaign) = in_use {
         return Err(api_error(FirmwareError::InUse { id, campaign }));
     }
-    let (record, unreferenced) = app
-        .store
-        .write(move |tx| firmware::delete(tx, id, checked_up_to))
-        .await?
-        .map_err(api_error)?;
+    let (record, unreferenced) = audited(&app, move |tx, _now| {
+        Ok(
+            firmware::delete(tx, id, checked_up_to)?.map(|(record, unreferenced)| {
+                let action = Action::new(
+                    "firmware.delete",
+                    format!("firmware/{id}"),
+                    actor.0.clone(),
+                    serde_json::json!({"product": record.product, "version": record.version}),
+                );
+                ((record, unreferenced), action)
+            }),
+        )
+    })
+    .await?
+    .map_err(api_error)?;
     app.catalogue.remove(id);
     if unreferenced {
         // Committed: a failure here only leaves an orphan blob, which
@@ -252,6 +282,12 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
 pub fn parse_id(id: &str) -> ApiResult<u64> {
     super::http_errors::parse_path_id(id)
         .ok_or_else(|| ApiError::not_found("unknown_firmware", format!("unknown firmware {id}")))
+}
+
+/// Devices per task state of one firmware, summed over its campaigns.
+pub(super) async fn counts_of(app: &App, id: u64) -> ApiResult<StateCounts> {
+    let counts = app.store.scan(counts_by_firmware).await?;
+    Ok(counts.get(&id).copied().unwrap_or([0; 8]))
 }
 
 /// Devices per task state for each firmware, summed over its campaigns.

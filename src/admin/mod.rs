@@ -8,11 +8,15 @@
 mod campaign_options; // issue 10
 mod campaign_rules; // issue 10
 mod campaign_views; // issue 10
+pub mod actor;
+mod assignment; // issue 10 item 9
+pub mod audit; // issue 10 item 13
 mod campaigns;
 pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
 pub mod error;
 mod firmware;
+mod firmware_edit; // issue 10 item 12
 mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
 pub mod openapi; // issue 12 item 3
@@ -20,10 +24,11 @@ mod page;
 mod psk; // issue 11: device DTLS credentials
 pub mod route_table; // issue 12 item 3: the routes, listable
 mod schemas; // issue 12 item 3
+mod stats; // issue 10 item 12
 mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::state::App;
@@ -54,7 +59,9 @@ pub fn routes() -> RouteTable {
         )
         .route(
             "/api/v1/firmware/{id}",
-            get(firmware::show).delete(firmware::delete),
+            get(firmware::show)
+                .delete(firmware::delete)
+                .patch(firmware_edit::patch),
         )
         .route(
             "/api/v1/devices",
@@ -84,6 +91,8 @@ pub fn routes() -> RouteTable {
         )
         .route("/api/v1/campaigns/{id}", get(campaigns::show))
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
+        .route("/api/v1/campaigns/{id}/stats", get(stats::campaign))
+        .route("/api/v1/firmware/{id}/stats", get(stats::firmware))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/campaigns/{id}/retry", post(campaign_rules::retry))
         .route(
@@ -100,4 +109,17 @@ pub fn routes() -> RouteTable {
         )
         .route("/api/v1/metrics", get(devices::metrics))
         .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/api/v1/audit", get(audit::list))
+        .route(
+            "/api/v1/products/{product}/firmware",
+            put(assignment::put_product)
+                .get(assignment::get_product)
+                .delete(assignment::delete_product),
+        )
+        .route(
+            "/api/v1/devices/{name}/firmware",
+            put(assignment::put_device)
+                .get(assignment::get_device)
+                .delete(assignment::delete_device),
+        )
 }

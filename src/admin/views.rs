@@ -72,6 +72,8 @@ pub fn device(name: &str, d: &DeviceRecord, current_task: Option<&TaskRecord>) -
         "last_seen": d.last_seen.map(rfc3339),
         "address": d.last_addr,
         "battery": d.battery,
+        "software_version": d.software_version,
+        "software_task": d.software_task.map(task_id),
         "task": current_task.map(|t| task(name, t)),
         "state": current_task.map(|t| t.state.as_str()),
     })

@@ -1,4 +1,4 @@
-//! `lwota campaign create|ls|show|devices|cancel`.
+//! `lwota campaign create|ls|show|devices|cancel|retry|resume`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use serde_json::{json, Value};
 
+use super::campaign_options::{self, OptionArgs};
 use super::client::{append_query, encode, Paging};
 use super::csv_input::read_device_names;
 use super::device::print_names;
@@ -37,6 +38,8 @@ pub enum CampaignCmd {
         /// as `name` or `DeviceName` is skipped).
         #[arg(long = "devices-csv", value_name = "FILE")]
         devices_csv: Option<PathBuf>,
+        #[command(flatten)]
+        options: OptionArgs,
     },
     /// List campaigns.
     Ls,
@@ -65,8 +68,28 @@ pub enum CampaignCmd {
         )]
         state: Option<String>,
     },
-    /// Cancel: unfinished tasks fail with error "cancelled".
+    /// Cancel: unfinished tasks fail with error "cancelled" (only that
+    /// device's with --device).
     Cancel {
+        /// Campaign id.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Cancel one device's task only.
+        #[arg(long, value_name = "NAME")]
+        device: Option<String>,
+    },
+    /// Queue the campaign's failed tasks again (only that device's with
+    /// --device).
+    Retry {
+        /// Campaign id.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Retry one device's failed task only.
+        #[arg(long, value_name = "NAME")]
+        device: Option<String>,
+    },
+    /// Continue a campaign a wave's failures paused.
+    Resume {
         /// Campaign id.
         #[arg(value_name = "ID")]
         id: String,
@@ -81,7 +104,22 @@ pub fn run(cmd: CampaignCmd, ctx: &Ctx) -> anyhow::Result<()> {
             from_version,
             device,
             devices_csv,
-        } => create(ctx, firmware, all, from_version, device, devices_csv),
+            options,
+        } => create(
+            ctx,
+            firmware,
+            all,
+            from_version,
+            device,
+            devices_csv,
+            &options,
+        ),
+        CampaignCmd::Retry { id, device } => campaign_options::retry(ctx, &id, device.as_deref()),
+        CampaignCmd::Resume { id } => campaign_options::resume(ctx, &id),
+        CampaignCmd::Cancel {
+            id,
+            device: Some(device),
+        } => campaign_options::cancel_device(ctx, &id, &device),
         CampaignCmd::Ls => {
             let list = ctx
                 .client
@@ -147,7 +185,7 @@ pub fn run(cmd: CampaignCmd, ctx: &Ctx) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        CampaignCmd::Cancel { id } => {
+        CampaignCmd::Cancel { id, device: None } => {
             let c = ctx.client.post_json(
                 &format!("/api/v1/campaigns/{}/cancel", encode(&id)),
                 &json!({}),
@@ -173,6 +211,7 @@ fn create(
     from_version: Vec<String>,
     mut devices: Vec<String>,
     devices_csv: Option<PathBuf>,
+    options: &OptionArgs,
 ) -> anyhow::Result<()> {
     if let Some(path) = &devices_csv {
         devices.extend(read_device_names(path)?);
@@ -193,8 +232,13 @@ fn create(
             "name a target: --all, --from-version V, --device NAME or --devices-csv FILE"
         ));
     };
-    let body = json!({"firmware": firmware, "target": target});
-    let c = ctx.client.post_json("/api/v1/campaigns", &body)?;
+    let mut body = serde_json::Map::new();
+    body.insert("firmware".into(), json!(firmware));
+    body.insert("target".into(), target);
+    options.apply(&mut body)?;
+    let c = ctx
+        .client
+        .post_json("/api/v1/campaigns", &Value::Object(body))?;
     if ctx.json() {
         print_json(&c, true);
         return Ok(());
@@ -291,6 +335,7 @@ fn print_campaign(c: &Value) {
         }
     }
     print_fields(&fields);
+    campaign_options::print_rollout(c);
     println!();
     print_counts(&c["counts"]);
 }

@@ -2,6 +2,7 @@
 //! that talk to the admin HTTP API.
 
 mod campaign;
+mod campaign_options; // issue 10
 mod check;
 mod client;
 mod csv_input;
@@ -94,7 +95,7 @@ enum Command {
     /// Devices: add, import, ls, show, history.
     #[command(subcommand)]
     Device(device::DeviceCmd),
-    /// Campaigns: create, ls, show, devices, cancel.
+    /// Campaigns: create, ls, show, devices, cancel, retry, resume.
     #[command(subcommand)]
     Campaign(campaign::CampaignCmd),
     /// Version distribution of the devices of a product.

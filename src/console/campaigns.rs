@@ -205,10 +205,15 @@ pub async fn show(
 }
 
 /// Runs a campaign action through the API's handler.
-async fn run_action(state: &ConsoleState, id: &str, action: &str) -> Result<(), ApiError> {
+async fn run_action(
+    state: &ConsoleState,
+    actor: crate::admin::actor::Actor,
+    id: &str,
+    action: &str,
+) -> Result<(), ApiError> {
     let app = State(state.app.clone());
     match action {
-        "cancel" => api::cancel(app, Path(id.to_string())).await.map(|_| ()),
+        "cancel" => api::cancel(app, actor, Path(id.to_string())).await.map(|_| ()),
         "retry" | "resume" => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
@@ -233,7 +238,7 @@ pub async fn action(
             &back,
         );
     }
-    match run_action(&state, &id, &action).await {
+    match run_action(&state, crate::admin::actor::Actor(Some(op.principal.name.clone())), &id, &action).await {
         Ok(()) => {
             tracing::info!(id, action, token = %op.principal.name, "console: campaign action");
             Redirect::to(&back).into_response()

@@ -9,6 +9,8 @@
 mod lwm2m;
 mod policy;
 mod psk;
+mod assignment;
+mod audit;
 mod records;
 mod task_state;
 mod timer;
@@ -18,6 +20,8 @@ pub use policy::{
     CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
 };
 pub use psk::PskRecord;
+pub use assignment::{Assigned, AssignmentScope, Assignments};
+pub use audit::{AuditEntry, AuditId};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

@@ -45,6 +45,15 @@ pub struct DeviceRecord {
     /// Campaign id of the most recent task, finished or not.
     #[serde(default)]
     pub last_task: Option<CampaignId>,
+    /// The version of the device's software (firmware of `kind`
+    /// `software`), tracked apart from `version`; from the poll's
+    /// `software_version`.
+    #[serde(default)]
+    pub software_version: Option<String>,
+    /// Campaign id of the unfinished software task, if any: a device holds
+    /// one firmware task (`active_task`) and one software task at a time.
+    #[serde(default)]
+    pub software_task: Option<CampaignId>,
 }
 
 impl DeviceRecord {
@@ -59,6 +68,8 @@ impl DeviceRecord {
             battery: None,
             active_task: None,
             last_task: None,
+            software_version: None,
+            software_task: None,
         }
     }
 }

@@ -135,12 +135,14 @@ pub fn create_with(
     }
     let mut skipped = Skipped::default();
     let mut chosen: Vec<(String, DeviceRecord)> = Vec::new();
+    // Software images compare and occupy the software slot (issue 10 item 9).
+    let software = super::assignment::is_software(&fw);
     let mut consider = |name: &str, device: DeviceRecord, skipped: &mut Skipped| {
         if device.product != fw.product {
             skipped.wrong_product.push(name.to_string());
-        } else if device.version == fw.version {
+        } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
             skipped.up_to_date.push(name.to_string());
-        } else if device.active_task.is_some() {
+        } else if super::assignment::active(&device, software).is_some() {
             skipped.busy.push(name.to_string());
         } else {
             chosen.push((name.to_string(), device));
@@ -177,7 +179,8 @@ pub fn create_with(
                         continue;
                     }
                     if let Some(versions) = &versions {
-                        if !versions.contains(device.version.as_str()) {
+                        let current = super::assignment::current_version(&device, software);
+                        if !current.is_some_and(|v| versions.contains(v)) {
                             continue;
                         }
                     }
@@ -287,6 +290,7 @@ fn queue_tasks(
 ) -> Result<(), StoreError> {
     let id: CampaignId = template.campaign;
     let mut task = template.clone();
+    let software = super::assignment::is_software(fw);
     // Wave of each position: index into `wave_sizes` by running total.
     let mut wave_end = wave_sizes.first().copied().unwrap_or(u64::MAX);
     let mut entries: Vec<HistoryEntry> = Vec::new();
@@ -300,18 +304,21 @@ fn queue_tasks(
             task.wave += 1;
             wave_end += wave_sizes[usize::from(task.wave)];
         }
-        let entry = *by_version.entry(device.version.clone()).or_insert_with(|| {
+        let from = super::assignment::current_version(&device, software)
+            .unwrap_or("unknown")
+            .to_string();
+        let entry = *by_version.entry(from.clone()).or_insert_with(|| {
             let mut entry = HistoryEntry::note(
                 now,
                 "queued",
-                format!("campaign {id}: {} -> {}", device.version, fw.version),
+                format!("campaign {id}: {from} -> {}", fw.version),
             );
             entry.campaign = Some(id);
             entry.to = Some(TaskState::Queued);
             entries.push(entry);
             entries.len() - 1
         });
-        device.active_task = Some(id);
+        super::assignment::set_active(&mut device, software, Some(id));
         device.last_task = Some(id);
         chunk.push((name, device, entry));
         if chunk.len() >= QUEUE_CHUNK {

@@ -90,14 +90,23 @@ pub fn transition(
         lifecycle::on_final(tx, ctx.now, ctx.device_name, &mut updated, ctx.cause)?;
     }
     put_task(tx, ctx.device_name, Some(task), &updated)?;
+    // A software task (issue 10 item 9) moves the software version.
+    let software = super::assignment::is_software_task(device, task.campaign);
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;
         }
+        if software {
+            device.software_task = None;
+        }
         lifecycle::finish_if_done(tx, task.campaign, ctx.now)?;
     }
     if next.state == TaskState::Updated {
-        device.version = task.target_version.clone();
+        if software {
+            device.software_version = Some(task.target_version.clone());
+        } else {
+            device.version = task.target_version.clone();
+        }
     }
     // Block-inferred progress within `downloading` would add a hundred
     // entries per download; history keeps its state changes only.

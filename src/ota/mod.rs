@@ -3,15 +3,19 @@
 //! (`&mut impl Tx`) and take `now` as an argument: none reads the clock,
 //! a file or a socket.
 
+pub mod assignment;
+pub mod audit;
 pub mod campaign;
 pub mod catalogue;
 pub mod devices;
 pub mod firmware;
+pub mod firmware_edit;
 pub mod ledger;
 pub mod poll;
 pub mod progress;
 pub mod report;
 pub mod scheduler;
+pub mod stats;
 pub mod task;
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,9 @@ pub struct PollRequest {
     pub battery: Option<u8>,
     /// Largest block size the device takes.
     pub block: Option<u32>,
+    /// The version of the device's software (firmware of kind
+    /// `software`), when it reports one.
+    pub software_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,6 +98,19 @@ pub fn poll(
         ));
         device.version = request.version.clone();
     }
+    if let Some(sw) = &request.software_version {
+        if device.software_version.as_ref() != Some(sw) {
+            history.push(HistoryEntry::note(
+                now,
+                "software_version",
+                format!(
+                    "{} -> {sw}",
+                    device.software_version.as_deref().unwrap_or("unknown")
+                ),
+            ));
+            device.software_version = Some(sw.clone());
+        }
+    }
     device.last_seen = Some(now);
     device.last_addr = peer;
     if request.battery.is_some() {
@@ -105,13 +121,29 @@ pub fn poll(
         tx.append_history(name, h)?;
     }
 
+    // Assignments (issue 10 item 9): a device new or free for a task gets
+    // the one its assignment calls for.
+    super::assignment::catch_up(tx, now, name, &mut device)?;
+
     let mut answer = PollAnswer::Nothing;
     // Dynamic campaigns (issue 10) take a device whose version now matches.
     campaign::dynamic::admit(tx, now, name, &mut device)?;
-    if let Some(campaign) = device.active_task {
+    // One task per answer: the firmware task first, then the software one.
+    for software in [false, true] {
+        let Some(campaign) = super::assignment::active(&device, software) else {
+            continue;
+        };
+        if matches!(answer, PollAnswer::Task(_)) {
+            break;
+        }
+        let reported = if software {
+            request.software_version.as_deref()
+        } else {
+            Some(request.version.as_str())
+        };
         match tx.task(campaign, name)? {
             Some(mut task) => {
-                if task.state == TaskState::Queued && task.target_version != request.version {
+                if task.state == TaskState::Queued && reported != Some(task.target_version.as_str()) {
                     match gate::check(tx, now, name, &device, &mut task)? {
                         Gate::Open => {}
                         Gate::Wait(reason) => {
@@ -132,7 +164,7 @@ pub fn poll(
                     alive: true,
                     cause: "poll",
                 };
-                let event = if task.target_version == request.version {
+                let event = if reported == Some(task.target_version.as_str()) {
                     TaskEvent::ReachedTarget
                 } else {
                     TaskEvent::Handed
@@ -156,7 +188,7 @@ pub fn poll(
                 }
             }
             // A dangling pointer (should not happen): forget it.
-            None => device.active_task = None,
+            None => super::assignment::set_active(&mut device, software, None),
         }
     }
     let outcome = match &answer {

@@ -65,6 +65,7 @@ pub fn report(
         progress: report.progress,
         error: report.error.clone(),
     };
+    let software = super::assignment::is_software_task(&device, campaign);
     let previous_version = device.version.clone();
     let changed = match ledger::transition(tx, &ctx, &mut device, &task, &event)? {
         Err(rejected) => return Ok(Err(ReportError::Conflict(rejected))),
@@ -75,7 +76,11 @@ pub fn report(
         // A repeat: the deadline may have moved (sign of life), nothing else.
         return Ok(Ok(Applied::Repeat));
     }
-    if report.state == TaskState::Updated {
+    if report.state == TaskState::Updated && software {
+        if let Some(version) = &report.version {
+            device.software_version = Some(version.clone());
+        }
+    } else if report.state == TaskState::Updated {
         // The device's own word on what it runs now wins over the target.
         if let Some(version) = &report.version {
             device.version = version.clone();

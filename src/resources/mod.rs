@@ -7,6 +7,7 @@
 //! | `/ota/fw/{id}` and `/ota/fw/{id}/{device}/{task}` | GET | `firmware.rs` |
 //! | `/ota/{device}/poll` | POST | `poll.rs` |
 //! | `/ota/{device}/report` | POST | `report.rs` |
+//! | `/ota/{device}/task` | GET (Observe) | `task_observe.rs` |
 //! | `/.well-known/core` | GET | `well_known.rs` |
 //! | `/rd`, `/rd/{id}` | POST, DELETE | `rd.rs` (LwM2M registration) |
 
@@ -16,6 +17,7 @@ mod firmware;
 mod poll;
 mod rd;
 mod report;
+pub mod task_observe; // issue 10 item 10
 mod well_known;
 
 use std::future::Future;
@@ -31,6 +33,14 @@ use crate::state::App;
 pub enum Reply {
     Now(Packet),
     Later(Pin<Box<dyn Future<Output = Packet> + Send>>),
+    /// A GET with Observe=0 the shard serves as an observe relation
+    /// (`Endpoint::accept_observe`), registered for `device` with the task
+    /// id `sent` (see `task_observe.rs`).
+    Observe {
+        packet: Packet,
+        device: String,
+        sent: String,
+    },
 }
 
 pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
@@ -63,6 +73,9 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
                 return Reply::Now(refused);
             }
             report::handle(app, &request.packet, device, request.identity.is_some())
+        }),
+        ["ota", device, "task"] => expect(RequestType::Get, &|| {
+            task_observe::handle(app, request, device)
         }),
         ["ota", "fw", id] => expect(RequestType::Get, &|| {
             Reply::Now(firmware::handle(app, request, id, None))
@@ -122,6 +135,13 @@ where
             }
         }
     }))
+}
+
+/// The packet of a task notification: the poll answer's CBOR map.
+pub fn notification_packet(app: &App, answer: crate::ota::poll::PollAnswer) -> Packet {
+    // Pushed to the observer's address: the task URI stays a path on the
+    // server it observes, whichever scheme that is.
+    poll::answer_packet(app, answer, None)
 }
 
 /// A response with a code and no payload.

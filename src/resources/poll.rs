@@ -68,15 +68,25 @@ fn parse(packet: &Packet, device: &str) -> Result<PollRequest, Packet> {
     }
     let battery = map.uint("battery", 100).map_err(bad)?.map(|b| b as u8);
     let block = map.uint("block", 1024).map_err(bad)?.map(|b| b as u32);
+    let software_version = map.text("software_version").map_err(bad)?;
+    if software_version
+        .as_ref()
+        .is_some_and(|v| !crate::ota::firmware::valid_version(v))
+    {
+        return Err(bad(
+            "\"software_version\" must be 1-64 characters of letters, digits, '.', '_', '-'".into(),
+        ));
+    }
     Ok(PollRequest {
         product,
         version,
         battery,
         block,
+        software_version,
     })
 }
 
-fn answer_packet(app: &App, answer: PollAnswer, base: Option<&str>) -> Packet {
+pub(super) fn answer_packet(app: &App, answer: PollAnswer, base: Option<&str>) -> Packet {
     let mut packet = response(ResponseType::Content);
     packet.set_content_format(ContentFormat::ApplicationCBOR);
     packet.payload = match answer {

@@ -122,6 +122,7 @@ mod tests {
             version: "1".into(),
             battery: None,
             block: None,
+            software_version: None,
         };
         store
             .write_sync(|tx| poll::poll(tx, clock.now(), settings, "d", None, &request))

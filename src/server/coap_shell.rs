@@ -214,6 +214,13 @@ pub fn spawn(
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..n).map(|_| mpsc::channel(CHANNEL_CAPACITY)).unzip();
     let senders: Arc<[mpsc::Sender<ShardMsg>]> = senders.into();
+    let notify_to = senders.clone();
+    app.task_observers
+        .set_notifier(Arc::new(move |shard, relation, packet| {
+            notify_to
+                .get(shard)
+                .is_some_and(|tx| tx.try_send(ShardMsg::Notify { relation, packet }).is_ok())
+        }));
     let mut tasks = Vec::with_capacity(n);
     for (index, (socket, rx)) in sockets.into_iter().zip(receivers).enumerate() {
         let mut endpoint_config = endpoint_config(config, n);

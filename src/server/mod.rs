@@ -9,6 +9,7 @@ mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
 mod shard;
 pub mod startup;
+mod task_push; // issue 10 item 10: pushes tasks to observing devices
 
 pub use clock::{MonotonicClock, SystemClock};
 
@@ -116,6 +117,7 @@ pub async fn start_on(
         touches: Default::default(),
         lwm2m,
         psks,
+        task_observers: Default::default(),
     });
     let (shutdown, signal) = watch::channel(false);
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
@@ -165,6 +167,7 @@ pub async fn start_on(
     };
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
+    tasks.push(tokio::spawn(task_push::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
     let router = router.merge(crate::console::router(app.clone())); // issue 12: web console at /
     let mut http_signal = signal;

@@ -65,6 +65,13 @@ async fn step(app: &App) -> Result<Step, StoreError> {
                 })
                 .await?
                 .unwrap_or_default();
+            if handled.timers > 0 {
+                // Timeouts, retries, starts: observing devices see the result.
+                crate::resources::task_observe::changed(
+                    app,
+                    crate::resources::task_observe::Scope::All,
+                );
+            }
             if handled.timed_out > 0 {
                 tracing::info!("{} tasks timed out", handled.timed_out);
             }

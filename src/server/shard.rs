@@ -61,6 +61,12 @@ pub enum ShardMsg {
         observe: bool,
         waiter: Waiter,
     },
+    /// A notification for an observe relation this shard serves
+    /// (`resources/task_observe.rs`).
+    Notify {
+        relation: crate::coap::RelationId,
+        packet: Packet,
+    },
     /// A response no exchange of the previous shard matched.
     Forwarded {
         local: SocketAddr,
@@ -255,6 +261,11 @@ impl Shard {
                 };
                 self.waiters.insert(id, waiter);
             }
+            ShardMsg::Notify { relation, packet } => {
+                if self.endpoint.notify(now, relation, packet).is_err() {
+                    self.app.task_observers.ended(self.index, relation);
+                }
+            }
             ShardMsg::Forwarded {
                 local,
                 peer,
@@ -318,6 +329,19 @@ impl Shard {
         match event {
             Event::Request(request) => match resources::dispatch(&self.app, &request) {
                 Reply::Now(packet) => self.endpoint.respond(now, request.meta, packet),
+                Reply::Observe {
+                    packet,
+                    device,
+                    sent,
+                } => {
+                    if let Some(relation) = self.endpoint.accept_observe(now, request.meta, packet)
+                    {
+                        let observers = &self.app.task_observers;
+                        if !observers.register(&device, self.index, relation, sent) {
+                            self.endpoint.end_relation(relation);
+                        }
+                    }
+                }
                 Reply::Later(future) => {
                     let tx = self.shards[self.index].clone();
                     let meta = request.meta;
@@ -348,6 +372,7 @@ impl Shard {
             }
             Event::RelationEnded { relation, why } => {
                 tracing::debug!(?relation, "observe relation ended: {why}");
+                self.app.task_observers.ended(self.index, relation);
             }
             Event::Unmatched {
                 local,

@@ -13,6 +13,7 @@ use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
     PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
+    AssignmentScope, Assignments, AuditEntry, AuditId,
 };
 use crate::time::Timestamp;
 
@@ -35,6 +36,9 @@ pub struct MemoryTx {
     dynamic: BTreeSet<(String, CampaignId)>,
     psks: BTreeMap<String, PskRecord>,
     psk_identities: BTreeMap<String, String>,
+    audit: BTreeMap<AuditId, AuditEntry>,
+    next_audit: AuditId,
+    assignments: HashMap<AssignmentScope, Assignments>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -219,6 +223,20 @@ impl ReadTx for MemoryTx {
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self
+            .audit
+            .range((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments> {
+        Ok(self.assignments.get(scope).cloned().unwrap_or_default())
     }
 }
 
@@ -407,6 +425,34 @@ impl Tx for MemoryTx {
         }
         self.psk_identities
             .insert(record.identity.clone(), device.to_string());
+        Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)> {
+        self.next_audit = self.next_audit.max(1);
+        let id = self.next_audit;
+        self.next_audit += 1;
+        self.audit.insert(
+            id,
+            AuditEntry {
+                id,
+                ..entry.clone()
+            },
+        );
+        let mut dropped = 0;
+        while self.audit.len() > cap.max(1) {
+            self.audit.pop_first();
+            dropped += 1;
+        }
+        Ok((id, dropped))
+    }
+
+    fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()> {
+        if value.is_empty() {
+            self.assignments.remove(scope);
+        } else {
+            self.assignments.insert(scope.clone(), value.clone());
+        }
         Ok(())
     }
 }

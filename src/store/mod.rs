@@ -44,6 +44,7 @@ use std::sync::Arc;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
     PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
+    AssignmentScope, Assignments, AuditEntry, AuditId,
 };
 use crate::time::Timestamp;
 
@@ -152,6 +153,12 @@ pub trait ReadTx {
     fn psk_owner(&self, identity: &str) -> Result<Option<String>>;
     /// Credentials in device-name order, after `after`, at most `limit`.
     fn psks(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, PskRecord)>>;
+
+    // Audit log and assignments (issue 10 items 9, 13).
+    /// Audit entries oldest first, after id `after`, at most `limit`.
+    fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// The assignments of a product or device (empty when none).
+    fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -221,6 +228,15 @@ pub trait Tx: ReadTx {
     /// Sets a device's credential, replacing its previous identity (which
     /// becomes free). The caller checks the identity is not another's.
     fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()>;
+
+    // Audit log and assignments (issue 10 items 9, 13).
+    /// Appends `entry` to the audit log under a new id (the `id` field is
+    /// ignored) and drops the oldest entries beyond `cap`. Returns the id
+    /// and how many were dropped. Operator actions only: the id sequence
+    /// is a counter, like `next_campaign_id`.
+    fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)>;
+    /// Writes the assignments of a product or device (empty: removed).
+    fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

@@ -49,7 +49,8 @@ pub fn on_final(
             }
         }
     }
-    count_final(&mut c, task.wave, failed, 1);
+    // An operator's cancel is not a failure of the wave.
+    count_final(&mut c, task.wave, failed && cause != "cancel", 1);
     if c.status == CampaignStatus::Running {
         let w = task.wave;
         if over_threshold(&c, w) {
@@ -239,7 +240,8 @@ pub fn requeue(
         if task.retry_at.is_some() {
             c.progress.retries_pending = c.progress.retries_pending.saturating_sub(1);
         }
-        count_final(&mut c, task.wave, true, -1);
+        let counted_failed = task.error.as_deref() != Some("cancelled");
+        count_final(&mut c, task.wave, counted_failed, -1);
         if c.status == CampaignStatus::Finished {
             c.status = CampaignStatus::Running;
             c.finished_at = None;

@@ -45,6 +45,7 @@ fn poll_refuses_wrong_product_and_unknown_device(s: &impl SyncStore) {
         version: "1".into(),
         battery: None,
         block: None,
+        software_version: None,
     };
     let strict = OtaSettings {
         auto_register: false,

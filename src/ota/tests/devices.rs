@@ -124,6 +124,7 @@ fn history_stays_bounded_with_a_note_counting_dropped_entries(s: &impl SyncStore
                     version: version.into(),
                     battery: None,
                     block: None,
+                    software_version: None,
                 };
                 poll::poll(tx, at(i), settings(), "flip", None, &request)?.map_err(|_| fail())?;
             }

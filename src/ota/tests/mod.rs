@@ -5,6 +5,7 @@
 mod campaigns;
 mod devices;
 mod rules;
+mod fleet;
 mod timers;
 
 use crate::model::{FirmwareRecord, HistoryEntry, TaskRecord};
@@ -110,6 +111,7 @@ pub fn poll_at(
         version: version.into(),
         battery: None,
         block: None,
+        software_version: None,
     };
     s.write_sync(|tx| poll::poll(tx, now, settings(), name, None, &request))
         .unwrap()

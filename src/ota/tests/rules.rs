@@ -362,6 +362,7 @@ fn low_battery_waits(s: &impl SyncStore) {
             version: "1.0".into(),
             battery: Some(battery),
             block: None,
+            software_version: None,
         };
         s.write_sync(|tx| poll::poll(tx, T0, settings(), "d", None, &request))
             .unwrap()

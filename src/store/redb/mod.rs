@@ -12,6 +12,7 @@
 
 mod codec;
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
+mod fleet; // issue 10: audit log and assignment rows
 pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
 mod lwm2m; // issue 9: LwM2M registrations and their location index
 pub mod recovery; // issue 8 item 7a: reopen after a failed write, write health
@@ -73,6 +74,8 @@ impl RedbStore {
             txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
             txn.open_table(schema::PSKS)?;
             txn.open_table(schema::PSK_IDENTITIES)?;
+            txn.open_table(schema::AUDIT)?;
+            txn.open_table(schema::ASSIGNMENTS)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

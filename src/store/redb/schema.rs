@@ -47,11 +47,18 @@ pub const DYNAMIC_CAMPAIGNS: TableDefinition<(&str, u64), ()> =
 pub const PSKS: TableDefinition<&str, &[u8]> = TableDefinition::new("psks");
 /// PSK identity → device name: an identity authenticates exactly one device.
 pub const PSK_IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("psk_identities");
+/// Audit id → `AuditEntry`, oldest first (bounded by `audit.limit`).
+pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// (scope: 0 product / 1 device, name) → `Assignments`.
+pub const ASSIGNMENTS: TableDefinition<(u8, &str), &[u8]> = TableDefinition::new("assignments");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
 pub const NEXT_FIRMWARE_ID: &str = "next_firmware_id";
 pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
+pub const NEXT_AUDIT_ID: &str = "next_audit_id";
+/// Entries in `AUDIT` (kept with it, so the cap needs no count).
+pub const AUDIT_LEN: &str = "audit_len";
 /// The latest "now" the server persisted, in ms (see `Tx::raise_clock_floor`).
 pub const CLOCK_FLOOR: &str = "clock_floor_ms";
 /// Device (endpoint) name → `RegistrationRecord` (LwM2M).

@@ -11,6 +11,7 @@ use super::schema;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
     PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
+    AssignmentScope, Assignments, AuditEntry, AuditId,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -278,6 +279,16 @@ macro_rules! impl_read {
                     }
                 }
                 Ok(out)
+            }
+
+            fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
+                let table = self.$txn.open_table(schema::AUDIT)?;
+                super::fleet::audit_page(&table, after, limit)
+            }
+
+            fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments> {
+                let table = self.$txn.open_table(schema::ASSIGNMENTS)?;
+                super::fleet::assignments(&table, scope)
             }
         }
     };
@@ -583,5 +594,13 @@ impl Tx for RedbTx {
             .open_table(schema::PSKS)?
             .insert(device, encode(record).as_slice())?;
         Ok(())
+    }
+
+    fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)> {
+        super::fleet::append_audit(&self.txn, entry, cap)
+    }
+
+    fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()> {
+        super::fleet::put_assignments(&self.txn, scope, value)
     }
 }
