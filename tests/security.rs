@@ -79,3 +79,90 @@ fn progress_counts_bytes_fetched_not_the_block_number() {
         d["task"]["progress"] == 100
     });
 }
+
+#[test]
+fn control_characters_in_a_report_error_are_refused() {
+    let (server, mut device, _fw, task, _uri) = with_task();
+    let evil = "\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let answer = device.report(&task, "failed", &[("error", coap_lite_text(evil))]);
+    assert_eq!(answer, ResponseType::BadRequest);
+    let (_, d) = server.get("/api/v1/devices/d1");
+    assert_ne!(d["task"]["state"], "failed", "nothing changed: {d}");
+    assert_eq!(
+        device.report(
+            &task,
+            "failed",
+            &[("error", coap_lite_text("flash: bad crc"))]
+        ),
+        ResponseType::Changed
+    );
+}
+
+fn coap_lite_text(s: &str) -> ciborium::Value {
+    ciborium::Value::Text(s.into())
+}
+
+#[test]
+fn campaigns_are_deleted_once_over_and_unseen_devices_do_not_block_them() {
+    let server = TestServer::start();
+    let fw = server.upload_ok("p", "2.0", &image(2_000, 3));
+    let devices: Vec<_> = ["seen", "ghost1", "ghost2"]
+        .iter()
+        .map(|n| json!({"name": n, "product": "p", "version": "1.0"}))
+        .collect();
+    assert_eq!(server.post_json("/api/v1/devices", &json!(devices)).0, 201);
+    let (status, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": fw, "target": {"all": true}}),
+    );
+    assert_eq!(status, 201, "{c}");
+    let id = c["id"].as_u64().unwrap();
+    let mut seen = Device::new(server.coap, "seen", "p");
+    let (task, _uri) = task_of(&seen.poll("1.0"));
+    assert_eq!(seen.report(&task, "updated", &[]), ResponseType::Changed);
+
+    // Still running (two ghosts queued): no delete, firmware in use.
+    let (status, body) = server.delete(&format!("/api/v1/campaigns/{id}"));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "campaign_running");
+    assert_eq!(server.delete(&format!("/api/v1/firmware/{fw}")).0, 409);
+
+    let (status, body) =
+        server.post_json(&format!("/api/v1/campaigns/{id}/cancel-unseen"), &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["cancelled"], 2);
+    let (_, c) = server.get(&format!("/api/v1/campaigns/{id}"));
+    assert_eq!(c["status"], "finished", "{c}");
+    assert_eq!(c["counts"]["updated"], 1, "{c}");
+
+    assert_eq!(server.delete(&format!("/api/v1/campaigns/{id}")).0, 204);
+    assert_eq!(server.get(&format!("/api/v1/campaigns/{id}")).0, 404);
+    assert_eq!(server.delete(&format!("/api/v1/campaigns/{id}")).0, 404);
+    assert_eq!(server.delete(&format!("/api/v1/firmware/{fw}")).0, 204);
+    // The devices and their history stay.
+    assert_eq!(server.get("/api/v1/devices/ghost1").0, 200);
+}
+
+#[test]
+fn source_version_lists_are_bounded() {
+    let server = TestServer::start();
+    let fw = server.upload_ok("p", "2.0", &image(100, 3));
+    let many: Vec<String> = (0..1_001).map(|i| format!("1.{i}")).collect();
+    for target in [
+        json!({"source_versions": many}),
+        json!({"source_versions": ["x".repeat(65)]}),
+        json!({"source_versions": ["1.0\u{1b}[2J"]}),
+    ] {
+        let (status, body) = server.post_json(
+            "/api/v1/campaigns",
+            &json!({"firmware": fw, "target": target}),
+        );
+        assert_eq!(status, 400, "{body}");
+    }
+    let ok: Vec<String> = (0..1_000).map(|i| format!("1.{i}")).collect();
+    let (status, body) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": fw, "target": {"source_versions": ok}}),
+    );
+    assert_eq!(status, 201, "{body}");
+}

@@ -8,6 +8,7 @@
 pub mod actor; // issue 11 (pinned interface)
 pub mod auth; // issue 11 item 3
 mod browser; // issue 11 item 6 (critical): Host, Origin, Content-Type
+mod campaign_cleanup; // issue 11 item 6
 mod campaigns;
 mod devices;
 pub mod error;
@@ -82,7 +83,14 @@ pub fn routes() -> route_table::RouteTable {
                     http_errors::refuse_over_json_limit,
                 )),
         )
-        .route("/api/v1/campaigns/{id}", get(campaigns::show))
+        .route(
+            "/api/v1/campaigns/{id}",
+            get(campaigns::show).delete(campaign_cleanup::delete),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/cancel-unseen",
+            post(campaign_cleanup::cancel_unseen),
+        )
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/metrics", get(devices::metrics))

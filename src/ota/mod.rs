@@ -5,6 +5,7 @@
 
 pub mod campaign;
 pub mod catalogue;
+pub mod cleanup; // issue 11: campaign deletion, never-seen devices
 pub mod devices;
 pub mod firmware;
 pub mod ledger;

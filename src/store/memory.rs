@@ -345,6 +345,26 @@ impl Tx for MemoryTx {
         Ok(())
     }
 
+    fn delete_tasks(&mut self, campaign: CampaignId, limit: usize) -> Result<usize> {
+        let keys: Vec<(CampaignId, String)> = self
+            .tasks
+            .range((campaign, String::new())..)
+            .take_while(|((c, _), _)| *c == campaign)
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            self.tasks.remove(key);
+        }
+        Ok(keys.len())
+    }
+
+    fn delete_campaign(&mut self, id: CampaignId) -> Result<()> {
+        self.campaigns.remove(&id);
+        self.counts.remove(&id);
+        Ok(())
+    }
+
     fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool> {
         Ok(self
             .secrets

@@ -201,6 +201,12 @@ pub trait Tx: ReadTx {
     fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()>;
     /// Removes one; whether it existed.
     fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool>;
+    /// Issue 11: removes up to `limit` tasks of `campaign`; how many. The
+    /// caller deletes only finished campaigns, whose tasks have no timers.
+    fn delete_tasks(&mut self, campaign: CampaignId, limit: usize) -> Result<usize>;
+    /// Removes a campaign record and its counts (its tasks first, with
+    /// [`Tx::delete_tasks`]).
+    fn delete_campaign(&mut self, id: CampaignId) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

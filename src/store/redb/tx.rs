@@ -524,6 +524,33 @@ impl Tx for RedbTx {
         Ok(())
     }
 
+    fn delete_tasks(&mut self, campaign: CampaignId, limit: usize) -> Result<usize> {
+        let mut table = self.txn.open_table(schema::TASKS)?;
+        let start = Bound::Included((campaign, ""));
+        let end = Bound::Excluded((campaign.saturating_add(1), ""));
+        let mut keys = Vec::new();
+        for entry in table.range::<(u64, &str)>((start, end))? {
+            if keys.len() >= limit {
+                break;
+            }
+            let (k, _) = entry?;
+            keys.push(k.value().1.to_string());
+        }
+        for name in &keys {
+            table.remove((campaign, name.as_str()))?;
+        }
+        Ok(keys.len())
+    }
+
+    fn delete_campaign(&mut self, id: CampaignId) -> Result<()> {
+        self.txn.open_table(schema::CAMPAIGNS)?.remove(id)?;
+        let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
+        for state in 0..=u8::MAX {
+            counts.remove((id, state))?;
+        }
+        Ok(())
+    }
+
     fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool> {
         let mut table = self.txn.open_table(schema::SECRETS)?;
         let removed = table.remove((kind, key))?.is_some();
