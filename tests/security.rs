@@ -166,3 +166,62 @@ fn source_version_lists_are_bounded() {
     );
     assert_eq!(status, 201, "{body}");
 }
+
+#[test]
+fn slow_http_clients_cannot_starve_healthz() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.admin.header_timeout_s = 1;
+    config.admin.body_timeout_s = 1;
+    config.admin.max_connections = 64;
+    let server = TestServer::start_with(config, None);
+    // 300 requests that never finish their headers.
+    let mut slow: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(server.http).ok())
+        .collect();
+    for s in &mut slow {
+        let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
+    }
+    let start = Instant::now();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build();
+    loop {
+        if let Ok(r) = agent.get(&server.url("/healthz")).call() {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "/healthz never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The half-sent requests were cut off (closed, or refused at once).
+    let first = &mut slow[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = first.read(&mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || text.starts_with("HTTP/1.1 408"), "{text}");
+    drop(slow);
+
+    // A body that stalls half-way is failed, not waited for.
+    let mut s = TcpStream::connect(server.http).unwrap();
+    let head = format!(
+        "POST /api/v1/devices HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{{\"name\"",
+        server.token
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let n = s.read(&mut buf).unwrap_or(0);
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 4") || n == 0, "{text}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}

@@ -7,6 +7,7 @@
 
 pub mod actor; // issue 11 (pinned interface)
 pub mod auth; // issue 11 item 3
+mod body_timeout; // issue 11 item 6: slow request bodies
 mod browser; // issue 11 item 6 (critical): Host, Origin, Content-Type
 mod campaign_cleanup; // issue 11 item 6
 mod campaigns;
@@ -42,6 +43,10 @@ pub fn router(app: App) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             browser::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            body_timeout::limit,
         ))
         // Errors axum writes itself (405, 413, rejections) get the JSON body too.
         .layer(axum::middleware::map_response(http_errors::json_errors))

@@ -5,6 +5,7 @@ mod clock;
 pub mod coap_shell;
 mod directory;
 mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
+mod http_serve; // issue 11 item 6: header timeout, connection limit
 mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
 mod shard;
@@ -113,17 +114,16 @@ pub async fn start_on(
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
-    let mut http_signal = signal;
-    tasks.push(tokio::spawn(async move {
-        // JsonErrorListener: hyper's own parse-error 400s get the JSON body.
-        let listener = http_io::JsonErrorListener(http_listener);
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = http_signal.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("http server: {e}");
-        }
-    }));
+    let limits = http_serve::HttpLimits {
+        header_timeout: std::time::Duration::from_secs(app.config.admin.header_timeout_s),
+        max_connections: app.config.admin.max_connections,
+    };
+    tasks.push(tokio::spawn(http_serve::run(
+        http_listener,
+        router,
+        limits,
+        signal,
+    )));
     Ok(Running {
         coap_addr,
         coap,
