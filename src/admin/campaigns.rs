@@ -61,6 +61,9 @@ fn string_list(value: &Value, field: &str) -> ApiResult<Vec<String>> {
         .collect()
 }
 
+/// Most entries of `target.source_versions`.
+pub const MAX_SOURCE_VERSIONS: usize = 1_000;
+
 fn parse_target(value: Option<&Value>) -> ApiResult<Target> {
     let shape =
         "target must be {\"all\": true}, {\"source_versions\": [..]} or {\"devices\": [..]}";
@@ -82,6 +85,22 @@ fn parse_target(value: Option<&Value>) -> ApiResult<Target> {
             return Err(ApiError::bad_request(
                 "target.source_versions must not be empty",
             ));
+        }
+        // Issue 11 item 6: bounded like every operator list.
+        if versions.len() > MAX_SOURCE_VERSIONS {
+            return Err(ApiError::bad_request(format!(
+                "target.source_versions lists {} versions; at most {MAX_SOURCE_VERSIONS}",
+                versions.len()
+            )));
+        }
+        if let Some(bad) = versions
+            .iter()
+            .find(|v| !crate::ota::firmware::valid_version(v))
+        {
+            return Err(ApiError::bad_request(format!(
+                "target.source_versions: {:?} is not a version (1-64 letters, digits, '.', '_', '-')",
+                bad.chars().take(80).collect::<String>()
+            )));
         }
         return Ok(Target::SourceVersions(versions));
     }

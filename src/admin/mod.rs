@@ -11,6 +11,10 @@ mod campaign_views; // issue 10
 pub mod actor;
 mod assignment; // issue 10 item 9
 pub mod audit; // issue 10 item 13
+pub mod auth; // issue 11 item 3
+mod body_timeout; // issue 11 item 6: slow request bodies
+mod browser; // issue 11 item 6 (critical): Host, Origin, Content-Type
+mod campaign_cleanup; // issue 11 item 6
 mod campaigns;
 pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
@@ -25,10 +29,11 @@ mod psk; // issue 11: device DTLS credentials
 pub mod route_table; // issue 12 item 3: the routes, listable
 mod schemas; // issue 12 item 3
 mod stats; // issue 10 item 12
+mod tokens; // issue 11 item 3
 mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::state::App;
@@ -41,6 +46,20 @@ pub fn router(app: App) -> Router {
     routes()
         .into_router()
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        // Issue 11: every route but /healthz needs a token (auth.rs); the
+        // browser checks (browser.rs) run before it.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            browser::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            body_timeout::limit,
+        ))
         // Errors axum writes itself (405, 413, rejections) get the JSON body too.
         .layer(axum::middleware::map_response(http_errors::json_errors))
         .with_state(app)
@@ -89,7 +108,14 @@ pub fn routes() -> RouteTable {
                     http_errors::refuse_over_json_limit,
                 )),
         )
-        .route("/api/v1/campaigns/{id}", get(campaigns::show))
+        .route(
+            "/api/v1/campaigns/{id}",
+            get(campaigns::show).delete(campaign_cleanup::delete),
+        )
+        .route(
+            "/api/v1/campaigns/{id}/cancel-unseen",
+            post(campaign_cleanup::cancel_unseen),
+        )
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
         .route("/api/v1/campaigns/{id}/stats", get(stats::campaign))
         .route("/api/v1/firmware/{id}/stats", get(stats::firmware))
@@ -122,4 +148,11 @@ pub fn routes() -> RouteTable {
                 .get(assignment::get_device)
                 .delete(assignment::delete_device),
         )
+        .route("/api/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
+}
+
+/// The paths of [`routes`], for tests.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().paths().to_vec()
 }

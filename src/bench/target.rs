@@ -20,6 +20,8 @@ pub struct ServerProcess {
     /// The CoAPS (DTLS-PSK) address.
     #[allow(dead_code)] // read by `bench --only dtls`
     pub coaps: Option<SocketAddr>,
+    /// The admin token the server wrote to its data dir (issue 11).
+    pub token: String,
 }
 
 impl ServerProcess {
@@ -66,6 +68,9 @@ impl ServerProcess {
             coap: coap.ok_or_else(|| anyhow!("no coap address"))?,
             coaps,
             http: http.ok_or_else(|| anyhow!("no http address"))?,
+            token: std::fs::read_to_string(data_dir.join("admin.token"))
+                .map(|t| t.trim().to_string())
+                .context("no admin token in the data dir")?,
         })
     }
 
@@ -75,6 +80,13 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// A request to `path` on `agent` with the admin token.
+    pub fn request(&self, agent: &ureq::Agent, method: &str, path: &str) -> ureq::Request {
+        agent
+            .request(method, &self.url(path))
+            .set("Authorization", &format!("Bearer {}", self.token))
     }
 
     /// SIGTERM and wait (a clean stop flushes).

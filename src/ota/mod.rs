@@ -7,6 +7,7 @@ pub mod assignment;
 pub mod audit;
 pub mod campaign;
 pub mod catalogue;
+pub mod cleanup; // issue 11: campaign deletion, never-seen devices
 pub mod devices;
 pub mod firmware;
 pub mod firmware_edit;

@@ -8,58 +8,97 @@ use super::OtaSettings;
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
 
-/// The percentage reached when a block ending at `end` of `size` bytes is
-/// served, if that block crossed a whole-percent boundary. Stateless, so a
-/// sequential download yields at most ~100 progress writes however small
-/// its blocks are.
-pub fn crossed_percent(start: u64, end: u64, size: u64) -> Option<u8> {
-    if size == 0 {
-        return None;
-    }
-    let before = start * 100 / size;
-    let after = end * 100 / size;
-    (after > before || start == 0).then_some(after.min(100) as u8)
-}
-
-/// When each downloading task last had its timeout pushed back by a block
-/// fetch. A block that crosses no whole percent is written only when the
-/// last such "sign of life" is older than a quarter of the task timeout,
-/// so a slow download (tiny blocks, a big image) never times out while
-/// blocks keep coming, at the cost of a few writes per timeout period.
+/// Per task being downloaded through its task URI: how many bytes were
+/// actually served for it, the last percentage written, and when the last
+/// "sign of life" was written.
 ///
-/// Bounded: past `MAX_TRACKED` entries the map is cleared, which only
-/// costs one extra write per active download.
+/// Progress counts bytes served, not the block number asked for (issue 11
+/// item 6): fetching only the last block of an image is 1 block's worth of
+/// progress, not 100%. A re-sent block counts again, so progress may run a
+/// little ahead of the distinct bytes a device holds; it never moves a task
+/// past `downloading` by itself.
+///
+/// A block that crosses no whole percent is written only when the last sign
+/// of life is older than a quarter of the task timeout, so a slow download
+/// (tiny blocks, a big image) never times out while blocks keep coming.
+///
+/// Only tasks checked against the store (`resources/firmware.rs`: the task
+/// exists, for this device and this firmware) get an entry, so a peer
+/// cannot fill it with made-up names. Bounded: past `MAX_TRACKED` entries
+/// the map is cleared, which costs a re-check and restarts the byte counts
+/// (the stored progress never goes down).
 #[derive(Debug, Default)]
 pub struct Touches {
-    last: std::sync::Mutex<std::collections::HashMap<(u64, String), u64>>,
+    tasks: std::sync::Mutex<std::collections::HashMap<(u64, String), Download>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Download {
+    firmware: u64,
+    fetched: u64,
+    written_percent: Option<u8>,
+    last_write: Option<u64>,
 }
 
 const MAX_TRACKED: usize = 100_000;
 
 impl Touches {
-    /// Whether a fetch at `now` should be written; records it if so.
-    /// `crossed` says the block crossed a percent boundary (always written).
-    pub fn due(
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(u64, String), Download>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether (campaign, device) was checked to be a task of `firmware`.
+    pub fn known(&self, campaign: u64, device: &str, firmware: u64) -> bool {
+        self.lock()
+            .get(&(campaign, device.to_string()))
+            .is_some_and(|d| d.firmware == firmware)
+    }
+
+    /// Remembers a checked task.
+    pub fn remember(&self, campaign: u64, device: &str, firmware: u64) {
+        let mut tasks = self.lock();
+        if tasks.len() >= MAX_TRACKED {
+            tasks.clear();
+        }
+        tasks.insert(
+            (campaign, device.to_string()),
+            Download {
+                firmware,
+                fetched: 0,
+                written_percent: None,
+                last_write: None,
+            },
+        );
+    }
+
+    /// Counts `bytes` served at `now` for a known task of a `size`-byte
+    /// image; the percentage to write, if a write is due (a new whole
+    /// percent, or a sign of life older than a quarter of the timeout).
+    pub fn served(
         &self,
         campaign: u64,
         device: &str,
+        bytes: u64,
+        size: u64,
         now: u64,
         timeout_ms: u64,
-        crossed: bool,
-    ) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (campaign, device.to_string());
-        let stale = last
-            .get(&key)
-            .is_none_or(|at| now.saturating_sub(*at) >= timeout_ms / 4);
+    ) -> Option<u8> {
+        let mut tasks = self.lock();
+        let d = tasks.get_mut(&(campaign, device.to_string()))?;
+        d.fetched = d.fetched.saturating_add(bytes).min(size);
+        let percent = (d.fetched.saturating_mul(100) / size.max(1)).min(100) as u8;
+        let crossed = d.written_percent.is_none_or(|p| percent > p);
+        let stale = d
+            .last_write
+            .is_none_or(|at| now.saturating_sub(at) >= timeout_ms / 4);
         if crossed || stale {
-            if last.len() >= MAX_TRACKED {
-                last.clear();
-            }
-            last.insert(key, now);
-            return true;
+            d.written_percent = Some(percent);
+            d.last_write = Some(now);
+            return Some(percent);
         }
-        false
+        None
     }
 }
 
@@ -89,25 +128,28 @@ pub fn record(
 
 #[cfg(test)]
 mod tests {
-    use super::{crossed_percent, Touches};
+    use super::Touches;
 
     #[test]
-    fn touches_are_coalesced_to_a_quarter_of_the_timeout() {
+    fn progress_counts_bytes_served_and_is_coalesced() {
         let t = Touches::default();
-        assert!(t.due(1, "d", 0, 1000, false), "first fetch");
-        assert!(!t.due(1, "d", 100, 1000, false));
-        assert!(t.due(1, "d", 120, 1000, true), "percent crossed");
-        assert!(!t.due(1, "d", 300, 1000, false));
-        assert!(t.due(1, "d", 370, 1000, false), "quarter timeout passed");
-        assert!(t.due(1, "other", 370, 1000, false));
-    }
-
-    #[test]
-    fn percent_boundaries() {
-        assert_eq!(crossed_percent(0, 16, 1000), Some(1));
-        assert_eq!(crossed_percent(16, 32, 1000), Some(3));
-        assert_eq!(crossed_percent(0, 5, 10_000), Some(0));
-        assert_eq!(crossed_percent(5, 10, 10_000), None);
-        assert_eq!(crossed_percent(9_990, 10_000, 10_000), Some(100));
+        assert_eq!(t.served(1, "d", 100, 1000, 0, 1000), None, "unknown task");
+        t.remember(1, "d", 7);
+        assert!(t.known(1, "d", 7) && !t.known(1, "d", 8) && !t.known(2, "d", 7));
+        // The last block alone is its own size, not 100%.
+        assert_eq!(t.served(1, "d", 100, 1000, 0, 1000), Some(10));
+        assert_eq!(t.served(1, "d", 5, 1000, 100, 1000), None);
+        assert_eq!(
+            t.served(1, "d", 5, 1000, 120, 1000),
+            Some(11),
+            "percent crossed"
+        );
+        assert_eq!(t.served(1, "d", 1, 1000, 300, 1000), None);
+        assert_eq!(
+            t.served(1, "d", 1, 1000, 380, 1000),
+            Some(11),
+            "quarter timeout"
+        );
+        assert_eq!(t.served(1, "d", 5000, 1000, 400, 1000), Some(100), "capped");
     }
 }

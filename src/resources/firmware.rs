@@ -8,7 +8,7 @@ use super::response;
 use crate::coap::block::Block;
 use crate::coap::endpoint::error_response;
 use crate::coap::IncomingRequest;
-use crate::ota::{parse_task_id, progress};
+use crate::ota::{parse_task_id, progress, valid_device_name};
 use crate::state::App;
 
 /// The slice of a resource one Block2 request asks for.
@@ -79,6 +79,15 @@ pub fn handle(
     if incoming.identity.is_none() && super::auth::requires_dtls(app, &image.record.product) {
         return super::auth::dtls_required();
     }
+    // Issue 11 item 6: a task URI must name a real task of this device
+    // and this firmware before anything about it is kept.
+    let task = match task {
+        Some((device, task)) => match check_task(app, image.record.id, device, task) {
+            Ok(campaign) => Some((device, campaign)),
+            Err(response) => return response,
+        },
+        None => None,
+    };
     let total = image.record.size;
     let max_block = app.config.firmware.max_block_size as usize;
     let slice = match slice_for(request, total, max_block) {
@@ -96,33 +105,64 @@ pub fn handle(
     add_block_options(&mut packet, request, &slice, total);
     packet.payload = payload;
 
-    if let Some((device, task)) = task {
-        record_progress(app, device, task, &slice, total);
+    if let Some((device, campaign)) = task {
+        record_progress(app, device, campaign, &slice, total);
     }
     packet
 }
 
-/// Progress inferred from the block served; written without waiting (no
-/// peer is promised it), at most once per whole percent, plus a periodic
-/// sign of life for slow downloads (see `progress::Touches`).
-fn record_progress(app: &App, device: &str, task: &str, slice: &Slice, total: u64) {
+/// The campaign of a task URI's `{task}` when (device, task, firmware) is a
+/// real task; else the 4.04 to answer. Checked once per task, then
+/// remembered in `progress::Touches`.
+fn check_task(app: &App, firmware: u64, device: &str, task: &str) -> Result<u64, Packet> {
+    let not_found = || error_response(ResponseType::NotFound, "no such task");
+    if !valid_device_name(device) {
+        metrics::counter!("lwota_coap_bad_task_uri_total").increment(1);
+        return Err(not_found());
+    }
     let Some(campaign) = parse_task_id(task) else {
-        return;
+        metrics::counter!("lwota_coap_bad_task_uri_total").increment(1);
+        return Err(not_found());
     };
-    let end = slice.offset + slice.len as u64;
-    let crossed = progress::crossed_percent(slice.offset, end, total);
+    if app.touches.known(campaign, device, firmware) {
+        return Ok(campaign);
+    }
+    let found = app.store.read().and_then(|tx| tx.task(campaign, device));
+    match found {
+        Ok(Some(t)) if t.firmware == firmware => {
+            app.touches.remember(campaign, device, firmware);
+            Ok(campaign)
+        }
+        Ok(_) => {
+            metrics::counter!("lwota_coap_bad_task_uri_total").increment(1);
+            Err(not_found())
+        }
+        Err(e) => {
+            tracing::debug!("task check failed: {e}");
+            Err(error_response(
+                ResponseType::ServiceUnavailable,
+                "busy, retry later",
+            ))
+        }
+    }
+}
+
+/// Progress from the bytes served for the task; written without waiting
+/// (no peer is promised it), at most once per whole percent, plus a
+/// periodic sign of life for slow downloads (see `progress::Touches`).
+fn record_progress(app: &App, device: &str, campaign: u64, slice: &Slice, total: u64) {
     let now = app.now();
     let settings = app.ota_settings();
-    if !app.touches.due(
+    let Some(percent) = app.touches.served(
         campaign,
         device,
+        slice.len as u64,
+        total,
         now.as_millis(),
         settings.timeout_ms,
-        crossed.is_some(),
-    ) {
+    ) else {
         return;
-    }
-    let percent = crossed.unwrap_or(((end * 100) / total.max(1)).min(100) as u8);
+    };
     let device = device.to_string();
     app.store
         .write_detached(move |tx| progress::record(tx, now, settings, &device, campaign, percent));

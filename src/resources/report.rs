@@ -75,6 +75,19 @@ fn parse(packet: &Packet) -> Result<Report, Packet> {
             "\"error\" must be at most {MAX_ERROR_LEN} bytes"
         )));
     }
+    // Issue 11 item 6: the text reaches operators' terminals and pages;
+    // control characters (ESC sequences, C1) and bidi overrides have no
+    // business in it.
+    if error.as_ref().is_some_and(|e| {
+        e.chars().any(|c| {
+            c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+    }) {
+        metrics::counter!("lwota_coap_rejected_control_chars_total").increment(1);
+        return Err(bad(
+            "\"error\" must not contain control characters or bidi overrides".into(),
+        ));
+    }
     let version = map.text("version").map_err(bad)?;
     if let Some(v) = &version {
         if !crate::ota::firmware::valid_version(v) {

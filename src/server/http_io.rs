@@ -15,31 +15,9 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// Accepts like `TcpListener`, handing out [`JsonErrorStream`]s.
-pub struct JsonErrorListener(pub TcpListener);
-
-impl axum::serve::Listener for JsonErrorListener {
-    type Io = JsonErrorStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (stream, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        (
-            JsonErrorStream {
-                inner: stream,
-                pending: Vec::new(),
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
+/// One admin connection (handed to hyper by `http_serve.rs`).
 pub struct JsonErrorStream {
     inner: TcpStream,
     /// A rewritten response not yet fully written; bounded by the size of
@@ -48,6 +26,13 @@ pub struct JsonErrorStream {
 }
 
 impl JsonErrorStream {
+    pub fn new(inner: TcpStream) -> JsonErrorStream {
+        JsonErrorStream {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.pending.is_empty() {
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &self.pending))?;

@@ -5,6 +5,7 @@ mod clock;
 pub mod coap_shell;
 mod directory;
 mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
+mod http_serve; // issue 11 item 6: header timeout, connection limit
 mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
 mod shard;
@@ -119,6 +120,10 @@ pub async fn start_on(
         psks,
         task_observers: Default::default(),
     });
+    // Issue 11: the first start makes the admin token (auth.rs).
+    crate::admin::auth::bootstrap(&app, &data_dir)
+        .await
+        .context("cannot write the admin token")?;
     let (shutdown, signal) = watch::channel(false);
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
     let seed = std::time::SystemTime::now()
@@ -170,17 +175,16 @@ pub async fn start_on(
     tasks.push(tokio::spawn(task_push::run(app.clone(), signal.clone())));
     let router = crate::admin::router(app.clone());
     let router = router.merge(crate::console::router(app.clone())); // issue 12: web console at /
-    let mut http_signal = signal;
-    tasks.push(tokio::spawn(async move {
-        // JsonErrorListener: hyper's own parse-error 400s get the JSON body.
-        let listener = http_io::JsonErrorListener(http_listener);
-        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-            let _ = http_signal.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("http server: {e}");
-        }
-    }));
+    let limits = http_serve::HttpLimits {
+        header_timeout: std::time::Duration::from_secs(app.config.admin.header_timeout_s),
+        max_connections: app.config.admin.max_connections,
+    };
+    tasks.push(tokio::spawn(http_serve::run(
+        http_listener,
+        router,
+        limits,
+        signal,
+    )));
     Ok(Running {
         coap_addr,
         coap,

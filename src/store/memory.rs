@@ -39,6 +39,7 @@ pub struct MemoryTx {
     audit: BTreeMap<AuditId, AuditEntry>,
     next_audit: AuditId,
     assignments: HashMap<AssignmentScope, Assignments>,
+    secrets: BTreeMap<(String, String), Vec<u8>>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -237,6 +238,28 @@ impl ReadTx for MemoryTx {
 
     fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments> {
         Ok(self.assignments.get(scope).cloned().unwrap_or_default())
+    }
+    fn secret(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .secrets
+            .get(&(kind.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn secrets(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .secrets
+            .range((kind.to_string(), String::new())..)
+            .take_while(|((k, _), _)| k == kind)
+            .filter(|((_, key), _)| after.is_none_or(|a| key.as_str() > a))
+            .take(limit)
+            .map(|((_, key), v)| (key.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -454,5 +477,38 @@ impl Tx for MemoryTx {
             self.assignments.insert(scope.clone(), value.clone());
         }
         Ok(())
+    }
+
+    fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.secrets
+            .insert((kind.to_string(), key.to_string()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete_tasks(&mut self, campaign: CampaignId, limit: usize) -> Result<usize> {
+        let keys: Vec<(CampaignId, String)> = self
+            .tasks
+            .range((campaign, String::new())..)
+            .take_while(|((c, _), _)| *c == campaign)
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            self.tasks.remove(key);
+        }
+        Ok(keys.len())
+    }
+
+    fn delete_campaign(&mut self, id: CampaignId) -> Result<()> {
+        self.campaigns.remove(&id);
+        self.counts.remove(&id);
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool> {
+        Ok(self
+            .secrets
+            .remove(&(kind.to_string(), key.to_string()))
+            .is_some())
     }
 }

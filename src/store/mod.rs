@@ -159,6 +159,17 @@ pub trait ReadTx {
     fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>>;
     /// The assignments of a product or device (empty when none).
     fn assignments(&self, scope: &AssignmentScope) -> Result<Assignments>;
+    /// Issue 11: an admin-security record (admin token, signing key),
+    /// encoded by its owner (`admin::auth`, `ota::signing`), under
+    /// (`kind`, `key`). Few and small: operator-made only.
+    fn secret(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Records of `kind` in key order, after `after`, at most `limit`.
+    fn secrets(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -237,6 +248,16 @@ pub trait Tx: ReadTx {
     fn append_audit(&mut self, entry: &AuditEntry, cap: usize) -> Result<(AuditId, u64)>;
     /// Writes the assignments of a product or device (empty: removed).
     fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()>;
+    /// Issue 11: writes an admin-security record (see [`ReadTx::secret`]).
+    fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Removes one; whether it existed.
+    fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool>;
+    /// Issue 11: removes up to `limit` tasks of `campaign`; how many. The
+    /// caller deletes only finished campaigns, whose tasks have no timers.
+    fn delete_tasks(&mut self, campaign: CampaignId, limit: usize) -> Result<usize>;
+    /// Removes a campaign record and its counts (its tasks first, with
+    /// [`Tx::delete_tasks`]).
+    fn delete_campaign(&mut self, id: CampaignId) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

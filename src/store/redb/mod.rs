@@ -76,6 +76,7 @@ impl RedbStore {
             txn.open_table(schema::PSK_IDENTITIES)?;
             txn.open_table(schema::AUDIT)?;
             txn.open_table(schema::ASSIGNMENTS)?;
+            txn.open_table(schema::SECRETS)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

@@ -51,6 +51,9 @@ pub const PSK_IDENTITIES: TableDefinition<&str, &str> = TableDefinition::new("ps
 pub const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// (scope: 0 product / 1 device, name) → `Assignments`.
 pub const ASSIGNMENTS: TableDefinition<(u8, &str), &[u8]> = TableDefinition::new("assignments");
+/// Issue 11: (kind, key) → admin-security record bytes (admin tokens,
+/// stored hashed; per-product signing keys). Encoded by their owners.
+pub const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 

@@ -290,6 +290,34 @@ macro_rules! impl_read {
                 let table = self.$txn.open_table(schema::ASSIGNMENTS)?;
                 super::fleet::assignments(&table, scope)
             }
+            fn secret(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+                let table = self.$txn.open_table(schema::SECRETS)?;
+                let value = table.get((kind, key))?;
+                Ok(value.map(|v| v.value().to_vec()))
+            }
+
+            fn secrets(
+                &self,
+                kind: &str,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, Vec<u8>)>> {
+                let table = self.$txn.open_table(schema::SECRETS)?;
+                let start = match after {
+                    Some(a) => Bound::Excluded((kind, a)),
+                    None => Bound::Included((kind, "")),
+                };
+                let mut out = Vec::new();
+                for entry in table.range::<(&str, &str)>((start, Bound::Unbounded))? {
+                    let (k, v) = entry?;
+                    let (k_kind, k_key) = k.value();
+                    if k_kind != kind || out.len() >= limit {
+                        break;
+                    }
+                    out.push((k_key.to_string(), v.value().to_vec()));
+                }
+                Ok(out)
+            }
         }
     };
 }
@@ -602,5 +630,44 @@ impl Tx for RedbTx {
 
     fn put_assignments(&mut self, scope: &AssignmentScope, value: &Assignments) -> Result<()> {
         super::fleet::put_assignments(&self.txn, scope, value)
+    }
+
+    fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()> {
+        let mut table = self.txn.open_table(schema::SECRETS)?;
+        table.insert((kind, key), value)?;
+        Ok(())
+    }
+
+    fn delete_tasks(&mut self, campaign: CampaignId, limit: usize) -> Result<usize> {
+        let mut table = self.txn.open_table(schema::TASKS)?;
+        let start = Bound::Included((campaign, ""));
+        let end = Bound::Excluded((campaign.saturating_add(1), ""));
+        let mut keys = Vec::new();
+        for entry in table.range::<(u64, &str)>((start, end))? {
+            if keys.len() >= limit {
+                break;
+            }
+            let (k, _) = entry?;
+            keys.push(k.value().1.to_string());
+        }
+        for name in &keys {
+            table.remove((campaign, name.as_str()))?;
+        }
+        Ok(keys.len())
+    }
+
+    fn delete_campaign(&mut self, id: CampaignId) -> Result<()> {
+        self.txn.open_table(schema::CAMPAIGNS)?.remove(id)?;
+        let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
+        for state in 0..=u8::MAX {
+            counts.remove((id, state))?;
+        }
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool> {
+        let mut table = self.txn.open_table(schema::SECRETS)?;
+        let removed = table.remove((kind, key))?.is_some();
+        Ok(removed)
     }
 }

@@ -1,0 +1,63 @@
+//! Issue 11 item 6: `DELETE /api/v1/campaigns/{id}` (finished or
+//! cancelled campaigns) and `POST /api/v1/campaigns/{id}/cancel-unseen`
+//! (queued tasks of devices never seen).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, ApiResult};
+use crate::ota::campaign::CampaignError;
+use crate::ota::cleanup::{self, DeleteError};
+use crate::state::App;
+
+fn campaign_id(id: &str) -> ApiResult<u64> {
+    super::http_errors::parse_path_id(id)
+        .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
+}
+
+pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = campaign_id(&id)?;
+    // Chunked: each job removes at most `DELETE_CHUNK` tasks, so polls
+    // queued behind a large deletion wait for one chunk only.
+    loop {
+        let done = app
+            .store
+            .write(move |tx| cleanup::delete_step(tx, id))
+            .await?
+            .map_err(|e| match e {
+                e @ DeleteError::Unknown(_) => {
+                    ApiError::not_found("unknown_campaign", e.to_string())
+                }
+                e @ DeleteError::Running(_) => {
+                    ApiError::conflict("campaign_running", e.to_string())
+                }
+            })?;
+        if done {
+            break;
+        }
+    }
+    tracing::info!(id, "campaign deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn cancel_unseen(
+    State(app): State<App>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = campaign_id(&id)?;
+    let now = app.now();
+    let settings = app.ota_settings();
+    let cancelled = app
+        .store
+        .write(move |tx| cleanup::cancel_unseen(tx, now, settings, id))
+        .await?
+        .map_err(|e| match e {
+            e @ CampaignError::UnknownCampaign(_) => {
+                ApiError::not_found("unknown_campaign", e.to_string())
+            }
+            e => ApiError::conflict("campaign_finished", e.to_string()),
+        })?;
+    Ok(Json(json!({"cancelled": cancelled})))
+}
