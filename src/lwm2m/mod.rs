@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod content;
+pub mod device;
 pub mod hub;
 pub mod queue;
 pub mod registration;

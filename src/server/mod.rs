@@ -6,6 +6,7 @@ pub mod coap_shell;
 mod directory;
 mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
 mod http_serve; // issue 11 item 6: header timeout, connection limit
+mod lwm2m_shell; // issue 9: LwM2M sessions around lwm2m::update
 mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
 mod shard;
@@ -107,7 +108,7 @@ pub async fn start_on(
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
 
-    let (lwm2m, _lwm2m_events) = crate::lwm2m::hub::Hub::new();
+    let (lwm2m, lwm2m_events) = crate::lwm2m::hub::Hub::new();
     let app: App = Arc::new(AppState {
         config,
         store,
@@ -173,6 +174,12 @@ pub async fn start_on(
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
     tasks.push(tokio::spawn(task_push::run(app.clone(), signal.clone())));
+    tasks.push(lwm2m_shell::spawn(
+        app.clone(),
+        coap.clone(),
+        lwm2m_events,
+        signal.clone(),
+    ));
     let router = crate::admin::router(app.clone());
     let router = router.merge(crate::console::router(app.clone())); // issue 12: web console at /
     let limits = http_serve::HttpLimits {

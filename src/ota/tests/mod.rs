@@ -6,6 +6,7 @@ mod campaigns;
 mod devices;
 mod rules;
 mod fleet;
+mod lwm2m; // issue 9
 mod timers;
 
 use crate::model::{FirmwareRecord, HistoryEntry, TaskRecord};
