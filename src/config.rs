@@ -17,6 +17,7 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub tasks: TasksConfig,
     pub coap: CoapConfig,
+    pub lwm2m: crate::lwm2m::config::Lwm2mConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -34,6 +35,9 @@ pub struct CoapConfig {
     pub max_retransmit: u32,
     /// RFC 7252 NSTART: requests in flight per device.
     pub nstart: usize,
+    /// `coap://HOST:PORT` devices reach this server at (LwM2M Package
+    /// URIs); unset: the local address a device registered to.
+    pub public_uri: Option<String>,
 }
 
 impl Default for CoapConfig {
@@ -44,6 +48,7 @@ impl Default for CoapConfig {
             ack_random_factor: 1.5,
             max_retransmit: 4,
             nstart: 1,
+            public_uri: None,
         }
     }
 }
@@ -217,6 +222,7 @@ impl Config {
                 "coap.nstart must be from 1 to 64".into(),
             ));
         }
+        self.lwm2m.validate(self.coap.public_uri.as_deref())?;
         if !(1..=MAX_TASK_TIMEOUT).contains(&self.tasks.timeout) {
             return Err(ConfigError::Invalid(format!(
                 "tasks.timeout must be from 1 to {MAX_TASK_TIMEOUT} seconds (30 days)"

@@ -21,6 +21,8 @@ pub struct AppState {
     pub blob_lock: tokio::sync::Mutex<()>,
     /// Coalesces block-fetch signs of life (see `ota::progress::Touches`).
     pub touches: crate::ota::progress::Touches,
+    /// LwM2M: registrations committed → the session shell.
+    pub lwm2m: crate::lwm2m::hub::Hub,
 }
 
 impl AppState {

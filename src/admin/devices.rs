@@ -175,7 +175,12 @@ pub async fn show(State(app): State<App>, Path(name): Path<String>) -> ApiResult
         .device(&name)?
         .ok_or_else(|| ApiError::not_found("unknown_device", format!("unknown device {name}")))?;
     let task = current_task(tx.as_ref(), &name, &device)?;
-    Ok(Json(views::device(&name, &device, task.as_ref())))
+    let mut view = views::device(&name, &device, task.as_ref());
+    // Issue 9: an LwM2M device's registration, while it has one.
+    if let Some(registration) = tx.registration(&name)? {
+        view["lwm2m"] = views::lwm2m(&registration, app.now());
+    }
+    Ok(Json(view))
 }
 
 #[derive(Debug, serde::Deserialize)]

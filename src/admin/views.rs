@@ -103,3 +103,21 @@ pub fn history(h: &HistoryEntry) -> Value {
         "since": h.since.map(rfc3339),
     })
 }
+
+/// The `"lwm2m"` block of an LwM2M device (`GET /api/v1/devices/{name}`).
+pub fn lwm2m(r: &crate::model::RegistrationRecord, now: Timestamp) -> Value {
+    json!({
+        "registered": r.expires_at > now,
+        "lwm2m_version": r.lwm2m_version,
+        "binding": r.binding,
+        "lifetime": r.lifetime,
+        "queue_mode": r.queue_mode,
+        "registered_at": rfc3339(r.registered_at),
+        "last_update": rfc3339(r.last_update),
+        "expires_at": rfc3339(r.expires_at),
+        "objects": r.objects,
+        "location": format!("/rd/{}", r.location),
+        "address": r.peer,
+        "queued_requests": r.queued.len(),
+    })
+}

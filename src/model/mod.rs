@@ -6,10 +6,12 @@
 //! `store/` or `server/`; it is data and the rules that belong to the data
 //! alone (state names, ordering).
 
+mod lwm2m;
 mod records;
 mod task_state;
 mod timer;
 
+pub use lwm2m::{QueuedOp, RegistrationRecord};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

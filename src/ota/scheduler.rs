@@ -108,16 +108,21 @@ pub fn handle_due(
                     handled.timed_out += 1;
                 }
             }
+            // LwM2M (issue 9): a registration's lifetime ran out; a
+            // sleeping device's queued requests gave up.
+            Timer::RegistrationExpiry(name) => {
+                crate::lwm2m::registration::expire(tx, now, &name, at)?;
+            }
+            Timer::QueuedRequest(name) => {
+                handled.timed_out += crate::lwm2m::queue::give_up(tx, now, settings, &name, at)?;
+            }
             // No behaviour yet: the campaign engine (retries, scheduled
-            // starts, rate windows, waves) and the LwM2M work
-            // (registration lifetimes, queued requests) fill these arms.
+            // starts, rate windows, waves) fills these arms.
             // Until then a due timer is removed (taken above) and logged.
             Timer::TaskRetry(_)
             | Timer::CampaignStart(_)
             | Timer::RateWindow(_)
-            | Timer::WaveCheck(_)
-            | Timer::RegistrationExpiry(_)
-            | Timer::QueuedRequest(_) => {
+            | Timer::WaveCheck(_) => {
                 tracing::debug!(?timer, %at, "timer has no handler yet; dropped");
             }
         }

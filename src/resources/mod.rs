@@ -8,10 +8,12 @@
 //! | `/ota/{device}/poll` | POST | `poll.rs` |
 //! | `/ota/{device}/report` | POST | `report.rs` |
 //! | `/.well-known/core` | GET | `well_known.rs` |
+//! | `/rd`, `/rd/{id}` | POST, DELETE | `rd.rs` (LwM2M registration) |
 
 mod cbor;
 mod firmware;
 mod poll;
+mod rd;
 mod report;
 mod well_known;
 
@@ -66,6 +68,15 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
                 Some((device, task)),
             ))
         }),
+        ["rd"] => expect(RequestType::Post, &|| rd::register(app, request)),
+        ["rd", id] => match method {
+            RequestType::Post => rd::update(app, request, id),
+            RequestType::Delete => rd::deregister(app, id),
+            _ => Reply::Now(error_response(
+                ResponseType::MethodNotAllowed,
+                "method not allowed",
+            )),
+        },
         _ => Reply::Now(error_response(ResponseType::NotFound, "no such resource")),
     }
 }

@@ -4,7 +4,8 @@
 mod clock;
 pub mod coap_shell;
 mod directory;
-mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
+mod http_io;
+mod lwm2m_shell; // issue 9: LwM2M sessions around lwm2m::update // issue 8 item 8: JSON body on hyper's own 400s
 mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
 mod shard;
@@ -83,6 +84,7 @@ pub async fn start_on(
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
 
+    let (lwm2m, lwm2m_events) = crate::lwm2m::hub::Hub::new();
     let app: App = Arc::new(AppState {
         config,
         store,
@@ -91,6 +93,7 @@ pub async fn start_on(
         clock,
         blob_lock: tokio::sync::Mutex::new(()),
         touches: Default::default(),
+        lwm2m,
     });
     let (shutdown, signal) = watch::channel(false);
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
@@ -108,6 +111,12 @@ pub async fn start_on(
     )?;
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
+    tasks.push(lwm2m_shell::spawn(
+        app.clone(),
+        coap.clone(),
+        lwm2m_events,
+        signal.clone(),
+    ));
     let router = crate::admin::router(app.clone());
     let mut http_signal = signal;
     tasks.push(tokio::spawn(async move {

@@ -12,7 +12,7 @@ use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -30,6 +30,8 @@ pub struct MemoryTx {
     next_campaign: u64,
     clock_floor: Option<Timestamp>,
     history_cap: usize,
+    registrations: BTreeMap<String, RegistrationRecord>,
+    locations: HashMap<String, String>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -163,6 +165,27 @@ impl ReadTx for MemoryTx {
 
     fn clock_floor(&self) -> Result<Option<Timestamp>> {
         Ok(self.clock_floor)
+    }
+
+    fn registration(&self, name: &str) -> Result<Option<RegistrationRecord>> {
+        Ok(self.registrations.get(name).cloned())
+    }
+
+    fn registration_name(&self, location: &str) -> Result<Option<String>> {
+        Ok(self.locations.get(location).cloned())
+    }
+
+    fn registrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, RegistrationRecord)>> {
+        Ok(self
+            .registrations
+            .range((after_str(after), Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -312,6 +335,27 @@ impl Tx for MemoryTx {
 
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {
         self.clock_floor = Some(self.clock_floor.map_or(now, |f| f.max(now)));
+        Ok(())
+    }
+
+    fn put_registration(
+        &mut self,
+        name: &str,
+        previous: Option<&RegistrationRecord>,
+        record: &RegistrationRecord,
+    ) -> Result<()> {
+        if let Some(previous) = previous {
+            self.locations.remove(&previous.location);
+        }
+        self.locations
+            .insert(record.location.clone(), name.to_string());
+        self.registrations.insert(name.to_string(), record.clone());
+        Ok(())
+    }
+
+    fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
+        self.locations.remove(&record.location);
+        self.registrations.remove(name);
         Ok(())
     }
 }

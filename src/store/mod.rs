@@ -43,7 +43,7 @@ use std::sync::Arc;
 
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -133,6 +133,16 @@ pub trait ReadTx {
     /// The latest time the server persisted as "now" (its clock never
     /// starts below this after a restart).
     fn clock_floor(&self) -> Result<Option<Timestamp>>;
+    /// The LwM2M registration of device `name`.
+    fn registration(&self, name: &str) -> Result<Option<RegistrationRecord>>;
+    /// The device registered at `/rd/{location}`.
+    fn registration_name(&self, location: &str) -> Result<Option<String>>;
+    /// Registrations in device-name order, after `after`, at most `limit`.
+    fn registrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, RegistrationRecord)>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -186,6 +196,16 @@ pub trait Tx: ReadTx {
     fn take_due_timers(&mut self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, Timer)>>;
     /// Raises the persisted clock floor to `now` (never lowers it).
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()>;
+    /// Writes device `name`'s registration; `previous` is the stored one,
+    /// so its location index entry moves with it.
+    fn put_registration(
+        &mut self,
+        name: &str,
+        previous: Option<&RegistrationRecord>,
+        record: &RegistrationRecord,
+    ) -> Result<()>;
+    /// Removes device `name`'s registration `record` and its location.
+    fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

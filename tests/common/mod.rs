@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod device;
+pub mod lwm2m;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@
 mod codec;
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
 pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
+mod lwm2m; // issue 9: LwM2M registrations and their location index
 pub mod recovery; // issue 8 item 7a: reopen after a failed write, write health
 mod schema;
 mod tx;
@@ -67,6 +68,8 @@ impl RedbStore {
             txn.open_table(schema::HISTORY_LEN)?;
             txn.open_table(schema::TIMERS)?;
             txn.open_table(schema::COUNTERS)?;
+            txn.open_table(schema::REGISTRATIONS)?;
+            txn.open_table(schema::REGISTRATION_LOCATIONS)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

@@ -46,3 +46,8 @@ pub const NEXT_FIRMWARE_ID: &str = "next_firmware_id";
 pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
 /// The latest "now" the server persisted, in ms (see `Tx::raise_clock_floor`).
 pub const CLOCK_FLOOR: &str = "clock_floor_ms";
+/// Device (endpoint) name → `RegistrationRecord` (LwM2M).
+pub const REGISTRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("lwm2m_registrations");
+/// Registration location (`/rd/{id}`) → device name.
+pub const REGISTRATION_LOCATIONS: TableDefinition<&str, &str> =
+    TableDefinition::new("lwm2m_locations");

@@ -10,7 +10,7 @@ use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    StateCounts, TaskRecord, Timer,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -223,6 +223,25 @@ macro_rules! impl_read {
                 let table = self.$txn.open_table(schema::COUNTERS)?;
                 let value = table.get(schema::CLOCK_FLOOR)?;
                 Ok(value.map(|v| Timestamp::from_millis(v.value())))
+            }
+
+            fn registration(&self, name: &str) -> Result<Option<RegistrationRecord>> {
+                super::lwm2m::registration(&self.$txn.open_table(schema::REGISTRATIONS)?, name)
+            }
+
+            fn registration_name(&self, location: &str) -> Result<Option<String>> {
+                let table = self.$txn.open_table(schema::REGISTRATION_LOCATIONS)?;
+                let value = table.get(location)?;
+                Ok(value.map(|v| v.value().to_string()))
+            }
+
+            fn registrations(
+                &self,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, RegistrationRecord)>> {
+                let table = self.$txn.open_table(schema::REGISTRATIONS)?;
+                super::lwm2m::registrations(&table, str_bound(after), limit)
             }
         }
     };
@@ -487,5 +506,18 @@ impl Tx for RedbTx {
             table.insert(schema::CLOCK_FLOOR, now.as_millis())?;
         }
         Ok(())
+    }
+
+    fn put_registration(
+        &mut self,
+        name: &str,
+        previous: Option<&RegistrationRecord>,
+        record: &RegistrationRecord,
+    ) -> Result<()> {
+        super::lwm2m::put(&self.txn, name, previous, record)
+    }
+
+    fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
+        super::lwm2m::delete(&self.txn, name, record)
     }
 }

@@ -1,0 +1,283 @@
+//! The LwM2M server end to end over real UDP: registration interface
+//! (Register, Block1 registration, Update, De-register, version
+//! negotiation, bad input), the operator view, and firmware updates
+//! through Object 5 by pull and by push, with a scripted client
+//! (`common/lwm2m.rs`) that speaks coap-lite packets.
+
+mod common;
+
+use std::time::Duration;
+
+use coap_lite::ResponseType;
+use common::lwm2m::{Lwm2mDevice, PAYLOAD};
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn fast_config(dir: &std::path::Path) -> lwota::config::Config {
+    let mut config = test_config(dir);
+    config.lwm2m.check_interval_ms = 50;
+    config
+}
+
+fn start() -> TestServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(fast_config(tmp.path()), None);
+    // The temp dir lives as long as the server (kept in a leak-free way:
+    // the test process ends right after).
+    std::mem::forget(tmp);
+    server
+}
+
+fn device_view(server: &TestServer, name: &str) -> Value {
+    let (status, body) = server.get(&format!("/api/v1/devices/{name}"));
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn history_events(server: &TestServer, name: &str) -> Vec<String> {
+    let (_, h) = server.get(&format!("/api/v1/devices/{name}/history"));
+    h.as_array()
+        .or_else(|| h["entries"].as_array())
+        .map(|a| {
+            a.iter()
+                .map(|e| e["event"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn campaign(server: &TestServer, firmware: u64, devices: &[&str]) -> u64 {
+    let (status, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": firmware, "target": {"devices": devices}}),
+    );
+    assert_eq!(status, 201, "{c}");
+    c["id"].as_u64().unwrap()
+}
+
+fn task(server: &TestServer, campaign: u64, device: &str) -> Value {
+    let (_, list) = server.get(&format!("/api/v1/campaigns/{campaign}/devices"));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["device"] == device)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn register_update_deregister_and_the_operator_view() {
+    let server = start();
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-1", "1.0");
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    // The server reads /3/0/3 (with Accept) and records the version.
+    assert!(dev.serve_until(WAIT, |d| d.log.iter().any(|l| l == "Get /3/0/3")));
+    let view = server.wait_for("/api/v1/devices/lw-1", WAIT, |v| v["version"] == "1.0");
+    let lw = &view["lwm2m"];
+    assert_eq!(lw["registered"], true);
+    assert_eq!(lw["lwm2m_version"], "1.1");
+    assert_eq!(lw["binding"], "U");
+    assert_eq!(lw["lifetime"], 300);
+    assert_eq!(lw["queue_mode"], false);
+    assert_eq!(lw["objects"], json!(["/1/0", "/3/0", "/5/0"]));
+    assert_eq!(
+        view["product"], "lwm2m",
+        "auto-registered with the default product"
+    );
+
+    assert_eq!(dev.update(), ResponseType::Changed);
+    // A Register again (queue-mode clients do it on every wake-up)
+    // replaces the registration: the old location is gone.
+    let old = dev.location.clone().unwrap();
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    assert_ne!(dev.location.clone().unwrap(), old);
+    let mut stale = Lwm2mDevice::new(server.coap, "lw-1", "1.0");
+    stale.location = Some(old);
+    assert_eq!(stale.update(), ResponseType::NotFound);
+
+    assert_eq!(dev.deregister(), ResponseType::Deleted);
+    assert_eq!(dev.update(), ResponseType::NotFound);
+    assert!(device_view(&server, "lw-1").get("lwm2m").is_none());
+    let events = history_events(&server, "lw-1");
+    for e in ["lwm2m-register", "version", "lwm2m-deregister"] {
+        assert!(events.iter().any(|x| x == e), "{e} in {events:?}");
+    }
+}
+
+#[test]
+fn registration_in_16_byte_block1_pieces() {
+    let server = start();
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-blocks", "1.0");
+    // 221 bytes of links, like the issue's example.
+    let mut payload = String::from("</>;rt=\"oma.lwm2m\";ct=110");
+    let mut i = 0;
+    while payload.len() < 221 {
+        payload.push_str(&format!(",</{}/0>", 3300 + i));
+        i += 1;
+    }
+    payload.truncate(payload.rfind(',').unwrap());
+    while payload.len() < 221 {
+        payload.push_str(",</5>");
+    }
+    payload.truncate(221);
+    let payload = payload.trim_end_matches([',', '<', '/']).to_string();
+    assert_eq!(dev.register_in_blocks(&payload), ResponseType::Created);
+    let view = device_view(&server, "lw-blocks");
+    assert!(
+        view["lwm2m"]["objects"].as_array().unwrap().len() > 10,
+        "{view}"
+    );
+}
+
+#[test]
+fn version_negotiation_and_bad_registrations_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = fast_config(tmp.path());
+    config.lwm2m.max_payload = 512;
+    let server = TestServer::start_with(config, None);
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-v", "1.0");
+    // 1.2 is refused with 4.12 so clients fall back; 1.0 then works.
+    assert_eq!(
+        dev.register("1.2", "U", PAYLOAD),
+        ResponseType::PreconditionFailed
+    );
+    assert_eq!(
+        dev.register("9.9", "U", PAYLOAD),
+        ResponseType::PreconditionFailed
+    );
+    assert_eq!(dev.register("1.0", "UQ", PAYLOAD), ResponseType::Created);
+    let view = device_view(&server, "lw-v");
+    assert_eq!(view["lwm2m"]["queue_mode"], true);
+    assert_eq!(view["lwm2m"]["binding"], "U");
+
+    let mut bad = Lwm2mDevice::new(server.coap, "lw-bad", "1.0");
+    assert_eq!(bad.register("1.1", "U", "</1/0"), ResponseType::BadRequest);
+    assert_eq!(
+        bad.register("1.1", "U", &"</3/0>,".repeat(100)),
+        ResponseType::RequestEntityTooLarge
+    );
+    bad.name = "bad name!".into();
+    assert_eq!(bad.register("1.1", "U", PAYLOAD), ResponseType::BadRequest);
+    let (status, _) = server.get("/api/v1/devices/lw-bad");
+    assert_eq!(status, 404, "nothing was stored");
+
+    // With accept_1_2 a 1.2 client is served.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = fast_config(tmp.path());
+    config.lwm2m.accept_1_2 = true;
+    let server = TestServer::start_with(config, None);
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-12", "1.0");
+    assert_eq!(dev.register("1.2", "U", PAYLOAD), ResponseType::Created);
+    assert_eq!(
+        device_view(&server, "lw-12")["lwm2m"]["lwm2m_version"],
+        "1.2"
+    );
+}
+
+fn update_one(delivery: Option<i64>, outcome: i64) -> (TestServer, Lwm2mDevice, Value, Vec<u8>) {
+    let server = start();
+    let image = image(3000, 9);
+    let fw = server.upload_ok("lwm2m", "2.0", &image);
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-up", "1.0");
+    dev.delivery = delivery;
+    dev.outcome = outcome;
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    assert!(dev.serve_until(WAIT, |d| d.log.iter().any(|l| l == "Get /3/0/3")));
+    server.wait_for("/api/v1/devices/lw-up", WAIT, |v| v["version"] == "1.0");
+    let c = campaign(&server, fw, &["lw-up"]);
+    let done = |d: &Lwm2mDevice| d.result != 0;
+    assert!(dev.serve_until(WAIT, done), "log: {:?}", dev.log);
+    // Let the server see the last notification and the /3/0/3 re-read.
+    dev.serve_until(Duration::from_millis(500), |_| false);
+    let t = server.wait_for(&format!("/api/v1/campaigns/{c}/devices"), WAIT, |list| {
+        list.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|t| t["state"] == "updated" || t["state"] == "failed")
+        })
+    });
+    let _ = t;
+    let t = task(&server, c, "lw-up");
+    (server, dev, t, image)
+}
+
+#[test]
+fn pull_update_through_object_5() {
+    let (server, dev, t, image) = update_one(Some(0), 1);
+    assert_eq!(t["state"], "updated", "{t}");
+    assert_eq!(dev.package, image, "the device pulled the whole image");
+    assert!(dev
+        .package_uri
+        .starts_with(&format!("coap://{}/ota/fw/", server.coap)));
+    assert_eq!(device_view(&server, "lw-up")["version"], "2.0");
+    // Requests in order: capabilities, state, observes, URI, execute.
+    let pos = |s: &str| dev.log.iter().position(|l| l == s).unwrap_or(usize::MAX);
+    assert!(pos("Put /5/0/1") < pos("Post /5/0/2"), "{:?}", dev.log);
+    assert!(pos("Get /5/0/3") < pos("Put /5/0/1"));
+    let events = history_events(&server, "lw-up");
+    assert!(
+        events.iter().any(|e| e == "download" || e == "lwm2m"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn push_update_through_object_5() {
+    let (server, dev, t, image) = update_one(Some(1), 1);
+    assert_eq!(t["state"], "updated", "{t}");
+    assert_eq!(dev.package, image, "the image arrived by Block1");
+    assert!(dev.log.iter().any(|l| l == "Put /5/0/0"));
+    assert!(!dev.log.iter().any(|l| l == "Put /5/0/1"));
+    assert_eq!(device_view(&server, "lw-up")["version"], "2.0");
+}
+
+#[test]
+fn update_result_5_fails_the_task_with_its_meaning() {
+    let (_server, _dev, t, _) = update_one(Some(0), 5);
+    assert_eq!(t["state"], "failed", "{t}");
+    assert_eq!(t["error"], "update result 5: integrity check failure");
+}
+
+#[test]
+fn queue_mode_requests_wait_for_the_next_update() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = fast_config(tmp.path());
+    config.lwm2m.queue_awake_ms = 200;
+    let server = TestServer::start_with(config, None);
+    let fw = server.upload_ok("lwm2m", "2.0", &image(500, 3));
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-q", "1.0");
+    assert_eq!(dev.register("1.1", "UQ", PAYLOAD), ResponseType::Created);
+    assert!(dev.serve_until(WAIT, |d| d.log.iter().any(|l| l == "Get /3/0/3")));
+    // Asleep: do not read the socket for longer than the awake window.
+    std::thread::sleep(Duration::from_millis(400));
+    let before = dev.log.len();
+    let c = campaign(&server, fw, &["lw-q"]);
+    server.wait_for("/api/v1/devices/lw-q", WAIT, |v| {
+        v["lwm2m"]["queued_requests"] == 1
+    });
+    // Nothing was sent to the sleeping device...
+    while dev.serve_until(Duration::from_millis(10), |_| false) {}
+    assert_eq!(dev.log.len(), before, "{:?}", &dev.log[before..]);
+    // ...until it wakes up with an Update.
+    assert_eq!(dev.update(), ResponseType::Changed);
+    assert!(dev.serve_until(WAIT, |d| d.result == 1), "{:?}", dev.log);
+    dev.serve_until(Duration::from_millis(300), |_| false);
+    server.wait_for(&format!("/api/v1/campaigns/{c}/devices"), WAIT, |l| {
+        l[0]["state"] == "updated"
+    });
+    assert_eq!(device_view(&server, "lw-q")["lwm2m"]["queued_requests"], 0);
+}
+
+#[test]
+fn restart_keeps_registrations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(fast_config(tmp.path()), None);
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-r", "1.0");
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    server.stop();
+    let server = TestServer::start_with(fast_config(tmp.path()), None);
+    dev.server = server.coap;
+    assert_eq!(dev.update(), ResponseType::Changed, "the location survived");
+    assert_eq!(device_view(&server, "lw-r")["lwm2m"]["registered"], true);
+}
