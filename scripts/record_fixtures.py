@@ -244,9 +244,17 @@ def record_lwm2m():
         write_fixture(LWM2M_OUT, name, f"aiocoap client's 2.05 to GET {path} with Accept {accept}", data)
 
     # A 221-byte registration in 16-byte Block1 pieces (libcoap's coap-client).
-    links = ",".join(f"</{o}/0>" for o in (1, 3, 4, 5, 6, 7)) + ","
-    links += ",".join(f"</{o}>;ver=1.1" for o in (9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20))
-    links = (links + "," + ",".join(f"</3{n}>" for n in range(10, 40)))[:221]
+    # Objects of a bigger client (Anjay-like, no root link): instances,
+    # then versioned objects, then IPSO instances until exactly 221 bytes.
+    items = [f"</{o}/0>" for o in (1, 3, 4, 5, 6, 7)]
+    items += [f"</{o}>;ver=1.1" for o in (9, 10, 11, 12, 13, 14)]
+    n = 3300
+    while len(",".join(items)) + 10 <= 221:
+        items.append(f"</{n}/0>")
+        n += 1
+    short = 221 - len(",".join(items)) - 1  # room for one more link
+    items.append(f"</{'9' * (short - 3)}>" if 4 <= short <= 8 else "</1/1>")
+    links = ",".join(items)
     assert len(links) == 221, len(links)
     pieces = []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
