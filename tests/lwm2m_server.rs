@@ -281,3 +281,55 @@ fn restart_keeps_registrations() {
     assert_eq!(dev.update(), ResponseType::Changed, "the location survived");
     assert_eq!(device_view(&server, "lw-r")["lwm2m"]["registered"], true);
 }
+
+fn manual(config: impl FnOnce(&mut lwota::config::Config)) -> (TestServer, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = fast_config(tmp.path());
+    config(&mut c);
+    let clock = std::sync::Arc::new(lwota::time::ManualClock::new(1_800_000_000_000));
+    (TestServer::start_with(c, Some(clock)), tmp)
+}
+
+#[test]
+fn a_registration_expires_after_its_lifetime() {
+    let (server, _tmp) = manual(|_| {});
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-exp", "1.0");
+    dev.lifetime = 60;
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    server.advance(Duration::from_secs(59));
+    assert_eq!(
+        dev.update(),
+        ResponseType::Changed,
+        "an Update in time renews it"
+    );
+    server.advance(Duration::from_secs(59));
+    assert_eq!(device_view(&server, "lw-exp")["lwm2m"]["registered"], true);
+    server.advance(Duration::from_secs(2));
+    server.wait_for("/api/v1/devices/lw-exp", WAIT, |v| v.get("lwm2m").is_none());
+    assert!(history_events(&server, "lw-exp").contains(&"lwm2m-expired".to_string()));
+    assert_eq!(
+        dev.update(),
+        ResponseType::NotFound,
+        "it must Register again"
+    );
+}
+
+#[test]
+fn a_queue_mode_device_asleep_past_the_task_timeout_fails_its_task() {
+    let (server, _tmp) = manual(|c| c.lwm2m.queue_awake_ms = 1000);
+    let fw = server.upload_ok("lwm2m", "2.0", &image(100, 1));
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-sleepy", "1.0");
+    dev.lifetime = 86_400;
+    assert_eq!(dev.register("1.1", "UQ", PAYLOAD), ResponseType::Created);
+    assert!(dev.serve_until(WAIT, |d| d.log.iter().any(|l| l == "Get /3/0/3")));
+    server.advance(Duration::from_secs(2)); // asleep now
+    let c = campaign(&server, fw, &["lw-sleepy"]);
+    server.wait_for("/api/v1/devices/lw-sleepy", WAIT, |v| {
+        v["lwm2m"]["queued_requests"] == 1
+    });
+    server.advance(Duration::from_secs(901)); // tasks.timeout is 900 s
+    let t = server.wait_for(&format!("/api/v1/campaigns/{c}/devices"), WAIT, |l| {
+        l[0]["state"] == "failed"
+    });
+    assert_eq!(t[0]["error"], "timeout");
+}

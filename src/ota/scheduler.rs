@@ -110,11 +110,24 @@ pub fn handle_due(
             }
             // LwM2M (issue 9): a registration's lifetime ran out; a
             // sleeping device's queued requests gave up.
+            // A corrupt registration is skipped like a corrupt task above.
             Timer::RegistrationExpiry(name) => {
-                crate::lwm2m::registration::expire(tx, now, &name, at)?;
+                match crate::lwm2m::registration::expire(tx, now, &name, at) {
+                    Ok(_) => {}
+                    Err(StoreError::Corrupt(e)) => {
+                        tracing::warn!("skipping expiry of {name:?}: corrupt registration: {e}")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Timer::QueuedRequest(name) => {
-                handled.timed_out += crate::lwm2m::queue::give_up(tx, now, settings, &name, at)?;
+                match crate::lwm2m::queue::give_up(tx, now, settings, &name, at) {
+                    Ok(n) => handled.timed_out += n,
+                    Err(StoreError::Corrupt(e)) => {
+                        tracing::warn!("skipping queued requests of {name:?}: corrupt record: {e}")
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             // No behaviour yet: the campaign engine (retries, scheduled
             // starts, rate windows, waves) fills these arms.

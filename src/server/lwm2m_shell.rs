@@ -181,8 +181,12 @@ fn on_event(
                     read_version(&app, &coap, &name, peer).await;
                 });
             }
-            let idle = !session.busy;
-            if idle {
+            // A Register, or a queue-mode device waking up: look for its
+            // task now. A routine Update of an always-on device leaves
+            // that to the periodic check, so thousands of Updates a
+            // second cost no extra reads.
+            let now_awake = register || session.record.queue_mode;
+            if now_awake && !session.busy {
                 check(app, sessions, msg_tx, vec![name]);
             }
         }

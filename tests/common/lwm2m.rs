@@ -31,6 +31,8 @@ pub struct Lwm2mDevice {
     pub log: Vec<String>,
     /// Block1 pieces of a push being assembled.
     push: Vec<u8>,
+    /// `lt=` of the Register, seconds.
+    pub lifetime: u64,
 }
 
 fn code_of(p: &Packet) -> String {
@@ -84,6 +86,7 @@ impl Lwm2mDevice {
             mid: 100,
             log: Vec::new(),
             push: Vec::new(),
+            lifetime: 300,
         }
     }
 
@@ -146,7 +149,7 @@ impl Lwm2mDevice {
             &["rd"],
             &[
                 format!("ep={}", self.name),
-                "lt=300".into(),
+                format!("lt={}", self.lifetime),
                 format!("lwm2m={version}"),
                 format!("b={binding}"),
             ],

@@ -4,6 +4,7 @@
 
 mod campaigns;
 mod devices;
+mod lwm2m; // issue 9
 mod timers;
 
 use crate::model::{FirmwareRecord, HistoryEntry, TaskRecord};
