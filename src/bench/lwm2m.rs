@@ -5,13 +5,15 @@
 //! client, and a campaign updating many clients at once through Object 5.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::target::ServerProcess;
 use super::{post_json, upload};
-use crate::sim::lwm2m::{run, Delivery, Lwm2mConfig};
+use crate::sim::lwm2m::{run, Delivery, LiveCounts, Lwm2mConfig};
 
 pub struct Sizes {
     /// Registered clients while registration updates are measured.
@@ -81,21 +83,37 @@ pub fn run_scenario(
     std::thread::sleep(Duration::from_millis(300));
     let base_rss = server.rss_bytes();
 
-    // Every client registers, then updates its registration every second
-    // for `window`: the offered load is `n` updates/s at most.
+    // The clients register (spread over `spread`), then each updates its
+    // registration every second: the offered load is `n` updates/s. The
+    // rate is measured over `window` once all are registered (or the
+    // registration deadline passed).
+    let live = Arc::new(LiveCounts::default());
+    let spread = Duration::from_secs(if n > 1_000 { 10 } else { 1 });
+    let register_deadline = spread + Duration::from_secs(60);
     let mut config = fleet(&server, "lwb-", n);
     config.stop_when_done = false;
-    config.duration = sizes.window + Duration::from_secs(2);
-    let report = runtime.block_on(run(config));
-    let registered = report.registered();
-    let updates = report.updates();
-    let update_seconds = (report.elapsed.as_secs_f64() - 1.0).max(0.1);
+    config.start_spread = spread;
+    config.live = Some(live.clone());
+    config.duration = register_deadline + sizes.window + Duration::from_secs(5);
+    let started = Instant::now();
+    let handle = runtime.spawn(run(config));
+    while live.registered.load(Ordering::Relaxed) < n && started.elapsed() < register_deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let register_seconds = started.elapsed().as_secs_f64();
+    let registered = live.registered.load(Ordering::Relaxed);
+    let before = live.updates.load(Ordering::Relaxed);
+    let t = Instant::now();
+    std::thread::sleep(sizes.window);
+    let updates = live.updates.load(Ordering::Relaxed) - before;
+    let update_seconds = t.elapsed().as_secs_f64();
     let per_second = updates as f64 / update_seconds;
-    std::thread::sleep(Duration::from_millis(300));
     let rss = server.rss_bytes();
+    handle.abort();
+    let _ = runtime.block_on(handle);
     let per_device = rss.saturating_sub(base_rss) as f64 / registered.max(1) as f64;
-    println!("registered clients            {registered} of {n}");
-    println!("registration updates/s        {per_second:.0} ({updates} in {update_seconds:.1} s)");
+    println!("registered clients            {registered} of {n} in {register_seconds:.1} s");
+    println!("registration updates/s        {per_second:.0} ({updates} in {update_seconds:.1} s, offered {n}/s)");
     println!(
         "server RSS                    {:.1} MB -> {:.1} MB ({per_device:.0} bytes per registered client)",
         base_rss as f64 / 1e6,
@@ -117,6 +135,7 @@ pub fn run_scenario(
     config.linger = Duration::from_millis(500);
     config.install_time = Duration::from_millis(100);
     config.duration = Duration::from_secs(300);
+    config.start_spread = Duration::from_secs(2);
     let started = Instant::now();
     let campaign = runtime.block_on(run(config));
     let seconds = started.elapsed().as_secs_f64();
@@ -128,7 +147,7 @@ pub fn run_scenario(
     );
     server.stop();
     Ok(json!({
-        "devices": n, "registered": registered,
+        "devices": n, "registered": registered, "register_seconds": register_seconds,
         "registration_updates": updates, "update_seconds": update_seconds,
         "registration_updates_per_second": per_second,
         "rss_before": base_rss, "rss_registered": rss, "bytes_per_registered_client": per_device,
