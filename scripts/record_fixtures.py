@@ -10,6 +10,16 @@ they send changed:
     python3 scripts/record_fixtures.py
 
 Needs libcoap's coap-client (Debian: libcoap3-bin) and aiocoap + cbor2.
+
+LwM2M clients (fixtures/datagrams/lwm2m/) need a peer that answers, so a
+scripted responder stands in for the LwM2M server: it answers Register with
+2.01 and Location-Path rd/7, Update with 2.04, De-register with 2.02, Block1
+pieces with 2.31, and records every request; for the aiocoap client
+(tests/interop/lwm2m_device.py) it also reads /3/0/3 and /5/0 in each
+content format and records the client's response datagrams. Needs node and
+`npm ci` in tests/interop/node for lwm2m-node-lib.
+
+    python3 scripts/record_fixtures.py --lwm2m
 """
 
 import asyncio
@@ -98,8 +108,187 @@ def aiocoap_request(method, path, payload=b"", content_format=None, block2_szx=N
     return run
 
 
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+LWM2M_OUT = os.path.join(OUT, "lwm2m")
+
+
+def write_fixture(directory, name, what, data):
+    with open(os.path.join(directory, name + ".hex"), "w") as f:
+        f.write(f"# {what}\n# recorded by scripts/record_fixtures.py\n{data.hex()}\n")
+    print(f"{name}: {len(data)} bytes")
+
+
+def responder(sock, record, stop_after, reads=None):
+    """Answers CON requests like a minimal LwM2M server and records them.
+
+    record(datagram) is called for every new request (retransmissions, by
+    Message ID, are not recorded twice). With `reads`, after the first
+    registration it sends each (name, path, accept) GET to the client and
+    records the response datagram under name."""
+    from aiocoap import Message
+    import aiocoap
+
+    seen = set()
+    got = []
+    client = None
+    pending = list(reads or [])
+    mid = 0x4000
+    waiting = None
+    while len(got) < stop_after or pending or waiting:
+        data, addr = sock.recvfrom(65535)
+        msg = Message.decode(data)
+        if msg.code.is_request():
+            key = (addr, msg.mid)
+            if msg.mtype == aiocoap.CON:
+                path = msg.opt.uri_path
+                if msg.opt.block1 is not None and msg.opt.block1.more:
+                    code = aiocoap.CONTINUE
+                elif msg.code == aiocoap.POST and path == ("rd",):
+                    code = aiocoap.CREATED
+                elif msg.code == aiocoap.DELETE:
+                    code = aiocoap.DELETED
+                else:
+                    code = aiocoap.CHANGED
+                reply = Message(code=code)
+                reply.mtype = aiocoap.ACK
+                reply.mid = msg.mid
+                reply.token = msg.token
+                if code == aiocoap.CREATED:
+                    reply.opt.location_path = ("rd", "7")
+                if msg.opt.block1 is not None:
+                    reply.opt.block1 = msg.opt.block1
+                sock.sendto(reply.encode(), addr)
+            if key not in seen:
+                seen.add(key)
+                got.append(data)
+                record(data)
+                if code == aiocoap.CREATED:
+                    client = addr
+        elif waiting and msg.token == waiting[1]:
+            reads_done = waiting[0]
+            got_reads.append((reads_done, data))
+            waiting = None
+        if client and pending and not waiting:
+            name, path, accept = pending.pop(0)
+            mid += 1
+            req = Message(code=aiocoap.GET)
+            req.mtype = aiocoap.CON
+            req.mid = mid
+            req.token = bytes([mid & 0xFF, 0x5A])
+            req.opt.uri_path = tuple(path.strip("/").split("/"))
+            req.opt.accept = accept
+            sock.sendto(req.encode(), client)
+            waiting = (name, req.token)
+    return got
+
+
+got_reads = []
+
+
+def lwm2m_node(sock_port, flags):
+    node_dir = os.path.join(ROOT, "tests", "interop", "node")
+    return subprocess.Popen(
+        ["node", "client.js", "127.0.0.1", str(sock_port), "fixture-node", "1.0"] + flags,
+        cwd=node_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def record_lwm2m():
+    os.makedirs(LWM2M_OUT, exist_ok=True)
+
+    # lwm2m-node-lib 1.4.0: Register, Update, De-register.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(10)
+    names = iter([
+        ("node-lib-register", "lwm2m-node-lib 1.4.0 Register: POST /rd?ep=fixture-node&lt=300&lwm2m=1.0&b=U, </3/0>,</5/0>"),
+        ("node-lib-update", "lwm2m-node-lib 1.4.0 registration Update: POST /rd/7?lt=300&lwm2m=1.0&b=U with the object list"),
+        ("node-lib-deregister", "lwm2m-node-lib 1.4.0 De-register: DELETE /rd/7"),
+    ])
+    proc = lwm2m_node(sock.getsockname()[1], ["--update", "--exit"])
+    try:
+        responder(sock, lambda d: write_fixture(LWM2M_OUT, *next(names), d), 3)
+    finally:
+        proc.wait(10)
+        sock.close()
+
+    # aiocoap (tests/interop/lwm2m_device.py): Register, then its answers
+    # to reads in each content format.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(10)
+    reads = [
+        ("aiocoap-read-3-0-3-text", "/3/0/3", 0),
+        ("aiocoap-read-3-0-3-tlv", "/3/0/3", 11542),
+        ("aiocoap-read-3-0-3-senml-json", "/3/0/3", 110),
+        ("aiocoap-read-3-0-3-senml-cbor", "/3/0/3", 112),
+        ("aiocoap-read-5-0-tlv", "/5/0", 11542),
+        ("aiocoap-read-5-0-senml-json", "/5/0", 110),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tests", "interop", "lwm2m_device.py"),
+         f"127.0.0.1:{sock.getsockname()[1]}", "fixture-py", "1.0", "--timeout", "3"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    got_reads.clear()
+    requests = []
+    try:
+        responder(sock, requests.append, 1, reads)
+    finally:
+        proc.kill()
+        proc.wait()
+        sock.close()
+    write_fixture(LWM2M_OUT, "aiocoap-register",
+                  "aiocoap LwM2M 1.1 Register: POST /rd?ep=fixture-py&lt=60&lwm2m=1.1&b=U, </1/1>,</3/0>,</5/0>",
+                  requests[0])
+    for name, data in got_reads:
+        path, accept = next((p, a) for n, p, a in reads if n == name)
+        write_fixture(LWM2M_OUT, name, f"aiocoap client's 2.05 to GET {path} with Accept {accept}", data)
+
+    # A 221-byte registration in 16-byte Block1 pieces (libcoap's coap-client).
+    # Objects of a bigger client (Anjay-like, no root link): instances,
+    # then versioned objects, then IPSO instances until exactly 221 bytes.
+    items = [f"</{o}/0>" for o in (1, 3, 4, 5, 6, 7)]
+    items += [f"</{o}>;ver=1.1" for o in (9, 10, 11, 12, 13, 14)]
+    n = 3300
+    while len(",".join(items)) + 10 <= 221:
+        items.append(f"</{n}/0>")
+        n += 1
+    short = 221 - len(",".join(items)) - 1  # room for one more link
+    items.append(f"</{'9' * (short - 3)}>" if 4 <= short <= 8 else "</1/1>")
+    links = ",".join(items)
+    assert len(links) == 221, len(links)
+    pieces = []
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(10)
+    port = sock.getsockname()[1]
+
+    tmp = tempfile.NamedTemporaryFile(delete=False)
+    tmp.write(links.encode())
+    tmp.close()
+    uri = f"coap://127.0.0.1:{port}/rd?ep=fixture-block1&lt=60&lwm2m=1.1&b=U"
+    proc = subprocess.Popen([coap_client(), "-m", "post", "-t", "40", "-b", "16", "-f", tmp.name, uri],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        responder(sock, pieces.append, 14)
+    finally:
+        proc.kill()
+        proc.wait()
+        os.unlink(tmp.name)
+        sock.close()
+    with open(os.path.join(LWM2M_OUT, "libcoap-register-block1.hex"), "w") as f:
+        f.write("# libcoap Register of a 221-byte link payload in 16-byte Block1 pieces, one per line\n")
+        f.write("# recorded by scripts/record_fixtures.py\n")
+        for piece in pieces:
+            f.write(piece.hex() + "\n")
+    print(f"libcoap-register-block1: {len(pieces)} pieces")
+
+
 def main():
     import aiocoap
+
+    if "--lwm2m" in sys.argv:
+        record_lwm2m()
+        return
 
     os.makedirs(OUT, exist_ok=True)
     poll = cbor2.dumps({"product": "sensor", "version": "1.0"})

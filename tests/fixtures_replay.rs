@@ -164,3 +164,151 @@ fn recorded_client_datagrams_get_the_documented_answers() {
         .count();
     assert_eq!(reports, 1, "one report applied: {history}");
 }
+
+/// Every datagram of `fixtures/datagrams/lwm2m/NAME.hex`, one per line.
+fn lwm2m_fixtures(name: &str) -> Vec<Vec<u8>> {
+    let path = common::fixture(&format!("datagrams/lwm2m/{name}.hex"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| hex::decode(l.trim()).unwrap_or_else(|e| panic!("{path:?}: {e}")))
+        .collect()
+}
+
+/// Sends `bytes` and returns the answer to it (the ACK with its Message
+/// ID): after a registration the server also sends its own requests
+/// (reads of /3/0/3) to the same socket, which are skipped here.
+fn exchange(server: &TestServer, socket: &UdpSocket, bytes: &[u8]) -> Packet {
+    let mid = Packet::from_bytes(bytes)
+        .expect("a recorded request")
+        .header
+        .message_id;
+    socket.send_to(bytes, server.coap).unwrap();
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, _) = socket.recv_from(&mut buf).expect("an answer");
+        let p = Packet::from_bytes(&buf[..n]).expect("a decodable answer");
+        if p.header.get_type() == MessageType::Acknowledgement && p.header.message_id == mid {
+            return p;
+        }
+    }
+}
+
+/// The recorded request with its Uri-Path replaced by `location` (the
+/// recordings were answered with rd/7; this server picks its own id).
+fn to_location(bytes: &[u8], location: &[Vec<u8>]) -> Vec<u8> {
+    let mut p = Packet::from_bytes(bytes).unwrap();
+    p.clear_option(CoapOption::UriPath);
+    for segment in location {
+        p.add_option(CoapOption::UriPath, segment.clone());
+    }
+    p.to_bytes().unwrap()
+}
+
+fn location_of(p: &Packet) -> Vec<Vec<u8>> {
+    let location: Vec<Vec<u8>> = p
+        .get_option(CoapOption::LocationPath)
+        .map(|v| v.iter().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(location.first().map(Vec::as_slice), Some(&b"rd"[..]));
+    location
+}
+
+fn is(p: &Packet, code: ResponseType) -> bool {
+    p.header.code == MessageClass::Response(code)
+}
+
+#[test]
+fn recorded_lwm2m_client_datagrams_register_update_and_deregister() {
+    let server = TestServer::start();
+    for name in ["fixture-node", "fixture-py", "fixture-block1"] {
+        let (status, body) = server.post_json(
+            "/api/v1/devices",
+            &json!({"name": name, "product": "lwm2m-fixture", "version": "1.0"}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // lwm2m-node-lib: Register, Update, De-register from one socket.
+    let socket = client();
+    let [register, update, deregister] = [
+        "node-lib-register",
+        "node-lib-update",
+        "node-lib-deregister",
+    ]
+    .map(|n| lwm2m_fixtures(n).remove(0));
+    let created = exchange(&server, &socket, &register);
+    assert!(is(&created, ResponseType::Created), "{created:?}");
+    let location = location_of(&created);
+    let changed = exchange(&server, &socket, &to_location(&update, &location));
+    assert!(is(&changed, ResponseType::Changed), "{changed:?}");
+    let (_, device) = server.get("/api/v1/devices/fixture-node");
+    assert_eq!(device["lwm2m"]["lwm2m_version"], "1.0", "{device}");
+    let deleted = exchange(&server, &socket, &to_location(&deregister, &location));
+    assert!(is(&deleted, ResponseType::Deleted), "{deleted:?}");
+    // De-registered: a second Update of that location is 4.04.
+    let again = exchange(&server, &client(), &to_location(&update, &location));
+    assert!(is(&again, ResponseType::NotFound), "{again:?}");
+
+    // aiocoap's LwM2M 1.1 Register.
+    let created = exchange(&server, &client(), &lwm2m_fixtures("aiocoap-register")[0]);
+    assert!(is(&created, ResponseType::Created), "{created:?}");
+
+    // libcoap's 221-byte Register in 16-byte Block1 pieces: 2.31 for each
+    // piece but the last, then 2.01.
+    let socket = client();
+    let pieces = lwm2m_fixtures("libcoap-register-block1");
+    assert_eq!(pieces.len(), 14);
+    for (i, piece) in pieces.iter().enumerate() {
+        let answer = exchange(&server, &socket, piece);
+        if i + 1 < pieces.len() {
+            assert!(is(&answer, ResponseType::Continue), "piece {i}: {answer:?}");
+        } else {
+            assert!(is(&answer, ResponseType::Created), "last piece: {answer:?}");
+        }
+    }
+    server.wait_for(
+        "/api/v1/devices/fixture-block1",
+        Duration::from_secs(10),
+        |d| d["lwm2m"]["registered"] == true,
+    );
+}
+
+#[test]
+fn recorded_lwm2m_read_answers_decode_with_our_codecs() {
+    use lwota::lwm2m::content::{decode, Path};
+    for (name, path) in [
+        ("aiocoap-read-3-0-3-text", "/3/0/3"),
+        ("aiocoap-read-3-0-3-tlv", "/3/0/3"),
+        ("aiocoap-read-3-0-3-senml-json", "/3/0/3"),
+        ("aiocoap-read-3-0-3-senml-cbor", "/3/0/3"),
+    ] {
+        let answer = Packet::from_bytes(&lwm2m_fixtures(name)[0]).unwrap();
+        assert_eq!(code(&answer), content(), "{name}");
+        let format = answer
+            .get_content_format()
+            .map(|f| usize::from(f) as u16)
+            .expect("a Content-Format");
+        let base: Path = path.parse().unwrap();
+        let values =
+            decode(format, &base, &answer.payload).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(values.len(), 1, "{name}: {values:?}");
+        assert_eq!(values[0].value.as_str(), Some("1.0"), "{name}");
+    }
+    for name in ["aiocoap-read-5-0-tlv", "aiocoap-read-5-0-senml-json"] {
+        let answer = Packet::from_bytes(&lwm2m_fixtures(name)[0]).unwrap();
+        let format = answer
+            .get_content_format()
+            .map(|f| usize::from(f) as u16)
+            .expect("a Content-Format");
+        let values = decode(format, &"/5/0".parse().unwrap(), &answer.payload)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let state = values
+            .iter()
+            .find(|v| v.path.to_string() == "/5/0/3")
+            .unwrap_or_else(|| panic!("{name}: no State in {values:?}"));
+        assert_eq!(state.value.as_int(), Some(0), "{name}");
+        let delivery = values.iter().find(|v| v.path.to_string() == "/5/0/9");
+        assert_eq!(delivery.and_then(|v| v.value.as_int()), Some(2), "{name}");
+    }
+}

@@ -2,10 +2,11 @@
 //! one run, so the ratios hold even when the machine's speed drifts.
 //!
 //! Scenarios (see docs/BENCHMARKS.md): `block2`, `peers`, `udp-limit`,
-//! `poll`, `footprint`, `campaign`. The server runs as a child process on
+//! `poll`, `footprint`, `campaign`, `lwm2m`. The server runs as a child process on
 //! 127.0.0.1 with a temp data dir; the load comes from this process.
 
 mod load;
+mod lwm2m;
 mod target;
 
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ pub struct BenchArgs {
     /// Also write every figure to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign.
+    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, lwm2m.
     #[arg(long)]
     only: Vec<String>,
     /// Concurrent clients in the poll scenario (default 64, quick 8).
@@ -79,13 +80,14 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "block2",
     "peers",
     "udp-limit",
     "poll",
     "footprint",
     "campaign",
+    "lwm2m",
 ];
 const BLOCK: usize = 1024;
 
@@ -345,6 +347,13 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             );
         }
         server.stop();
+    }
+
+    if wanted("lwm2m") {
+        let sizes = lwm2m::Sizes::new(args.quick);
+        let result =
+            lwm2m::run_scenario(&runtime, &work.path().join("lwm2m"), args.shards, &sizes)?;
+        report.insert("lwm2m".into(), result);
     }
 
     if let Some(path) = &args.json {

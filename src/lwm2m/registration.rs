@@ -53,6 +53,9 @@ pub fn parse_query(queries: &[String], first: bool) -> Result<Params, RdError> {
                 _ => return bad(format!("lt must be 1..{MAX_LIFETIME} seconds")),
             },
             ("lwm2m", Some(v)) if first => p.version = Some(v.to_string()),
+            // lwm2m-node-lib 1.4.0 repeats `lwm2m=` on every Update
+            // (fixtures/datagrams/lwm2m/node-lib-update.hex): ignored.
+            ("lwm2m", Some(_)) => {}
             ("b", Some(v)) => {
                 if v.is_empty() || v.len() > 8 || !v.bytes().all(|b| b.is_ascii_uppercase()) {
                     return bad("b must be a binding such as U, UQ, S".into());

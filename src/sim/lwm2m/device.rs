@@ -153,6 +153,10 @@ pub async fn run(cfg: &Lwm2mConfig, index: usize, until: Instant) -> Lwm2mOutcom
         gave_up: false,
         out,
     };
+    if !cfg.start_spread.is_zero() && cfg.devices > 1 {
+        let delay = cfg.start_spread.mul_f64(index as f64 / cfg.devices as f64);
+        tokio::time::sleep(delay.min(until.saturating_duration_since(Instant::now()))).await;
+    }
     device.register(Instant::now());
     device.main_loop(&socket, until).await;
     device.out.version = device.objects.version.clone();
@@ -468,10 +472,22 @@ impl Device<'_> {
                     })
                     .unwrap_or_default();
                 self.location = Some(location.join("/"));
+                if !self.out.registered {
+                    if let Some(live) = &self.cfg.live {
+                        live.registered
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
                 self.out.registered = true;
                 self.out.registrations += 1;
             }
-            RegOp::Update => self.out.updates += 1,
+            RegOp::Update => {
+                self.out.updates += 1;
+                if let Some(live) = &self.cfg.live {
+                    live.updates
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             RegOp::Deregister => {
                 self.location = None;
                 self.out.deregistered = true;

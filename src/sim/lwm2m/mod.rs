@@ -51,6 +51,18 @@ pub struct Lwm2mConfig {
     pub linger: Duration,
     /// De-register (DELETE /rd/ID) when a device stops.
     pub deregister: bool,
+    /// Device i starts registering `i / devices * start_spread` after the
+    /// run begins (a fleet does not power on in the same millisecond).
+    pub start_spread: Duration,
+    /// Counters readable while the fleet runs (for `lwota bench`).
+    pub live: Option<Arc<LiveCounts>>,
+}
+
+/// What a running fleet has done so far.
+#[derive(Debug, Default)]
+pub struct LiveCounts {
+    pub registered: std::sync::atomic::AtomicUsize,
+    pub updates: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Lwm2mConfig {
@@ -75,6 +87,8 @@ impl Default for Lwm2mConfig {
             stop_when_done: true,
             linger: Duration::from_secs(2),
             deregister: true,
+            start_spread: Duration::ZERO,
+            live: None,
         }
     }
 }
@@ -288,6 +302,8 @@ pub fn run_cli(args: Lwm2mArgs, common: super::CommonArgs, json: bool) -> anyhow
         stop_when_done: common.stop_when_done,
         linger: Duration::from_secs(2),
         deregister: true,
+        start_spread: Duration::ZERO,
+        live: None,
     };
     let server = config.server;
     let duration = config.duration;

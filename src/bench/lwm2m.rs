@@ -1,0 +1,156 @@
+//! `lwota bench --only lwm2m`: simulated LwM2M clients (`sim::lwm2m`)
+//! against one `lwota serve` child process on 127.0.0.1 (a child so that
+//! its RSS is its own, not the simulator's): registration updates per
+//! second with the whole fleet registered, server memory per registered
+//! client, and a campaign updating many clients at once through Object 5.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::target::ServerProcess;
+use super::{post_json, upload};
+use crate::sim::lwm2m::{run, Delivery, LiveCounts, Lwm2mConfig};
+
+pub struct Sizes {
+    /// Registered clients while registration updates are measured.
+    pub devices: usize,
+    /// How long the fleet sends updates (after registering).
+    pub window: Duration,
+    /// Clients updated by one campaign, all at once.
+    pub campaign: usize,
+}
+
+impl Sizes {
+    pub fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                devices: 200,
+                window: Duration::from_secs(2),
+                campaign: 50,
+            }
+        } else {
+            Sizes {
+                devices: 10_000,
+                window: Duration::from_secs(10),
+                campaign: 1_000,
+            }
+        }
+    }
+}
+
+fn register(server: &ServerProcess, prefix: &str, n: usize) -> anyhow::Result<()> {
+    for start in (0..n).step_by(5_000) {
+        let list: Vec<Value> = (start..(start + 5_000).min(n))
+            .map(|i| json!({"name": format!("{prefix}{i:05}"), "product": "lwbench", "version": "1.0"}))
+            .collect();
+        post_json(server, "/api/v1/devices", &json!(list))?;
+    }
+    Ok(())
+}
+
+fn fleet(server: &ServerProcess, prefix: &str, devices: usize) -> Lwm2mConfig {
+    Lwm2mConfig {
+        server: server.coap,
+        devices,
+        prefix: prefix.into(),
+        version: "1.0".into(),
+        new_version: Some("2.0".into()),
+        update_interval: Duration::from_secs(1),
+        deregister: false,
+        ..Lwm2mConfig::default()
+    }
+}
+
+pub fn run_scenario(
+    runtime: &tokio::runtime::Runtime,
+    dir: &Path,
+    shards: Option<usize>,
+    sizes: &Sizes,
+) -> anyhow::Result<Value> {
+    // A small image: the point is many clients at once, not bytes.
+    let image = &dir.with_extension("img");
+    std::fs::write(image, super::pseudo_random(16 * 1024))?;
+    let server = ServerProcess::start(dir, shards)?;
+    let n = sizes.devices;
+    println!(
+        "\n## lwm2m: {n} simulated LwM2M clients (one UDP socket each, updates every 1 s) against one server"
+    );
+    register(&server, "lwb-", n)?;
+    std::thread::sleep(Duration::from_millis(300));
+    let base_rss = server.rss_bytes();
+
+    // The clients register (spread over `spread`), then each updates its
+    // registration every second: the offered load is `n` updates/s. The
+    // rate is measured over `window` once all are registered (or the
+    // registration deadline passed).
+    let live = Arc::new(LiveCounts::default());
+    let spread = Duration::from_secs(if n > 1_000 { 10 } else { 1 });
+    let register_deadline = spread + Duration::from_secs(60);
+    let mut config = fleet(&server, "lwb-", n);
+    config.stop_when_done = false;
+    config.start_spread = spread;
+    config.live = Some(live.clone());
+    config.duration = register_deadline + sizes.window + Duration::from_secs(5);
+    let started = Instant::now();
+    let handle = runtime.spawn(run(config));
+    while live.registered.load(Ordering::Relaxed) < n && started.elapsed() < register_deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let register_seconds = started.elapsed().as_secs_f64();
+    let registered = live.registered.load(Ordering::Relaxed);
+    let before = live.updates.load(Ordering::Relaxed);
+    let t = Instant::now();
+    std::thread::sleep(sizes.window);
+    let updates = live.updates.load(Ordering::Relaxed) - before;
+    let update_seconds = t.elapsed().as_secs_f64();
+    let per_second = updates as f64 / update_seconds;
+    let rss = server.rss_bytes();
+    handle.abort();
+    let _ = runtime.block_on(handle);
+    let per_device = rss.saturating_sub(base_rss) as f64 / registered.max(1) as f64;
+    println!("registered clients            {registered} of {n} in {register_seconds:.1} s");
+    println!("registration updates/s        {per_second:.0} ({updates} in {update_seconds:.1} s, offered {n}/s)");
+    println!(
+        "server RSS                    {:.1} MB -> {:.1} MB ({per_device:.0} bytes per registered client)",
+        base_rss as f64 / 1e6,
+        rss as f64 / 1e6
+    );
+
+    // One campaign updating `campaign` clients at once by pull.
+    let m = sizes.campaign;
+    register(&server, "lwc-", m)?;
+    let fw = upload(&server, "lwbench", "2.0", image)?;
+    let names: Vec<String> = (0..m).map(|i| format!("lwc-{i:05}")).collect();
+    post_json(
+        &server,
+        "/api/v1/campaigns",
+        &json!({"firmware": fw, "target": {"devices": names}}),
+    )?;
+    let mut config = fleet(&server, "lwc-", m);
+    config.delivery = Delivery::Pull;
+    config.linger = Duration::from_millis(500);
+    config.install_time = Duration::from_millis(100);
+    config.duration = Duration::from_secs(300);
+    config.start_spread = Duration::from_secs(2);
+    let started = Instant::now();
+    let campaign = runtime.block_on(run(config));
+    let seconds = started.elapsed().as_secs_f64();
+    let updated = campaign.updated();
+    println!(
+        "campaign through Object 5     {updated} of {m} clients updated at once in {seconds:.1} s ({:.0} clients/s, {} KiB image)",
+        updated as f64 / seconds,
+        std::fs::metadata(image).map(|m| m.len() / 1024).unwrap_or(0)
+    );
+    server.stop();
+    Ok(json!({
+        "devices": n, "registered": registered, "register_seconds": register_seconds,
+        "registration_updates": updates, "update_seconds": update_seconds,
+        "registration_updates_per_second": per_second,
+        "rss_before": base_rss, "rss_registered": rss, "bytes_per_registered_client": per_device,
+        "campaign_devices": m, "campaign_updated": updated, "campaign_seconds": seconds,
+    }))
+}
