@@ -17,6 +17,16 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub tasks: TasksConfig,
     pub coap: CoapConfig,
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`: the admin HTTP listener.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `GET /metrics` without an admin token (for a Prometheus that cannot
+    /// send one). Default false: it needs a token like the API.
+    pub metrics_public: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -13,6 +13,8 @@ mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
 pub mod openapi; // issue 12 item 3
 mod page;
+mod prometheus; // issue 12 item 2
+mod request_span; // issue 12 item 6
 pub mod route_table; // issue 12 item 3: the routes, listable
 mod schemas; // issue 12 item 3
 mod views;
@@ -33,6 +35,9 @@ pub fn router(app: App) -> Router {
         .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
         // Errors axum writes itself (405, 413, rejections) get the JSON body too.
         .layer(axum::middleware::map_response(http_errors::json_errors))
+        // Issue 12 item 6: a span per request (outermost, so it sees the
+        // final status).
+        .layer(axum::middleware::from_fn(request_span::trace))
         .with_state(app)
 }
 
@@ -77,4 +82,5 @@ pub fn routes() -> RouteTable {
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/metrics", get(devices::metrics))
         .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(prometheus::metrics))
 }

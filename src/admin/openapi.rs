@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use super::{campaigns, devices, firmware, health};
+use super::{campaigns, devices, firmware, health, prometheus};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,7 @@ use super::{campaigns, devices, firmware, health};
         campaigns::show,
         campaigns::devices,
         campaigns::cancel,
+        prometheus::metrics,
         serve,
     ),
     tags(

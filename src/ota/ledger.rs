@@ -87,6 +87,12 @@ pub fn transition(
     }
     updated.deadline = deadline_of(&updated, ctx);
     put_task(tx, ctx.device_name, Some(task), &updated)?;
+    if next.state != task.state {
+        // Counted when applied: a batch rolled back by a storage failure
+        // and re-run counts again (rare; see docs/METRICS.md).
+        metrics::counter!(crate::telemetry::TASK_TRANSITIONS, "to" => next.state.as_str())
+            .increment(1);
+    }
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;

@@ -20,6 +20,7 @@ pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Rep
         Ok(request) => request,
         Err(resp) => return Reply::Now(resp),
     };
+    metrics::counter!(crate::telemetry::POLLS).increment(1);
     let device = device.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         let peer = Some(peer.to_string());

@@ -212,6 +212,8 @@ pub struct StoreStats {
     pub jobs: AtomicU64,
     /// Jobs answered with their own error while their batch committed.
     pub isolated_failures: AtomicU64,
+    /// Jobs submitted and not yet taken by the writer (issue 12 item 2).
+    pub queued: AtomicU64,
 }
 
 /// What the scheduler shell waits on: notified when a commit set a timer
