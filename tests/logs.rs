@@ -40,9 +40,8 @@ fn json_log_lines_carry_the_device_of_the_request() {
 
     let mut device = Device::new(coap.unwrap(), "log-dev-1", "meter");
     device.poll("1.0");
-    let (status, _) = common::http(
-        ureq::get(&format!("http://{http}/api/v1/devices/log-dev-1")).call(),
-    );
+    let (status, _) =
+        common::http(ureq::get(&format!("http://{http}/api/v1/devices/log-dev-1")).call());
     assert_eq!(status, 200);
 
     // Both requests logged (the log is written as events happen).
@@ -62,12 +61,18 @@ fn json_log_lines_carry_the_device_of_the_request() {
         if let (Some(c), Some(h)) = (find("coap"), find("http")) {
             break (c, h);
         }
-        assert!(Instant::now() < deadline, "no span with the device in:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "no span with the device in:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(coap_line["span"]["resource"], "poll", "{coap_line}");
     assert!(coap_line["timestamp"].is_string() && coap_line["level"].is_string());
-    assert_eq!(http_line["span"]["route"], "/api/v1/devices/{name}", "{http_line}");
+    assert_eq!(
+        http_line["span"]["route"], "/api/v1/devices/{name}",
+        "{http_line}"
+    );
 }

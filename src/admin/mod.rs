@@ -5,6 +5,7 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
+mod backup; // issue 12 item 7
 mod campaigns;
 mod devices;
 pub mod error;
@@ -83,4 +84,5 @@ pub fn routes() -> RouteTable {
         .route("/api/v1/metrics", get(devices::metrics))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(prometheus::metrics))
+        .route("/api/v1/backup", get(backup::download))
 }
