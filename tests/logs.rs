@@ -38,8 +38,24 @@ fn json_log_lines_carry_the_device_of_the_request() {
     }
     let http = http.unwrap();
 
+    // A campaign for the device, so its poll is handed a task.
+    let post = |path: &str, body: serde_json::Value| {
+        common::http(ureq::post(&format!("http://{http}{path}")).send_json(body))
+    };
+    let devices = serde_json::json!({"name": "log-dev-1", "product": "meter", "version": "1.0"});
+    assert_eq!(post("/api/v1/devices", devices).0, 201);
+    let (status, fw) = common::http(
+        ureq::post(&format!(
+            "http://{http}/api/v1/firmware?product=meter&version=2.0"
+        ))
+        .send_bytes(&common::image(100, 1)),
+    );
+    assert_eq!(status, 201, "{fw}");
+    let target = serde_json::json!({"firmware": fw["id"], "target": {"all": true}});
+    assert_eq!(post("/api/v1/campaigns", target).0, 201);
+
     let mut device = Device::new(coap.unwrap(), "log-dev-1", "meter");
-    device.poll("1.0");
+    let (task, _) = common::device::task_of(&device.poll("1.0"));
     let (status, _) =
         common::http(ureq::get(&format!("http://{http}/api/v1/devices/log-dev-1")).call());
     assert_eq!(status, 200);
@@ -55,7 +71,11 @@ fn json_log_lines_carry_the_device_of_the_request() {
         let find = |name: &str| {
             parsed
                 .iter()
-                .find(|v| v["span"]["name"] == name && v["span"]["device"] == "log-dev-1")
+                .find(|v| {
+                    v["span"]["name"] == name
+                        && v["span"]["device"] == "log-dev-1"
+                        && (name != "coap" || v["span"]["task"] == task.as_str())
+                })
                 .cloned()
         };
         if let (Some(c), Some(h)) = (find("coap"), find("http")) {
@@ -70,6 +90,7 @@ fn json_log_lines_carry_the_device_of_the_request() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(coap_line["span"]["resource"], "poll", "{coap_line}");
+    assert_eq!(coap_line["span"]["task"], task.as_str(), "{coap_line}");
     assert!(coap_line["timestamp"].is_string() && coap_line["level"].is_string());
     assert_eq!(
         http_line["span"]["route"], "/api/v1/devices/{name}",

@@ -79,6 +79,8 @@ fn answer_packet(app: &App, answer: PollAnswer) -> Packet {
             encode_map(vec![])
         }
         PollAnswer::Task(offer) => {
+            // The request span (issue 12 item 6) names the task handed out.
+            tracing::Span::current().record("task", offer.task.as_str());
             let mut entries = vec![
                 ("task", Value::Text(offer.task)),
                 ("version", Value::Text(offer.version)),
