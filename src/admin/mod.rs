@@ -15,6 +15,7 @@ pub mod auth; // issue 11 item 3
 mod body_timeout; // issue 11 item 6: slow request bodies
 mod browser; // issue 11 item 6 (critical): Host, Origin, Content-Type
 mod campaign_cleanup; // issue 11 item 6
+mod backup; // issue 12 item 7
 mod campaigns;
 pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
@@ -26,6 +27,8 @@ pub mod http_errors; // issue 8 item 8 (admin half)
 pub mod openapi; // issue 12 item 3
 mod page;
 mod psk; // issue 11: device DTLS credentials
+mod prometheus; // issue 12 item 2
+mod request_span; // issue 12 item 6
 pub mod route_table; // issue 12 item 3: the routes, listable
 mod schemas; // issue 12 item 3
 mod stats; // issue 10 item 12
@@ -62,6 +65,9 @@ pub fn router(app: App) -> Router {
         ))
         // Errors axum writes itself (405, 413, rejections) get the JSON body too.
         .layer(axum::middleware::map_response(http_errors::json_errors))
+        // Issue 12 item 6: a span per request (outermost, so it sees the
+        // final status).
+        .layer(axum::middleware::from_fn(request_span::trace))
         .with_state(app)
 }
 
@@ -150,6 +156,8 @@ pub fn routes() -> RouteTable {
         )
         .route("/api/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/api/v1/backup", get(backup::download))
 }
 
 /// The paths of [`routes`], for tests.

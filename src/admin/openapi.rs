@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use super::{campaigns, devices, firmware, health};
+use super::{backup, campaigns, devices, firmware, health, prometheus};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,8 @@ use super::{campaigns, devices, firmware, health};
         campaigns::show,
         campaigns::devices,
         campaigns::cancel,
+        prometheus::metrics,
+        backup::download,
         serve,
     ),
     tags(
@@ -50,6 +52,7 @@ use super::{campaigns, devices, firmware, health};
         (name = "devices", description = "Devices, their history and version distribution"),
         (name = "campaigns", description = "Rollout campaigns and their tasks"),
         (name = "metrics", description = "Counters for monitoring"),
+        (name = "backup", description = "Consistent backups of the running server"),
         (name = "meta", description = "This description"),
     )
 )]

@@ -92,6 +92,12 @@ pub fn transition(
     put_task(tx, ctx.device_name, Some(task), &updated)?;
     // A software task (issue 10 item 9) moves the software version.
     let software = super::assignment::is_software_task(device, task.campaign);
+    if next.state != task.state {
+        // Counted when applied: a batch rolled back by a storage failure
+        // and re-run counts again (rare; see docs/METRICS.md).
+        metrics::counter!(crate::telemetry::TASK_TRANSITIONS, "to" => next.state.as_str())
+            .increment(1);
+    }
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;

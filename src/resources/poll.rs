@@ -28,6 +28,7 @@ pub fn handle(app: &App, incoming: &IncomingRequest, device: &str) -> Reply {
         return Reply::Now(super::auth::dtls_required());
     }
     let base = super::auth::secure_base(incoming);
+    metrics::counter!(crate::telemetry::POLLS).increment(1);
     let device = device.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         let peer = Some(peer.to_string());
@@ -102,6 +103,8 @@ pub(super) fn answer_packet(app: &App, answer: PollAnswer, base: Option<&str>) -
             encode_map(vec![])
         }
         PollAnswer::Task(offer) => {
+            // The request span (issue 12 item 6) names the task handed out.
+            tracing::Span::current().record("task", offer.task.as_str());
             let mut entries = vec![
                 ("task", Value::Text(offer.task)),
                 ("version", Value::Text(offer.version)),

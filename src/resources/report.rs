@@ -28,6 +28,10 @@ pub fn handle(app: &App, packet: &Packet, device: &str, secure: bool) -> Reply {
         Ok(parsed) => parsed,
         Err(resp) => return Reply::Now(resp),
     };
+    metrics::counter!(crate::telemetry::REPORTS).increment(1);
+    if crate::ota::parse_task_id(&parsed.task).is_some() {
+        tracing::Span::current().record("task", parsed.task.as_str());
+    }
     let device = device.to_string();
     // Plain CoAP: the stored device's product decides (`[dtls] require_dtls`).
     let dtls_only = if secure {

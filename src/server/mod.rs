@@ -126,6 +126,9 @@ pub async fn start_on(
         .await
         .context("cannot write the admin token")?;
     let (shutdown, signal) = watch::channel(false);
+    // Issue 12 item 2: the metrics recorder, before the shards register
+    // their meters.
+    let upkeep = crate::telemetry::spawn_upkeep();
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -180,6 +183,13 @@ pub async fn start_on(
         lwm2m_events,
         signal.clone(),
     ));
+    if let Some(upkeep) = upkeep {
+        let mut stop = signal.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            upkeep.abort();
+        }));
+    }
     let router = crate::admin::router(app.clone());
     let router = router.merge(crate::console::router(app.clone())); // issue 12: web console at /
     let limits = http_serve::HttpLimits {

@@ -14,15 +14,18 @@ use std::time::Instant;
 
 use coap_lite::{Packet, ResponseType};
 use futures_util::FutureExt;
+use metrics::{Counter, Gauge};
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::coap::endpoint::error_response;
 use crate::coap::{Endpoint, Event, ExchangeId, RequestMeta, Why};
 use crate::resources::{self, Reply};
 use crate::state::App;
+use crate::telemetry;
 
 use super::directory::PeerDirectory;
 use super::observation::NotificationSender;
@@ -106,6 +109,34 @@ pub struct Shard {
     hops: usize,
     /// CoAPS: the session table between the socket and the endpoint.
     dtls: Option<Dtls>,
+    /// Handles registered once (cheap on the datagram path).
+    meters: ShardMeters,
+}
+
+/// This shard's metrics (issue 12 item 2).
+struct ShardMeters {
+    received: Counter,
+    sent: Counter,
+    send_failed: Counter,
+    dedup: Gauge,
+    observe: Gauge,
+    block1: Gauge,
+    exchanges: Gauge,
+}
+
+impl ShardMeters {
+    fn new(index: usize) -> ShardMeters {
+        let shard = index.to_string();
+        ShardMeters {
+            received: metrics::counter!(telemetry::DATAGRAMS_RECEIVED),
+            sent: metrics::counter!(telemetry::DATAGRAMS_SENT),
+            send_failed: metrics::counter!(telemetry::DATAGRAMS_DROPPED, "reason" => "send_failed"),
+            dedup: metrics::gauge!(telemetry::DEDUP_ENTRIES, "shard" => shard.clone()),
+            observe: metrics::gauge!(telemetry::OBSERVE_RELATIONS, "shard" => shard.clone()),
+            block1: metrics::gauge!(telemetry::BLOCK1_BODIES, "shard" => shard.clone()),
+            exchanges: metrics::gauge!(telemetry::OUTGOING_EXCHANGES, "shard" => shard),
+        }
+    }
 }
 
 impl Shard {
@@ -134,6 +165,7 @@ impl Shard {
             heard: HashSet::new(),
             hops: 0,
             dtls: None,
+            meters: ShardMeters::new(index),
         })
     }
 
@@ -216,6 +248,7 @@ impl Shard {
                 // With UDP GRO one buffer may hold several datagrams of
                 // `stride` bytes each.
                 for datagram in data.chunks(meta.stride.max(1)) {
+                    self.meters.received.increment(1);
                     let now = Instant::now();
                     match self.dtls.as_mut() {
                         Some(dtls) => {
@@ -300,6 +333,19 @@ impl Shard {
                         dtls.send(Instant::now(), t.peer, &t.bytes);
                     }
                     None => self.send_datagram(t.peer, &t.bytes).await,
+                let sent = match self.socket.try_send_to(&t.bytes, t.peer) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.socket.send_to(&t.bytes, t.peer).await.map(|_| ())
+                    }
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(()) => self.meters.sent.increment(1),
+                    Err(e) => {
+                        tracing::debug!(peer = %t.peer, "udp send: {e}");
+                        self.meters.send_failed.increment(1);
+                    }
                 }
             }
             while let Some((peer, bytes)) = self.dtls.as_mut().and_then(|d| d.poll_transmit()) {
@@ -307,6 +353,13 @@ impl Shard {
                 self.send_datagram(peer, &bytes).await;
             }
             if !progressed {
+                let (exchanges, relations, bodies) = self.endpoint.load();
+                self.meters.exchanges.set(exchanges as f64);
+                self.meters.observe.set(relations as f64);
+                self.meters.block1.set(bodies as f64);
+                self.meters
+                    .dedup
+                    .set(self.endpoint.remembered_exchanges() as f64);
                 return;
             }
         }
@@ -356,8 +409,39 @@ impl Shard {
                             });
                         let _ = tx.send(ShardMsg::Reply { meta, packet }).await;
                     });
+            Event::Request(request) => {
+                // Issue 12 items 2 and 6: a span with the device and task
+                // ids around the handling, and the answer counted.
+                let resource = resources::resource_label(&request);
+                let span = resources::request_span(&request, resource);
+                let reply = span.in_scope(|| resources::dispatch(&self.app, &request));
+                match reply {
+                    Reply::Now(packet) => {
+                        span.in_scope(|| answered(resource, &packet));
+                        self.endpoint.respond(now, request.meta, packet)
+                    }
+                    Reply::Later(future) => {
+                        let tx = self.shards[self.index].clone();
+                        let meta = request.meta;
+                        let handling = async move {
+                            // A panic must still answer, or the exchange stays
+                            // "in progress" and retransmissions go unanswered.
+                            let packet = std::panic::AssertUnwindSafe(future)
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|_| {
+                                    error_response(
+                                        ResponseType::InternalServerError,
+                                        "internal error",
+                                    )
+                                });
+                            answered(resource, &packet);
+                            let _ = tx.send(ShardMsg::Reply { meta, packet }).await;
+                        };
+                        tokio::spawn(handling.instrument(span));
+                    }
                 }
-            },
+            }
             Event::Response { id, packet } => self.finish(id, Ok(packet)),
             Event::Failed { id, why } => self.finish(id, Err(why)),
             Event::Notification { id, packet } => {
@@ -388,6 +472,8 @@ impl Shard {
                 };
                 if self.shards[next].try_send(msg).is_err() {
                     tracing::debug!(%peer, "unmatched datagram dropped: shard busy");
+                    metrics::counter!(telemetry::DATAGRAMS_DROPPED, "reason" => "shard_busy")
+                        .increment(1);
                 }
             }
         }
@@ -402,6 +488,14 @@ impl Shard {
             None => {}
         }
     }
+}
+
+/// Counts a request's answer and logs it (at debug, inside its span).
+fn answered(resource: &'static str, packet: &Packet) {
+    let code = packet.header.get_code();
+    tracing::debug!(code = %code, "coap request answered");
+    metrics::counter!(telemetry::COAP_REQUESTS, "resource" => resource, "code" => code)
+        .increment(1);
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

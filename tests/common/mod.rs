@@ -165,6 +165,15 @@ impl TestServer {
         ureq::request(method, &self.url(path))
     }
 
+    /// `GET path` as text (for `/metrics`): status and body.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        match self.request("GET", path).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("http transport error: {e}"),
+        }
+    }
+
     /// The methods the router answers on `path`: the `Allow` header of
     /// the 405 to a method no route uses (TRACE).
     pub fn allowed_methods(&self, path: &str) -> Vec<String> {

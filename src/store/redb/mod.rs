@@ -10,6 +10,7 @@
 //! skips and repairs corrupt records, `fault.rs` is the disk-full
 //! injection the tests start a server on.
 
+pub mod backup; // issue 12 item 7: consistent copy while running
 mod codec;
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
 mod fleet; // issue 10: audit log and assignment rows
@@ -177,6 +178,11 @@ impl Backend for RedbBackend {
 
     fn submit(&self, job: Box<dyn WriteJob>) -> Result<()> {
         self.writer.submit(job)
+    }
+
+    fn snapshot_to(&self, out: &Path) -> Result<u64> {
+        let db = self.db.get()?;
+        backup::snapshot(&db, out)
     }
 
     fn stats(&self) -> Arc<StoreStats> {
