@@ -17,6 +17,78 @@ pub struct Config {
     pub devices: DevicesConfig,
     pub tasks: TasksConfig,
     pub coap: CoapConfig,
+    pub admin: AdminConfig,
+    pub abuse: AbuseConfig,
+}
+
+/// Issue 11: the admin listener's protection.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `GET /metrics` without a token.
+    pub metrics_public: bool,
+    /// Host names (besides `localhost` and IP literals) the admin API
+    /// answers to; any other `Host` is refused (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Origins (`scheme://host[:port]`) besides the server's own that
+    /// browsers may call the API from.
+    pub allowed_origins: Vec<String>,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_s: u64,
+    /// Seconds a request body may stall between two pieces.
+    pub body_timeout_s: u64,
+    /// Open admin connections at most; more are closed at once.
+    pub max_connections: usize,
+    /// PEM certificate chain and key: serve the admin API over TLS.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            metrics_public: false,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            max_connections: 512,
+            http_tls_cert: None,
+            http_tls_key: None,
+        }
+    }
+}
+
+/// Issue 11 item 4: limits on what unauthenticated CoAP peers can cost.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbuseConfig {
+    /// Requests per second one source address may make (token bucket).
+    pub requests_per_s: u32,
+    /// Burst of the per-address bucket.
+    pub burst: u32,
+    /// Largest response to an address that has not proved it receives
+    /// our datagrams (RFC 9175 Echo), as a multiple of the request's size
+    /// (RFC 7252 §11.3); 0 turns the check off.
+    pub amplification_factor: u32,
+    /// Devices self-registered (auto_register) at most, in total.
+    pub max_auto_registered: u64,
+    /// Self-registrations per minute, per source address and in total.
+    pub auto_register_per_min_per_source: u32,
+    pub auto_register_per_min: u32,
+}
+
+impl Default for AbuseConfig {
+    fn default() -> Self {
+        AbuseConfig {
+            requests_per_s: 50,
+            burst: 200,
+            amplification_factor: 3,
+            max_auto_registered: 1_000_000,
+            auto_register_per_min_per_source: 60,
+            auto_register_per_min: 6_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -77,10 +77,12 @@ fn complete(bytes: &[u8]) -> bool {
         .is_some_and(|len| body.len() >= len)
 }
 
-fn request(method: &str, path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
-    let mut out =
-        format!("{method} {path} HTTP/1.1\r\nHost: lwota\r\nConnection: close\r\n{headers}\r\n")
-            .into_bytes();
+/// A request with the admin token (issue 11).
+fn request(token: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .into_bytes();
     out.extend_from_slice(body);
     out
 }
@@ -112,14 +114,20 @@ fn assert_json_error(answer: &Answer, status: u16, code: &str) {
 #[test]
 fn wrong_method_is_a_json_405() {
     let server = TestServer::start();
-    let answer = raw(server.http, &request("DELETE", "/api/v1/devices", "", b""));
+    let answer = raw(
+        server.http,
+        &request(&server.token, "DELETE", "/api/v1/devices", "", b""),
+    );
     assert_json_error(&answer, 405, "method_not_allowed");
     assert!(
         answer.head.to_ascii_lowercase().contains("allow:"),
         "the Allow header stays: {}",
         answer.head
     );
-    let answer = raw(server.http, &request("PUT", "/api/v1/campaigns/1", "", b""));
+    let answer = raw(
+        server.http,
+        &request(&server.token, "PUT", "/api/v1/campaigns/1", "", b""),
+    );
     assert_json_error(&answer, 405, "method_not_allowed");
 }
 
@@ -130,6 +138,7 @@ fn body_over_the_limit_is_a_json_413() {
     let answer = raw(
         server.http,
         &request(
+            &server.token,
             "POST",
             "/api/v1/devices",
             "Content-Type: application/json\r\nContent-Length: 40000000\r\n",
@@ -145,6 +154,7 @@ fn bad_content_length_and_bad_json_are_json_400s() {
     let answer = raw(
         server.http,
         &request(
+            &server.token,
             "POST",
             "/api/v1/devices",
             "Content-Type: application/json\r\n",
@@ -157,6 +167,7 @@ fn bad_content_length_and_bad_json_are_json_400s() {
     let answer = raw_with(
         server.http,
         &request(
+            &server.token,
             "POST",
             "/api/v1/campaigns",
             "Content-Type: application/json\r\nContent-Length: 9\r\n",
@@ -168,6 +179,7 @@ fn bad_content_length_and_bad_json_are_json_400s() {
     let answer = raw(
         server.http,
         &request(
+            &server.token,
             "POST",
             "/api/v1/campaigns",
             "Content-Type: application/json\r\nContent-Length: 5\r\n",
@@ -188,7 +200,7 @@ fn unparsable_content_length_is_a_json_400() {
     ] {
         let answer = raw(
             server.http,
-            &request("POST", "/api/v1/devices", headers, b"{}"),
+            &request(&server.token, "POST", "/api/v1/devices", headers, b"{}"),
         );
         assert_json_error(&answer, 400, "invalid_request");
     }
@@ -205,7 +217,7 @@ fn unknown_routes_are_json_404s() {
         "/api/v1/firmware/1/extra",
         "/api/v2/devices",
     ] {
-        let answer = raw(server.http, &request("GET", path, "", b""));
+        let answer = raw(server.http, &request(&server.token, "GET", path, "", b""));
         assert_json_error(&answer, 404, "not_found");
     }
 }
@@ -235,12 +247,15 @@ fn ids_are_canonical_decimal_only() {
         ("/api/v1/firmware/", "unknown_firmware"),
         ("/api/v1/campaigns/", "unknown_campaign"),
     ] {
-        let answer = raw(server.http, &request("GET", &format!("{base}1"), "", b""));
+        let answer = raw(
+            server.http,
+            &request(&server.token, "GET", &format!("{base}1"), "", b""),
+        );
         assert_eq!(answer.status, 200, "{base}1: {}", answer.raw_body);
         for id in ["+1", "01", "%201", "1.0", "%2B1", "0x1", "1%20"] {
             let answer = raw(
                 server.http,
-                &request("GET", &format!("{base}{id}"), "", b""),
+                &request(&server.token, "GET", &format!("{base}{id}"), "", b""),
             );
             assert_json_error(&answer, 404, code);
         }
@@ -248,12 +263,24 @@ fn ids_are_canonical_decimal_only() {
     for id in ["+1", "01"] {
         let answer = raw(
             server.http,
-            &request("POST", &format!("/api/v1/campaigns/{id}/cancel"), "", b""),
+            &request(
+                &server.token,
+                "POST",
+                &format!("/api/v1/campaigns/{id}/cancel"),
+                "",
+                b"",
+            ),
         );
         assert_json_error(&answer, 404, "unknown_campaign");
         let answer = raw(
             server.http,
-            &request("DELETE", &format!("/api/v1/firmware/{id}"), "", b""),
+            &request(
+                &server.token,
+                "DELETE",
+                &format!("/api/v1/firmware/{id}"),
+                "",
+                b"",
+            ),
         );
         assert_json_error(&answer, 404, "unknown_firmware");
     }
@@ -265,7 +292,10 @@ fn ids_are_canonical_decimal_only() {
 #[test]
 fn healthz_is_json() {
     let server = TestServer::start();
-    let answer = raw(server.http, &request("GET", "/healthz", "", b""));
+    let answer = raw(
+        server.http,
+        &request(&server.token, "GET", "/healthz", "", b""),
+    );
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body["status"], "ok", "{}", answer.raw_body);
 }

@@ -12,6 +12,7 @@ fn lwota(server: &TestServer, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lwota"))
         .args(args)
         .args(["--server", &format!("http://{}", server.http)])
+        .env("LWOTA_TOKEN", &server.token)
         .output()
         .expect("run lwota")
 }
@@ -108,8 +109,10 @@ fn firmware_device_and_campaign_commands() {
     // --watch returns once the campaign finishes.
     let watcher = {
         let url = format!("http://{}", server.http);
+        let token = server.token.clone();
         std::thread::spawn(move || {
             Command::new(env!("CARGO_BIN_EXE_lwota"))
+                .env("LWOTA_TOKEN", token)
                 .args([
                     "campaign",
                     "show",
@@ -218,11 +221,9 @@ fn sigterm_stops_cleanly_with_exit_0() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ChildServer::spawn(dir.path(), "127.0.0.1:0", "127.0.0.1:0");
     let r = common::http(
-        ureq::post(&format!(
-            "http://{}/api/v1/firmware?product=p&version=1",
-            server.http
-        ))
-        .send_bytes(b"abc"),
+        server
+            .request("POST", "/api/v1/firmware?product=p&version=1")
+            .send_bytes(b"abc"),
     );
     assert_eq!(r.0, 201);
     let pid = server.child.id().to_string();

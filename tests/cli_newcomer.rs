@@ -22,6 +22,7 @@ fn lwota_cmd(args: &[&str]) -> Command {
 fn lwota(server: &TestServer, args: &[&str]) -> Output {
     lwota_cmd(args)
         .args(["--server", &format!("http://{}", server.http)])
+        .env("LWOTA_TOKEN", &server.token)
         .output()
         .expect("run lwota")
 }
@@ -309,9 +310,11 @@ fn watch_without_a_terminal_prints_plain_lines() {
             .success()
     );
     let url = format!("http://{}", server.http);
+    let token = server.token.clone();
     let watcher = std::thread::spawn(move || {
         lwota_cmd(&["campaign", "show", "1", "--watch", "--interval", "0.1"])
             .args(["--server", &url])
+            .env("LWOTA_TOKEN", token)
             .output()
             .unwrap()
     });

@@ -24,8 +24,11 @@ fn lwota_at(url: &str, args: &[&str]) -> Output {
         .expect("run lwota")
 }
 
+/// The CLI against a real server, with its admin token (issue 11).
 fn lwota(server: &TestServer, args: &[&str]) -> Output {
-    lwota_at(&format!("http://{}", server.http), args)
+    let mut with_token = vec!["--token", &server.token];
+    with_token.extend_from_slice(args);
+    lwota_at(&format!("http://{}", server.http), &with_token)
 }
 
 fn ok(o: &Output) -> String {
@@ -141,10 +144,13 @@ fn output_json_parses_for_ls_show_and_create() {
 
     // --watch --output json: one JSON document per line, per refresh.
     let url = format!("http://{}", server.http);
+    let token = server.token.clone();
     let watcher = std::thread::spawn(move || {
         lwota_at(
             &url,
             &[
+                "--token",
+                &token,
                 "--output",
                 "json",
                 "campaign",
@@ -321,6 +327,7 @@ fn device_ls_pages_through_everything() {
             "--server",
             &format!("http://{}", server.http),
         ])
+        .env("LWOTA_TOKEN", &server.token)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -460,7 +467,7 @@ fn server_comes_from_lwota_server_env() {
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
         .args(["firmware", "ls"])
         .env("LWOTA_SERVER", format!("http://{}", server.http))
-        .env_remove("LWOTA_TOKEN")
+        .env("LWOTA_TOKEN", &server.token)
         .output()
         .unwrap();
     assert!(ok(&o).contains("7.0"));

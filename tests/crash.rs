@@ -18,8 +18,8 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn get(http: std::net::SocketAddr, path: &str) -> (u16, Value) {
-    common::http(ureq::get(&format!("http://{http}{path}")).call())
+fn get(server: &ChildServer, path: &str) -> (u16, Value) {
+    common::http(server.request("GET", path).call())
 }
 
 #[test]
@@ -27,25 +27,26 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     let dir = tempfile::tempdir().unwrap();
     let coap = format!("127.0.0.1:{}", free_udp_port());
     let mut server = ChildServer::spawn(dir.path(), &coap, "127.0.0.1:0");
-    let http = server.http;
 
     let devices: Vec<Value> = (0..200)
         .map(|i| json!({"name": format!("k{i:05}"), "product": "p", "version": "1.0"}))
         .collect();
     let r = common::http(
-        ureq::post(&format!("http://{http}/api/v1/devices")).send_json(json!(devices)),
+        server
+            .request("POST", "/api/v1/devices")
+            .send_json(json!(devices)),
     );
     assert_eq!(r.0, 201, "{}", r.1);
     let r = common::http(
-        ureq::post(&format!(
-            "http://{http}/api/v1/firmware?product=p&version=2.0"
-        ))
-        .send_bytes(&image(256 * 1024, 1)),
+        server
+            .request("POST", "/api/v1/firmware?product=p&version=2.0")
+            .send_bytes(&image(256 * 1024, 1)),
     );
     assert_eq!(r.0, 201, "{}", r.1);
     let fw = r.1["id"].as_u64().unwrap();
     let r = common::http(
-        ureq::post(&format!("http://{http}/api/v1/campaigns"))
+        server
+            .request("POST", "/api/v1/campaigns")
             .send_json(json!({"firmware": fw, "target": {"all": true}})),
     );
     assert_eq!(r.0, 201, "{}", r.1);
@@ -73,7 +74,7 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     // Let the rollout get going, then pull the plug.
     let mut at_kill = Value::Null;
     for _ in 0..400 {
-        let (_, c) = get(http, &format!("/api/v1/campaigns/{cid}"));
+        let (_, c) = get(&server, &format!("/api/v1/campaigns/{cid}"));
         let n = |s: &str| c["counts"][s].as_u64().unwrap_or(0);
         if n("downloading") + n("downloaded") + n("verified") + n("updating") + n("updated") > 20 {
             at_kill = c["counts"].clone();
@@ -89,7 +90,6 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let server = ChildServer::spawn(dir.path(), &coap, "127.0.0.1:0");
-    let http = server.http;
 
     let report = fleet.join().unwrap();
     assert_eq!(
@@ -97,12 +97,12 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
         200,
         "every device updated after the restart"
     );
-    let (_, c) = get(http, &format!("/api/v1/campaigns/{cid}"));
+    let (_, c) = get(&server, &format!("/api/v1/campaigns/{cid}"));
     assert_eq!(c["counts"]["updated"], 200, "{c}");
 
     let mut missing = Vec::new();
     for device in &report.devices {
-        let (_, history) = get(http, &format!("/api/v1/devices/{}/history", device.name));
+        let (_, history) = get(&server, &format!("/api/v1/devices/{}/history", device.name));
         let recorded: HashSet<(String, String)> = history
             .as_array()
             .unwrap()

@@ -50,10 +50,7 @@ fn upload_list_show_delete() {
     assert_eq!(status, 200);
     assert_eq!(one["counts"]["updated"], 0);
 
-    let status = ureq::delete(&server.url(&format!("/api/v1/firmware/{id}")))
-        .call()
-        .unwrap()
-        .status();
+    let (status, _) = server.delete(&format!("/api/v1/firmware/{id}"));
     assert_eq!(status, 204);
     let (status, err) = server.get(&format!("/api/v1/firmware/{id}"));
     assert_eq!(status, 404);
@@ -141,7 +138,7 @@ fn oversize_is_rejected_mid_stream_and_leaves_nothing() {
 
     // Chunked upload without Content-Length: only the stream can tell.
     let mut stream = std::net::TcpStream::connect(server.http).unwrap();
-    let head = "POST /api/v1/firmware?product=p&version=1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let head = format!("POST /api/v1/firmware?product=p&version=1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", server.token);
     stream.write_all(head.as_bytes()).unwrap();
     let chunk = image(4096, 3);
     for _ in 0..4 {
@@ -214,7 +211,7 @@ fn delete_is_refused_while_an_unfinished_campaign_uses_the_firmware() {
         &json!({"firmware": id, "target": {"all": true}}),
     );
     assert_eq!(status, 201, "{c}");
-    let r = common::http(ureq::delete(&server.url(&format!("/api/v1/firmware/{id}"))).call());
+    let r = server.delete(&format!("/api/v1/firmware/{id}"));
     assert_eq!(r.0, 409, "{}", r.1);
     assert_eq!(r.1["error"]["code"], "firmware_in_use");
     let cid = c["id"].as_u64().unwrap();
@@ -224,6 +221,6 @@ fn delete_is_refused_while_an_unfinished_campaign_uses_the_firmware() {
             .0,
         200
     );
-    let r = common::http(ureq::delete(&server.url(&format!("/api/v1/firmware/{id}"))).call());
+    let r = server.delete(&format!("/api/v1/firmware/{id}"));
     assert_eq!(r.0, 204);
 }

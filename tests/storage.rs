@@ -29,7 +29,7 @@ fn campaign_all(server: &TestServer, fw: u64) -> u64 {
 
 /// GET returning the body and the `Link: <...>; rel="next"` target.
 fn get_page(server: &TestServer, path: &str) -> (Vec<Value>, Option<String>) {
-    let response = ureq::get(&server.url(path)).call().expect("200");
+    let response = server.request("GET", path).call().expect("200");
     let next = response.header("link").map(|link| {
         assert!(link.ends_with("; rel=\"next\""), "{link}");
         link[1..link.find('>').unwrap()].to_string()

@@ -448,8 +448,13 @@ fn disk_full_on_a_real_tmpfs_recovers_without_restart() {
     let data = mount.path().join("data");
     let server = ChildServer::spawn(&data, "127.0.0.1:0", "127.0.0.1:0");
     let url = |p: &str| format!("http://{}{p}", server.http);
-    let post =
-        |body: &Value| common::http(ureq::post(&url("/api/v1/devices")).send_json(body.clone()));
+    let post = |body: &Value| {
+        common::http(
+            server
+                .request("POST", "/api/v1/devices")
+                .send_json(body.clone()),
+        )
+    };
     let batch = |from: usize| -> Value {
         json!((from..from + 2000)
             .map(|i| json!({"name": format!("meter-{i:06}"), "product": "p", "version": "1.0"}))
@@ -484,7 +489,7 @@ fn disk_full_on_a_real_tmpfs_recovers_without_restart() {
         "{body}"
     );
     // Reads still answer or say why; the process is alive.
-    assert!(common::http(ureq::get(&url("/api/v1/devices/meter-000000")).call()).0 != 0);
+    assert!(common::http(server.request("GET", "/api/v1/devices/meter-000000").call()).0 != 0);
 
     std::fs::remove_file(&filler).unwrap();
     let start = Instant::now();
@@ -497,9 +502,9 @@ fn disk_full_on_a_real_tmpfs_recovers_without_restart() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(post(&batch(100_000)).0, 201);
-    let (status, _) = common::http(ureq::get(&url("/api/v1/devices/meter-000000")).call());
+    let (status, _) = common::http(server.request("GET", "/api/v1/devices/meter-000000").call());
     assert_eq!(status, 200, "acknowledged before the disk filled");
-    let (status, _) = common::http(ureq::get(&url("/api/v1/devices/meter-100000")).call());
+    let (status, _) = common::http(server.request("GET", "/api/v1/devices/meter-100000").call());
     assert_eq!(status, 200, "written after recovery");
     drop(server);
 }

@@ -5,6 +5,9 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
+pub mod actor; // issue 11 (pinned interface)
+pub mod auth; // issue 11 item 3
+mod browser; // issue 11 item 6 (critical): Host, Origin, Content-Type
 mod campaigns;
 pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
@@ -13,10 +16,12 @@ mod firmware;
 mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
 mod page;
+pub mod route_table;
+mod tokens; // issue 11 item 3
 mod views;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 
 use crate::state::App;
@@ -25,7 +30,27 @@ use crate::state::App;
 pub(crate) const JSON_BODY_LIMIT: usize = 32 << 20;
 
 pub fn router(app: App) -> Router {
-    Router::new()
+    routes()
+        .into_router()
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        // Issue 11: every route but /healthz needs a token (auth.rs); the
+        // browser checks (browser.rs) run before it.
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            browser::guard,
+        ))
+        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
+        .layer(axum::middleware::map_response(http_errors::json_errors))
+        .with_state(app)
+}
+
+/// Every admin route: the table the router is built from (tests walk it).
+pub fn routes() -> route_table::RouteTable {
+    route_table::RouteTable::new()
         .route("/healthz", get(health::healthz))
         .route(
             "/api/v1/firmware",
@@ -62,8 +87,11 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/metrics", get(devices::metrics))
-        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
-        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
-        .layer(axum::middleware::map_response(http_errors::json_errors))
-        .with_state(app)
+        .route("/api/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/api/v1/tokens/{name}", delete(tokens::revoke))
+}
+
+/// The paths of [`routes`], for tests.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().paths().to_vec()
 }

@@ -420,7 +420,11 @@ fn check(result: Result<ureq::Response, ureq::Error>) -> anyhow::Result<Value> {
 }
 
 fn post_json(server: &ServerProcess, path: &str, body: &Value) -> anyhow::Result<Value> {
-    check(agent().post(&server.url(path)).send_json(body.clone()))
+    check(
+        server
+            .request(&agent(), "POST", path)
+            .send_json(body.clone()),
+    )
 }
 
 fn upload(
@@ -431,10 +435,12 @@ fn upload(
 ) -> anyhow::Result<u64> {
     let bytes = std::fs::read(image)?;
     let v = check(
-        agent()
-            .post(&server.url(&format!(
-                "/api/v1/firmware?product={product}&version={version}"
-            )))
+        server
+            .request(
+                &agent(),
+                "POST",
+                &format!("/api/v1/firmware?product={product}&version={version}"),
+            )
             .send_bytes(&bytes),
     )?;
     v["id"].as_u64().context("no firmware id")
@@ -457,7 +463,7 @@ fn register(server: &ServerProcess, from: usize, to: usize, product: &str) -> an
 
 /// (commits, write jobs) so far.
 fn metrics(server: &ServerProcess) -> anyhow::Result<(u64, u64)> {
-    let v = check(agent().get(&server.url("/api/v1/metrics")).call())?;
+    let v = check(server.request(&agent(), "GET", "/api/v1/metrics").call())?;
     Ok((
         v["commits"].as_u64().unwrap_or(0),
         v["write_jobs"].as_u64().unwrap_or(0),

@@ -17,6 +17,8 @@ pub struct ServerProcess {
     child: Child,
     pub coap: SocketAddr,
     pub http: SocketAddr,
+    /// The admin token the server wrote to its data dir (issue 11).
+    pub token: String,
 }
 
 impl ServerProcess {
@@ -59,6 +61,9 @@ impl ServerProcess {
             child,
             coap: coap.ok_or_else(|| anyhow!("no coap address"))?,
             http: http.ok_or_else(|| anyhow!("no http address"))?,
+            token: std::fs::read_to_string(data_dir.join("admin.token"))
+                .map(|t| t.trim().to_string())
+                .context("no admin token in the data dir")?,
         })
     }
 
@@ -68,6 +73,13 @@ impl ServerProcess {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// A request to `path` on `agent` with the admin token.
+    pub fn request(&self, agent: &ureq::Agent, method: &str, path: &str) -> ureq::Request {
+        agent
+            .request(method, &self.url(path))
+            .set("Authorization", &format!("Bearer {}", self.token))
     }
 
     /// SIGTERM and wait (a clean stop flushes).

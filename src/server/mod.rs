@@ -92,6 +92,10 @@ pub async fn start_on(
         blob_lock: tokio::sync::Mutex::new(()),
         touches: Default::default(),
     });
+    // Issue 11: the first start makes the admin token (auth.rs).
+    crate::admin::auth::bootstrap(&app, &data_dir)
+        .await
+        .context("cannot write the admin token")?;
     let (shutdown, signal) = watch::channel(false);
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
     let seed = std::time::SystemTime::now()

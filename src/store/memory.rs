@@ -30,6 +30,7 @@ pub struct MemoryTx {
     next_campaign: u64,
     clock_floor: Option<Timestamp>,
     history_cap: usize,
+    secrets: BTreeMap<(String, String), Vec<u8>>,
 }
 
 /// The in-memory store: one [`MemoryTx`] behind a lock.
@@ -163,6 +164,29 @@ impl ReadTx for MemoryTx {
 
     fn clock_floor(&self) -> Result<Option<Timestamp>> {
         Ok(self.clock_floor)
+    }
+
+    fn secret(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .secrets
+            .get(&(kind.to_string(), key.to_string()))
+            .cloned())
+    }
+
+    fn secrets(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .secrets
+            .range((kind.to_string(), String::new())..)
+            .take_while(|((k, _), _)| k == kind)
+            .filter(|((_, key), _)| after.is_none_or(|a| key.as_str() > a))
+            .take(limit)
+            .map(|((_, key), v)| (key.clone(), v.clone()))
+            .collect())
     }
 }
 
@@ -313,5 +337,18 @@ impl Tx for MemoryTx {
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()> {
         self.clock_floor = Some(self.clock_floor.map_or(now, |f| f.max(now)));
         Ok(())
+    }
+
+    fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()> {
+        self.secrets
+            .insert((kind.to_string(), key.to_string()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool> {
+        Ok(self
+            .secrets
+            .remove(&(kind.to_string(), key.to_string()))
+            .is_some())
     }
 }

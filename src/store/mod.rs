@@ -133,6 +133,17 @@ pub trait ReadTx {
     /// The latest time the server persisted as "now" (its clock never
     /// starts below this after a restart).
     fn clock_floor(&self) -> Result<Option<Timestamp>>;
+    /// Issue 11: an admin-security record (admin token, signing key),
+    /// encoded by its owner (`admin::auth`, `ota::signing`), under
+    /// (`kind`, `key`). Few and small: operator-made only.
+    fn secret(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Records of `kind` in key order, after `after`, at most `limit`.
+    fn secrets(
+        &self,
+        kind: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>>;
 }
 
 /// A write transaction. Nothing is visible to readers, nor durable, until
@@ -186,6 +197,10 @@ pub trait Tx: ReadTx {
     fn take_due_timers(&mut self, now: Timestamp, limit: usize) -> Result<Vec<(Timestamp, Timer)>>;
     /// Raises the persisted clock floor to `now` (never lowers it).
     fn raise_clock_floor(&mut self, now: Timestamp) -> Result<()>;
+    /// Issue 11: writes an admin-security record (see [`ReadTx::secret`]).
+    fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Removes one; whether it existed.
+    fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool>;
 }
 
 /// Synchronous transactions, for unit tests and tools: the same domain

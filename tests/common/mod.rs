@@ -23,6 +23,9 @@ pub struct TestServer {
     pub http: SocketAddr,
     pub dir: PathBuf,
     pub clock: Option<Arc<ManualClock>>,
+    /// The admin token the server wrote on first start (issue 11); every
+    /// helper below sends it.
+    pub token: String,
     runtime: Option<tokio::runtime::Runtime>,
     running: Option<lwota::server::Running>,
     _tmp: Option<tempfile::TempDir>,
@@ -80,11 +83,13 @@ impl TestServer {
         let running = runtime
             .block_on(lwota::server::start_on(config, dyn_clock, opener))
             .expect("server starts");
+        let token = read_token(&dir);
         TestServer {
             coap: running.coap_addr,
             http: running.http_addr,
             dir,
             clock,
+            token,
             runtime: Some(runtime),
             running: Some(running),
             _tmp: None,
@@ -117,16 +122,32 @@ impl TestServer {
             .advance_ms(by.as_millis() as u64);
     }
 
+    /// A request to `path` carrying the admin token.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        with_token(ureq::request(method, &self.url(path)), &self.token)
+    }
+
     pub fn get(&self, path: &str) -> (u16, Value) {
-        http(ureq::get(&self.url(path)).call())
+        http(self.request("GET", path).call())
     }
 
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        http(ureq::post(&self.url(path)).send_json(body.clone()))
+        http(self.request("POST", path).send_json(body.clone()))
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        http(self.request("PUT", path).send_json(body.clone()))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        http(self.request("DELETE", path).call())
     }
 
     pub fn upload(&self, query: &str, image: &[u8]) -> (u16, Value) {
-        http(ureq::post(&self.url(&format!("/api/v1/firmware?{query}"))).send_bytes(image))
+        http(
+            self.request("POST", &format!("/api/v1/firmware?{query}"))
+                .send_bytes(image),
+        )
     }
 
     /// Uploads and returns the firmware id.
@@ -157,6 +178,18 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The admin token a server wrote to `data_dir` on its first start.
+pub fn read_token(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("admin.token"))
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// `request` with `Authorization: Bearer token`.
+pub fn with_token(request: ureq::Request, token: &str) -> ureq::Request {
+    request.set("Authorization", &format!("Bearer {token}"))
 }
 
 pub fn http(result: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
@@ -192,6 +225,8 @@ pub struct ChildServer {
     pub child: Child,
     pub coap: SocketAddr,
     pub http: SocketAddr,
+    /// The admin token from the data dir (issue 11).
+    pub token: String,
 }
 
 impl ChildServer {
@@ -224,7 +259,16 @@ impl ChildServer {
             child,
             coap: coap.unwrap(),
             http: http.unwrap(),
+            token: read_token(data_dir),
         }
+    }
+
+    /// A request to `path` carrying the admin token.
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        with_token(
+            ureq::request(method, &format!("http://{}{path}", self.http)),
+            &self.token,
+        )
     }
 
     pub fn kill9(&mut self) {

@@ -67,6 +67,7 @@ impl RedbStore {
             txn.open_table(schema::HISTORY_LEN)?;
             txn.open_table(schema::TIMERS)?;
             txn.open_table(schema::COUNTERS)?;
+            txn.open_table(schema::SECRETS)?;
         }
         let moved = migrate_deadlines(&txn)?;
         txn.commit()?;

@@ -39,6 +39,9 @@ pub const TIMERS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("time
 /// `TIMERS` as `Timer::TaskTimeout` at start-up, then deleted.
 pub const LEGACY_DEADLINES: TableDefinition<(u64, u64, &str), ()> =
     TableDefinition::new("deadlines");
+/// Issue 11: (kind, key) → admin-security record bytes (admin tokens,
+/// stored hashed; per-product signing keys). Encoded by their owners.
+pub const SECRETS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("secrets");
 /// Named counters: id sequences, and the clock floor.
 pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 

@@ -224,6 +224,35 @@ macro_rules! impl_read {
                 let value = table.get(schema::CLOCK_FLOOR)?;
                 Ok(value.map(|v| Timestamp::from_millis(v.value())))
             }
+
+            fn secret(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>> {
+                let table = self.$txn.open_table(schema::SECRETS)?;
+                let value = table.get((kind, key))?;
+                Ok(value.map(|v| v.value().to_vec()))
+            }
+
+            fn secrets(
+                &self,
+                kind: &str,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<(String, Vec<u8>)>> {
+                let table = self.$txn.open_table(schema::SECRETS)?;
+                let start = match after {
+                    Some(a) => Bound::Excluded((kind, a)),
+                    None => Bound::Included((kind, "")),
+                };
+                let mut out = Vec::new();
+                for entry in table.range::<(&str, &str)>((start, Bound::Unbounded))? {
+                    let (k, v) = entry?;
+                    let (k_kind, k_key) = k.value();
+                    if k_kind != kind || out.len() >= limit {
+                        break;
+                    }
+                    out.push((k_key.to_string(), v.value().to_vec()));
+                }
+                Ok(out)
+            }
         }
     };
 }
@@ -487,5 +516,17 @@ impl Tx for RedbTx {
             table.insert(schema::CLOCK_FLOOR, now.as_millis())?;
         }
         Ok(())
+    }
+
+    fn put_secret(&mut self, kind: &str, key: &str, value: &[u8]) -> Result<()> {
+        let mut table = self.txn.open_table(schema::SECRETS)?;
+        table.insert((kind, key), value)?;
+        Ok(())
+    }
+
+    fn delete_secret(&mut self, kind: &str, key: &str) -> Result<bool> {
+        let mut table = self.txn.open_table(schema::SECRETS)?;
+        let removed = table.remove((kind, key))?.is_some();
+        Ok(removed)
     }
 }

@@ -1,0 +1,84 @@
+//! `/api/v1/tokens` (issue 11 item 3): create (the token is shown once),
+//! list (names, roles, creation times; never a secret), revoke.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{self, Role, TokenRecord, KIND_TOKEN, MAX_TOKENS};
+use super::error::{ApiError, ApiResult};
+use crate::state::App;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: String,
+    role: Role,
+}
+
+fn view(record: &TokenRecord) -> Value {
+    json!({
+        "name": record.name,
+        "role": record.role.as_str(),
+        "created_at": record.created_at.rfc3339(),
+    })
+}
+
+pub async fn create(
+    State(app): State<App>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let new: NewToken = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("bad token request: {e}")))?;
+    if !auth::valid_name(&new.name) {
+        return Err(ApiError::bad_request(
+            "token name must be 1-64 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    let token = auth::generate();
+    let record = TokenRecord {
+        name: new.name,
+        role: new.role,
+        sha256: auth::hash(&token),
+        created_at: app.now(),
+    };
+    let stored = record.clone();
+    app.store
+        .write(move |tx| auth::insert(tx, &stored))
+        .await??;
+    tracing::info!(name = %record.name, role = record.role.as_str(), "admin token created");
+    let mut body = view(&record);
+    body["token"] = Value::String(token);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
+    let rows = app
+        .store
+        .scan(|tx| tx.secrets(KIND_TOKEN, None, MAX_TOKENS))
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (_, bytes) in rows {
+        out.push(view(&auth::decode(&bytes)?));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+pub async fn revoke(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let key = name.clone();
+    let existed = app
+        .store
+        .write(move |tx| auth::revoke(tx, &key).map(Ok::<_, ()>))
+        .await?
+        .unwrap_or(false);
+    if !existed {
+        return Err(ApiError::not_found(
+            "unknown_token",
+            format!("no token {name}"),
+        ));
+    }
+    tracing::info!(name = %name, "admin token revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
