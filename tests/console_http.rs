@@ -372,3 +372,19 @@ fn sessions_expire() {
         "a polling script gets 401"
     );
 }
+
+#[test]
+fn revoking_a_token_ends_its_console_sessions() {
+    let server = TestServer::start();
+    let read = read_token(&server);
+    let mut b = Browser::new(&server);
+    assert_eq!(b.login(&read).status, 303);
+    assert_eq!(b.get("/devices").status, 200);
+    let (status, body) = server.delete("/api/v1/tokens/viewer");
+    assert!(status == 204 || status == 200, "{status} {body}");
+    assert_eq!(
+        b.get("/devices").status,
+        303,
+        "a revoked token's session lives on"
+    );
+}
