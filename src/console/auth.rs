@@ -17,8 +17,9 @@ pub struct Principal {
 
 /// `Some` when `token` is a valid admin or read token.
 pub async fn verify(app: &App, token: &str) -> Option<Principal> {
-    let _ = (app, token);
-    // Until branch admin-security (`[tokens ready]`) is merged there are no
-    // tokens to check against: refuse every login rather than guess.
-    None
+    let principal = crate::admin::auth::verify_token(app, token).await?;
+    Some(Principal {
+        admin: matches!(principal.role, crate::admin::auth::Role::Admin),
+        name: principal.name,
+    })
 }

@@ -83,11 +83,11 @@ fn upload_form() -> Markup {
             div {
                 button type="submit" { "Upload" }
             }
-            div {
+            div #upload-meter hidden {
                 label for="upload-progress" { "Upload progress" }
-                progress #upload-progress value="0" max="1" hidden {}
-                p #upload-status role="status" aria-live="polite" {}
+                progress #upload-progress value="0" max="1" {}
             }
+            p #upload-status role="status" aria-live="polite" {}
         }
     }
 }

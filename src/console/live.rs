@@ -63,7 +63,10 @@ pub async fn render(state: &ConsoleState, c: &Value) -> Markup {
         .get("pending")
         .or_else(|| c.get("pending_reasons"))
         .and_then(Value::as_object);
-    let waves = c.get("waves").and_then(Value::as_array);
+    let waves = c
+        .get("waves")
+        .and_then(Value::as_array)
+        .filter(|w| !w.is_empty());
     html! {
         div data-status=(status) data-final=(is_final) {
             p role="status" {

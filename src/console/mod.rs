@@ -8,13 +8,14 @@
 //!
 //! One file per page family: `login.rs` (login form, logout, `/`),
 //! `firmware.rs`, `campaigns.rs` (+ `campaign_form.rs`, `live.rs`),
-//! `devices.rs`, `versions.rs` (+ `chart.rs`); `session.rs` holds the
+//! `devices.rs`, `versions.rs` (+ `chart.rs`), `audit.rs`; `session.rs` holds the
 //! sessions, cookie and CSRF rules, `layout.rs` the page shell and assets.
 //!
 //! **API boundary:** the paths `/`, `/firmware`, `/campaigns/{id}`,
 //! `/devices/{name}` and the login form's `token` input are in
 //! `../shared/CONTRACT.md`; the rest is documented in `docs/CONSOLE.md`.
 
+mod audit;
 mod auth;
 mod campaign_form;
 mod campaigns;
@@ -76,6 +77,7 @@ pub fn router(app: App) -> Router {
         .route("/devices", get(devices::list))
         .route("/devices/{name}", get(devices::show))
         .route("/versions", get(versions::page_route))
+        .route("/audit", get(audit::list))
         .layer(DefaultBodyLimit::max(FORM_BODY_LIMIT))
         .layer(axum::middleware::map_response(layout::security_headers))
         .with_state(state)

@@ -44,7 +44,7 @@ function setupUpload() {
     xhr.open("POST", "/console/upload?" + params.toString());
     xhr.setRequestHeader("X-CSRF-Token", csrfToken());
     xhr.setRequestHeader("Content-Type", "application/octet-stream");
-    bar.hidden = false;
+    document.getElementById("upload-meter").hidden = false;
     bar.value = 0;
     bar.max = file.size || 1;
     status.className = "";
