@@ -205,3 +205,34 @@ fn observe_resource_is_listed_and_refuses_other_methods() {
         MessageClass::Response(ResponseType::MethodNotAllowed)
     );
 }
+
+/// `lwota sim --observe`: idle devices hold an Observe instead of polling,
+/// so with a poll interval longer than the whole run they still update as
+/// soon as the campaign exists.
+#[test]
+fn simulated_fleet_with_observe_updates_without_waiting_for_its_poll_interval() {
+    let server = TestServer::start();
+    let fw = server.upload_ok("p", "2.0", &image(3000, 4));
+    let mut config = common::sim_config(&server, 3, "ob-", "p", "1.0");
+    config.observe = true;
+    config.poll_interval = Duration::from_secs(600);
+    config.duration = Duration::from_secs(30);
+    let sim = std::thread::spawn(move || common::run_sim(config));
+    // Wait for the fleet to register (first poll) before the campaign.
+    server.wait_for("/api/v1/devices?product=p", WAIT, |d| {
+        d.as_array().is_some_and(|a| a.len() == 3)
+    });
+    let (s, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": fw, "target": {"all": true}}),
+    );
+    assert_eq!(s, 201, "{c}");
+    let report = sim.join().unwrap();
+    assert_eq!(report.updated(), 3, "{:?}", report.devices);
+    assert!(
+        report.devices.iter().all(|d| d.pushed >= 1),
+        "{:?}",
+        report.devices
+    );
+    assert!(report.elapsed < Duration::from_secs(30));
+}

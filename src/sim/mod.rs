@@ -36,6 +36,10 @@ pub struct SimConfig {
     /// Stop a device once it has reached a final state for a task
     /// (updated or failed) and polled once more.
     pub stop_when_done: bool,
+    /// When idle, hold an Observe on `/ota/{device}/task` and poll when a
+    /// task is pushed (or every 10 poll intervals), instead of polling
+    /// every interval; falls back to polling when the observation fails.
+    pub observe: bool,
 }
 
 impl Default for SimConfig {
@@ -52,6 +56,7 @@ impl Default for SimConfig {
             client: ClientConfig::default(),
             duration: Duration::from_secs(60),
             stop_when_done: true,
+            observe: false,
         }
     }
 }
@@ -138,6 +143,10 @@ pub struct SimArgs {
     /// Keep polling after the update instead of stopping.
     #[arg(long)]
     forever: bool,
+    /// Hold an Observe on /ota/{device}/task when idle: tasks are pushed,
+    /// polls happen only then (or every 10 poll intervals).
+    #[arg(long)]
+    observe: bool,
 }
 
 /// How long the start-up check waits for the server's answer to a CoAP
@@ -233,6 +242,7 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
         },
         duration,
         stop_when_done: !args.forever,
+        observe: args.observe,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async move {

@@ -320,6 +320,7 @@ pub fn sim_config(
         },
         duration: Duration::from_secs(60),
         stop_when_done: true,
+        observe: false,
     }
 }
 
