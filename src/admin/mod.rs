@@ -5,7 +5,7 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
-pub mod actor;
+pub mod actor; // issue 11 (pinned interface)
 mod assignment; // issue 10 item 9
 pub mod audit; // issue 10 item 13
 mod campaigns;
