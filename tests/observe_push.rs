@@ -236,3 +236,39 @@ fn simulated_fleet_with_observe_updates_without_waiting_for_its_poll_interval() 
     );
     assert!(report.elapsed < Duration::from_secs(30));
 }
+
+/// Interop: aiocoap's client-side Observe gets the pushed task.
+#[test]
+fn aiocoap_observation_gets_the_task_when_the_campaign_is_created() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let server = TestServer::start();
+    let fw = server.upload_ok("p", "2.0", &image(700, 5));
+    server.post_json(
+        "/api/v1/devices",
+        &json!({"name": "aio1", "product": "p", "version": "1.0"}),
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/interop/aiocoap_observe.py"
+    );
+    let mut child = Command::new(common::python_with_aiocoap())
+        .arg(script)
+        .arg(format!("coap://{}/ota/aio1/task", server.coap))
+        .arg("20")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run python");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines.next().expect("a line").unwrap();
+    assert!(ready.starts_with("READY {}"), "{ready}");
+    let (s, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": fw, "target": {"devices": ["aio1"]}}),
+    );
+    assert_eq!(s, 201, "{c}");
+    let task = lines.next().expect("a task line").unwrap();
+    assert_eq!(task, format!("TASK c{} 2.0", c["id"]));
+    assert!(child.wait().unwrap().success());
+}
