@@ -280,3 +280,30 @@ fn stats_and_version_distribution_after_a_small_rollout() {
     assert_eq!(detail["firmware"]["others"]["devices"], 0);
     assert_eq!(detail["software"]["versions"]["unknown"], 4);
 }
+
+#[test]
+fn assignments_and_the_audit_log_survive_a_restart() {
+    let mut server = TestServer::start();
+    let fw = server.upload_ok("p", "2.0", &image(200, 1));
+    let (s, body) = server.put_json("/api/v1/products/p/firmware", &json!({"firmware": fw}));
+    assert_eq!(s, 200, "{body}");
+    let campaign = body["campaign"].as_u64().unwrap();
+    let dir = server.keep_dir();
+    server.stop();
+    drop(server);
+
+    let server = TestServer::start_with(common::test_config(dir.path()), None);
+    let (_, got) = server.get("/api/v1/products/p/firmware");
+    assert_eq!(got["firmware"]["campaign"], campaign);
+    let mut dev = Device::new(server.coap, "late", "p");
+    let (task, _) = task_of(&dev.poll("1.0"));
+    assert_eq!(task, format!("c{campaign}"));
+    let (_, audit) = server.get("/api/v1/audit");
+    assert_eq!(
+        actions(&audit),
+        [
+            format!("firmware.upload firmware/{fw}"),
+            "assignment.set product/p".to_string()
+        ]
+    );
+}
