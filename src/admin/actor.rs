@@ -1,19 +1,15 @@
-//! Who is behind an admin request: the name of the admin token the auth
-//! middleware accepted. The middleware inserts an [`Actor`] request
-//! extension; handlers take `Actor` as an extractor (`Actor(None)` when no
-//! middleware ran, e.g. before tokens exist or in tests).
+//! Who made an admin request: the name of the admin token behind it
+//! (`admin::auth` inserts it), for the audit log.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-/// The name of the admin token behind a request, if any.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The name of the admin token behind a request; `None` when the request
+/// carried none (a public route).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Actor(pub Option<String>);
 
-impl<S> FromRequestParts<S> for Actor
-where
-    S: Send + Sync,
-{
+impl<S: Send + Sync> FromRequestParts<S> for Actor {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {

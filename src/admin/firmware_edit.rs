@@ -16,7 +16,18 @@ use crate::state::App;
 /// Parses a JSON body strictly: unknown fields and wrong types are a 400
 /// whose message names the field (serde's message does).
 pub(super) fn strict_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("bad body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::bad_request(format!("bad body: {}", e.inner()))
+        } else {
+            ApiError::bad_request(format!("field {path:?}: {}", e.inner()))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("bad body: {e}")))?;
+    Ok(value)
 }
 
 pub async fn patch(

@@ -32,7 +32,7 @@ pub async fn metrics(State(app): State<App>) -> ApiResult<impl IntoResponse> {
     let by_status = app
         .store
         .scan(|tx| {
-            let mut counts = [0u64; 3];
+            let mut counts = [0u64; 5];
             let mut after = None;
             loop {
                 let step = tx.campaigns(after, STEP)?;
@@ -45,13 +45,16 @@ pub async fn metrics(State(app): State<App>) -> ApiResult<impl IntoResponse> {
                         CampaignStatus::Running => 0,
                         CampaignStatus::Finished => 1,
                         CampaignStatus::Cancelled => 2,
+                        CampaignStatus::Scheduled => 3,
+                        CampaignStatus::Paused => 4,
                     };
                     counts[slot] += 1;
                 }
             }
         })
         .await?;
-    for (status, n) in ["running", "finished", "cancelled"].iter().zip(by_status) {
+    let statuses = ["running", "finished", "cancelled", "scheduled", "paused"];
+    for (status, n) in statuses.iter().zip(by_status) {
         metrics::gauge!(telemetry::CAMPAIGNS, "status" => *status).set(n as f64);
     }
     let stats = app.store.stats();

@@ -273,9 +273,11 @@ fn show(ctx: &Ctx, id: &str, watch: bool, interval: f64) -> anyhow::Result<()> {
             print_json(&c, !watch);
         } else if done {
             print_campaign(&c);
+            super::fleet::print_stats(ctx, "campaigns", id);
         } else if interactive(ctx.output) {
             let last = super::watch::run(ctx, id, c, pause, is_done, final_count, summary)?;
             print_campaign(&last);
+            super::fleet::print_stats(ctx, "campaigns", id);
             return Ok(());
         } else {
             println!(

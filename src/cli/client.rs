@@ -136,6 +136,15 @@ impl Client {
         }
     }
 
+    /// A JSON body with another method (`PUT`, `PATCH`).
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.finish(
+            self.request(method, &self.url(path))
+                .send_json(body.clone()),
+        )
+        .map(|(v, _)| v)
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.finish(self.request("DELETE", &self.url(path)).call())
             .map(|_| ())

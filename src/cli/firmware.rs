@@ -50,6 +50,18 @@ pub enum FirmwareCmd {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Change an image's name and/or description.
+    Edit {
+        /// Firmware id.
+        #[arg(value_name = "ID")]
+        id: String,
+        /// New display name, 1-32 of letters, digits, _ - ( ).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// New description, at most 100 characters.
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
     /// Delete an image (refused while an unfinished campaign uses it).
     Rm {
         /// Firmware id.
@@ -164,6 +176,20 @@ pub fn run(cmd: FirmwareCmd, ctx: &Ctx) -> anyhow::Result<()> {
                 return Ok(());
             }
             print_firmware(&fw);
+            super::fleet::print_stats(ctx, "firmware", &id);
+            Ok(())
+        }
+        FirmwareCmd::Edit {
+            id,
+            name,
+            description,
+        } => {
+            let fw = super::fleet::edit_firmware(ctx, &id, name, description)?;
+            if ctx.json() {
+                print_json(&fw, true);
+            } else {
+                print_firmware(&fw);
+            }
             Ok(())
         }
         FirmwareCmd::Rm { id } => {

@@ -9,6 +9,7 @@ mod client;
 mod csv_input;
 mod device;
 mod firmware;
+mod fleet; // issue 10: audit, assign, firmware edit, stats
 mod logging;
 mod output;
 mod serve;
@@ -99,6 +100,11 @@ enum Command {
     /// Campaigns: create, ls, show, devices, cancel, retry, resume.
     #[command(subcommand)]
     Campaign(campaign::CampaignCmd),
+    /// The audit log: every operator action, oldest first.
+    Audit(fleet::AuditArgs),
+    /// Assign an image to a product or a device: product, device, show, clear.
+    #[command(subcommand)]
+    Assign(fleet::AssignCmd),
     /// Version distribution of the devices of a product.
     Versions(device::VersionsArgs),
     /// Print a shell completion script on stdout.
@@ -176,6 +182,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Device(_)
             | Command::Campaign(_)
             | Command::Versions(_)
+            | Command::Audit(_)
+            | Command::Assign(_)
             | Command::Completions { .. }
     ) {
         die_on_sigpipe();
@@ -189,6 +197,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Device(cmd) => device::run(cmd, &Ctx::new(&global)?),
         Command::Campaign(cmd) => campaign::run(cmd, &Ctx::new(&global)?),
         Command::Versions(args) => device::versions(args, &Ctx::new(&global)?),
+        Command::Audit(args) => fleet::audit(args, &Ctx::new(&global)?),
+        Command::Assign(cmd) => fleet::assign(cmd, &Ctx::new(&global)?),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lwota", &mut std::io::stdout());
             Ok(())

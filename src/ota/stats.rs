@@ -65,9 +65,11 @@ pub struct Stats {
     pub complete: bool,
 }
 
-/// Why a queued task waits. The campaign engine's reasons (`scheduled`,
-/// `rate_limited`, ...) belong here once tasks carry them; until then a
-/// queued task waits for its device's next poll.
+/// Why a queued task waits. Merge point with the campaign engine (branch
+/// `campaign-rules`): once `TaskRecord::pending: Option<PendingReason>`
+/// exists, return its snake_case name here (`scheduled`, `offline`,
+/// `rate_limited`, `wave`, `low_battery`) and `waiting` when it is `None`.
+/// Until then a queued task waits for its device's next poll.
 fn pending_reason(_task: &TaskRecord) -> &'static str {
     "waiting"
 }

@@ -11,7 +11,7 @@ use crate::state::App;
 /// Block2 like an image.
 pub fn handle(app: &App, request: &Packet) -> Packet {
     let mut links = vec![
-        "</ota>;rt=\"lwota.device\";title=\"POST /ota/{device}/poll, POST /ota/{device}/report\";ct=60".to_string(),
+        "</ota>;rt=\"lwota.device\";title=\"POST /ota/{device}/poll, POST /ota/{device}/report, GET /ota/{device}/task (obs)\";ct=60".to_string(),
     ];
     for image in app.catalogue.all() {
         let fw = &image.record;

@@ -333,19 +333,6 @@ impl Shard {
                         dtls.send(Instant::now(), t.peer, &t.bytes);
                     }
                     None => self.send_datagram(t.peer, &t.bytes).await,
-                let sent = match self.socket.try_send_to(&t.bytes, t.peer) {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        self.socket.send_to(&t.bytes, t.peer).await.map(|_| ())
-                    }
-                    Err(e) => Err(e),
-                };
-                match sent {
-                    Ok(()) => self.meters.sent.increment(1),
-                    Err(e) => {
-                        tracing::debug!(peer = %t.peer, "udp send: {e}");
-                        self.meters.send_failed.increment(1);
-                    }
                 }
             }
             while let Some((peer, bytes)) = self.dtls.as_mut().and_then(|d| d.poll_transmit()) {
@@ -366,49 +353,25 @@ impl Shard {
     }
 
     async fn send_datagram(&self, peer: SocketAddr, bytes: &[u8]) {
-        match self.socket.try_send_to(bytes, peer) {
-            Ok(_) => {}
+        let sent = match self.socket.try_send_to(bytes, peer) {
+            Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if let Err(e) = self.socket.send_to(bytes, peer).await {
-                    tracing::debug!(%peer, "udp send: {e}");
-                }
+                self.socket.send_to(bytes, peer).await.map(|_| ())
             }
-            Err(e) => tracing::debug!(%peer, "udp send: {e}"),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => self.meters.sent.increment(1),
+            Err(e) => {
+                tracing::debug!(%peer, "udp send: {e}");
+                self.meters.send_failed.increment(1);
+            }
         }
     }
 
     fn on_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Request(request) => match resources::dispatch(&self.app, &request) {
-                Reply::Now(packet) => self.endpoint.respond(now, request.meta, packet),
-                Reply::Observe {
-                    packet,
-                    device,
-                    sent,
-                } => {
-                    if let Some(relation) = self.endpoint.accept_observe(now, request.meta, packet)
-                    {
-                        let observers = &self.app.task_observers;
-                        if !observers.register(&device, self.index, relation, sent) {
-                            self.endpoint.end_relation(relation);
-                        }
-                    }
-                }
-                Reply::Later(future) => {
-                    let tx = self.shards[self.index].clone();
-                    let meta = request.meta;
-                    tokio::spawn(async move {
-                        // A panic must still answer, or the exchange stays
-                        // "in progress" and retransmissions go unanswered.
-                        let packet = std::panic::AssertUnwindSafe(future)
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|_| {
-                                error_response(ResponseType::InternalServerError, "internal error")
-                            });
-                        let _ = tx.send(ShardMsg::Reply { meta, packet }).await;
-                    });
             Event::Request(request) => {
                 // Issue 12 items 2 and 6: a span with the device and task
                 // ids around the handling, and the answer counted.
@@ -419,6 +382,21 @@ impl Shard {
                     Reply::Now(packet) => {
                         span.in_scope(|| answered(resource, &packet));
                         self.endpoint.respond(now, request.meta, packet)
+                    }
+                    Reply::Observe {
+                        packet,
+                        device,
+                        sent,
+                    } => {
+                        span.in_scope(|| answered(resource, &packet));
+                        if let Some(relation) =
+                            self.endpoint.accept_observe(now, request.meta, packet)
+                        {
+                            let observers = &self.app.task_observers;
+                            if !observers.register(&device, self.index, relation, sent) {
+                                self.endpoint.end_relation(relation);
+                            }
+                        }
                     }
                     Reply::Later(future) => {
                         let tx = self.shards[self.index].clone();

@@ -133,6 +133,7 @@ impl CoapClient {
                     if kind == MessageType::Confirmable {
                         let mut ack = Packet::new();
                         ack.header.set_type(MessageType::Acknowledgement);
+                        ack.header.code = MessageClass::Empty;
                         ack.header.message_id = reply.header.message_id;
                         if let Ok(b) = ack.to_bytes() {
                             self.socket.send_to(&b, self.server).await?;
@@ -144,6 +145,43 @@ impl CoapClient {
             timeout *= 2;
         }
         Err(ClientError::Timeout(self.config.max_retransmit + 1))
+    }
+
+    /// Waits for the next notification carrying `token` (an observation
+    /// made with [`request`](Self::request) and an Observe=0 option),
+    /// ACKing it when it is CON; `None` once `until` passes.
+    pub async fn next_notification(
+        &mut self,
+        token: &[u8],
+        until: tokio::time::Instant,
+    ) -> Result<Option<Packet>, ClientError> {
+        loop {
+            let received =
+                tokio::time::timeout_at(until, self.socket.recv_from(&mut self.buf)).await;
+            let Ok(received) = received else {
+                return Ok(None);
+            };
+            let (len, _) = received?;
+            if self.lose() {
+                continue;
+            }
+            let Ok(packet) = Packet::from_bytes(&self.buf[..len]) else {
+                continue;
+            };
+            if packet.get_token() != token || packet.header.code == MessageClass::Empty {
+                continue;
+            }
+            if packet.header.get_type() == MessageType::Confirmable {
+                let mut ack = Packet::new();
+                ack.header.set_type(MessageType::Acknowledgement);
+                ack.header.code = MessageClass::Empty;
+                ack.header.message_id = packet.header.message_id;
+                if let Ok(b) = ack.to_bytes() {
+                    self.socket.send_to(&b, self.server).await?;
+                }
+            }
+            return Ok(Some(packet));
+        }
     }
 
     fn lose(&self) -> bool {

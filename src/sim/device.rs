@@ -33,6 +33,8 @@ pub struct DeviceOutcome {
     pub timed_out: bool,
     /// The last error this device met, for the CLI's summary.
     pub last_error: Option<String>,
+    /// Tasks pushed to it through its Observe (`--observe`).
+    pub pushed: u32,
     pub acked: Vec<Acked>,
 }
 
@@ -83,6 +85,7 @@ async fn lifecycle(
     out: &mut DeviceOutcome,
 ) {
     let mut done = false;
+    let mut observing: Option<Vec<u8>> = None;
     while Instant::now() < until {
         match poll(client, config, name, &out.version).await {
             Ok(Some(offer)) => {
@@ -114,6 +117,21 @@ async fn lifecycle(
                 if done && config.stop_when_done {
                     break;
                 }
+                if config.observe {
+                    match wait_for_push(client, config, name, until, &mut observing).await {
+                        Ok(true) => {
+                            out.pushed += 1;
+                            continue;
+                        }
+                        Ok(false) if observing.is_some() => continue,
+                        Ok(false) => {}
+                        Err(e) => {
+                            observing = None;
+                            out.errors += 1;
+                            out.last_error = Some(e);
+                        }
+                    }
+                }
             }
             Err(e) => {
                 out.errors += 1;
@@ -123,6 +141,65 @@ async fn lifecycle(
         let jitter = rand::thread_rng().gen_range(0.8..1.2);
         tokio::time::sleep(config.poll_interval.mul_f64(jitter)).await;
     }
+}
+
+/// Waits, holding an Observe on `/ota/{name}/task`, until a task is
+/// pushed (`Ok(true)`: poll now) or 10 poll intervals pass (`Ok(false)`:
+/// poll as a heartbeat). `observing` keeps the relation's token between
+/// calls; it is `None` after the server declined or ended the relation,
+/// and the caller then falls back to polling every interval.
+async fn wait_for_push(
+    client: &mut CoapClient,
+    config: &SimConfig,
+    name: &str,
+    until: Instant,
+    observing: &mut Option<Vec<u8>>,
+) -> Result<bool, String> {
+    let path = format!("/ota/{name}/task");
+    let token = match observing.clone() {
+        Some(token) => token,
+        None => {
+            let first = client
+                .request(
+                    RequestType::Get,
+                    &path,
+                    &[(CoapOption::Observe, vec![])],
+                    vec![],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            if !is_success(&first) || first.get_observe_value().is_none() {
+                return Ok(false);
+            }
+            *observing = Some(first.get_token().to_vec());
+            if has_task(&first) {
+                return Ok(true);
+            }
+            first.get_token().to_vec()
+        }
+    };
+    let wait = config.poll_interval.saturating_mul(10);
+    let limit = tokio::time::Instant::from_std(until.min(Instant::now() + wait));
+    loop {
+        match client.next_notification(&token, limit).await {
+            Ok(None) => return Ok(false),
+            Ok(Some(p)) if !is_success(&p) => {
+                *observing = None;
+                return Ok(false);
+            }
+            Ok(Some(p)) if has_task(&p) => return Ok(true),
+            Ok(Some(_)) => continue,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Whether a task answer carries a task (not `{}`).
+fn has_task(packet: &Packet) -> bool {
+    matches!(
+        ciborium::from_reader::<Value, _>(packet.payload.as_slice()),
+        Ok(Value::Map(m)) if !m.is_empty()
+    )
 }
 
 fn cbor_map(entries: Vec<(&str, Value)>) -> Vec<u8> {

@@ -37,6 +37,10 @@ pub struct SimConfig {
     /// Stop a device once it has reached a final state for a task
     /// (updated or failed) and polled once more.
     pub stop_when_done: bool,
+    /// When idle, hold an Observe on `/ota/{device}/task` and poll when a
+    /// task is pushed (or every 10 poll intervals), instead of polling
+    /// every interval; falls back to polling when the observation fails.
+    pub observe: bool,
 }
 
 impl Default for SimConfig {
@@ -53,6 +57,7 @@ impl Default for SimConfig {
             client: ClientConfig::default(),
             duration: Duration::from_secs(60),
             stop_when_done: true,
+            observe: false,
         }
     }
 }
@@ -141,6 +146,10 @@ pub struct SimArgs {
     forever: bool,
     #[command(flatten)]
     lwm2m: lwm2m::Lwm2mArgs,
+    /// Hold an Observe on /ota/{device}/task when idle: tasks are pushed,
+    /// polls happen only then (or every 10 poll intervals).
+    #[arg(long)]
+    observe: bool,
 }
 
 /// The arguments the poll and the LwM2M simulators share.
@@ -261,6 +270,7 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
         },
         duration,
         stop_when_done: !args.forever,
+        observe: args.observe,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async move {

@@ -145,6 +145,34 @@ impl TestServer {
         http(self.request("DELETE", path).call())
     }
 
+    pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        http(ureq::put(&self.url(path)).send_json(body.clone()))
+    }
+
+    pub fn patch_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        http(ureq::request("PATCH", &self.url(path)).send_json(body.clone()))
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        http(ureq::delete(&self.url(path)).call())
+    }
+
+    /// `GET path` with the `Link` header's next-page target, if any.
+    pub fn get_page(&self, path: &str) -> (u16, Value, Option<String>) {
+        let result = ureq::get(&self.url(path)).call();
+        let link = match &result {
+            Ok(r) => r.header("link").map(str::to_string),
+            Err(_) => None,
+        };
+        let next = link.and_then(|l| {
+            let start = l.find('<')? + 1;
+            let end = l.find('>')?;
+            Some(l[start..end].to_string())
+        });
+        let (status, body) = http(result);
+        (status, body, next)
+    }
+
     pub fn upload(&self, query: &str, image: &[u8]) -> (u16, Value) {
         http(
             self.request("POST", &format!("/api/v1/firmware?{query}"))
@@ -370,6 +398,7 @@ pub fn sim_config(
         },
         duration: Duration::from_secs(60),
         stop_when_done: true,
+        observe: false,
     }
 }
 

@@ -3,7 +3,7 @@
 
 use ::redb::{ReadableTable, WriteTransaction};
 
-use super::codec::{decode, encode};
+use super::codec::encode;
 use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{AssignmentScope, Assignments, AuditEntry, AuditId};
@@ -32,10 +32,12 @@ pub fn assignments(
     table: &impl ReadableTable<(u8, &'static str), &'static [u8]>,
     scope: &AssignmentScope,
 ) -> Result<Assignments> {
-    match table.get(scope.key())? {
-        Some(v) => decode(v.value()),
-        None => Ok(Assignments::default()),
-    }
+    // A corrupt row reads as "no assignment" (logged) rather than failing
+    // every poll of the product's devices; setting it again rewrites it.
+    Ok(table
+        .get(scope.key())?
+        .and_then(|v| decode_or_skip("assignments", scope.key(), v.value()))
+        .unwrap_or_default())
 }
 
 /// Appends under the next id, then drops the oldest rows beyond `cap`.
