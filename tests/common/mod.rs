@@ -145,21 +145,13 @@ impl TestServer {
         http(self.request("DELETE", path).call())
     }
 
-    pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        http(ureq::put(&self.url(path)).send_json(body.clone()))
-    }
-
     pub fn patch_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        http(ureq::request("PATCH", &self.url(path)).send_json(body.clone()))
-    }
-
-    pub fn delete(&self, path: &str) -> (u16, Value) {
-        http(ureq::delete(&self.url(path)).call())
+        http(self.request("PATCH", path).send_json(body.clone()))
     }
 
     /// `GET path` with the `Link` header's next-page target, if any.
     pub fn get_page(&self, path: &str) -> (u16, Value, Option<String>) {
-        let result = ureq::get(&self.url(path)).call();
+        let result = self.request("GET", path).call();
         let link = match &result {
             Ok(r) => r.header("link").map(str::to_string),
             Err(_) => None,
@@ -185,12 +177,6 @@ impl TestServer {
         let (status, body) = self.upload(&format!("product={product}&version={version}"), image);
         assert_eq!(status, 201, "{body}");
         body["id"].as_u64().unwrap()
-    }
-
-    /// A request to the admin listener with whatever every test request
-    /// carries (one place for it).
-    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
-        ureq::request(method, &self.url(path))
     }
 
     /// `GET path` as text (for `/metrics`): status and body.

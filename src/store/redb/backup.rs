@@ -42,6 +42,14 @@ fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreE
         + copy(src, dst, schema::HISTORY_LEN)?
         + copy(src, dst, schema::TIMERS)?
         + copy(src, dst, schema::LEGACY_DEADLINES)?
+        + copy(src, dst, schema::DYNAMIC_CAMPAIGNS)?
+        + copy(src, dst, schema::PSKS)?
+        + copy(src, dst, schema::PSK_IDENTITIES)?
+        + copy(src, dst, schema::AUDIT)?
+        + copy(src, dst, schema::ASSIGNMENTS)?
+        + copy(src, dst, schema::SECRETS)?
+        + copy(src, dst, schema::REGISTRATIONS)?
+        + copy(src, dst, schema::REGISTRATION_LOCATIONS)?
         + copy(src, dst, schema::COUNTERS)?)
 }
 
