@@ -11,6 +11,12 @@ use super::views;
 use crate::ota::campaign::{operator, CampaignError};
 use crate::state::App;
 
+/// `lwota_campaign_actions_total{action}`: operator actions on campaigns
+/// (counted once committed).
+pub(super) fn count_action(action: &'static str) {
+    metrics::counter!("lwota_campaign_actions_total", "action" => action).increment(1);
+}
+
 fn current(app: &App, id: u64) -> ApiResult<Value> {
     let tx = app.store.read()?;
     let c = tx
@@ -29,6 +35,7 @@ pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, requeued = retried.requeued, "campaign retry");
+    count_action("retry");
     let mut body = current(&app, id)?;
     body["requeued"] = json!(retried.requeued);
     body["busy"] = json!(retried.busy);
@@ -43,6 +50,7 @@ pub async fn resume(State(app): State<App>, Path(id): Path<String>) -> ApiResult
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, "campaign resumed");
+    count_action("resume");
     Ok(Json(current(&app, id)?))
 }
 
@@ -83,6 +91,7 @@ pub async fn cancel_device(
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, device = %name, "device task cancelled");
+    count_action("cancel_device");
     Ok(Json(task_view(&app, id, &name)?))
 }
 
@@ -100,5 +109,6 @@ pub async fn retry_device(
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, device = %name, "device task retried");
+    count_action("retry_device");
     Ok(Json(task_view(&app, id, &name)?))
 }

@@ -141,6 +141,11 @@ pub async fn create(
         forced = created.campaign.policy.forced,
         "campaign created"
     );
+    super::campaign_rules::count_action(if created.campaign.policy.forced {
+        "create_forced"
+    } else {
+        "create"
+    });
     Ok((StatusCode::CREATED, Json(body)))
 }
 
