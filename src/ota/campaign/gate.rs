@@ -45,6 +45,9 @@ pub fn check(
     if let Some(reason) = campaign_reason(&campaign, task) {
         return Ok(Gate::Wait(reason));
     }
+    // The campaign record is written only when this poll changed it (a
+    // campaign without rate or battery rules is never written here).
+    let before = campaign.clone();
     let low = campaign
         .policy
         .min_battery
@@ -69,7 +72,9 @@ pub fn check(
         None
     };
     set_pending(tx, name, &mut campaign, task, reason)?;
-    tx.put_campaign(&campaign)?;
+    if campaign != before {
+        tx.put_campaign(&campaign)?;
+    }
     Ok(match reason {
         Some(reason) => Gate::Wait(reason),
         None => Gate::Open,
