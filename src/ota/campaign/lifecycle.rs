@@ -38,6 +38,12 @@ pub fn on_final(
         return Ok(());
     };
     let before = c.clone();
+    if task.pending.is_some() {
+        // Final without a hand-out (cancel, reached the target): the
+        // reason no longer holds.
+        super::gate::set_pending_counts(&mut c, task.pending, None);
+        task.pending = None;
+    }
     let failed = task.state == TaskState::Failed;
     // Retry: a failure (device-reported or timeout), never a cancel.
     if failed && cause != "cancel" && c.status.is_open() {
