@@ -24,4 +24,20 @@ if ! python3 -c "import aiocoap, cbor2" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages aiocoap cbor2
 fi
 
+# tests/packaging.rs runs `systemd-analyze verify` on packaging/lwota.service.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "installing systemd (systemd-analyze)"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq systemd >/dev/null
+fi
+
+# tests/openapi.rs validates the admin API's OpenAPI document with it.
+if ! python3 -c "import openapi_spec_validator, jsonschema" >/dev/null 2>&1; then
+  echo "installing openapi-spec-validator"
+  python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openapi-spec-validator
+fi
+
 cargo test --release "$@"

@@ -18,6 +18,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     pub coap: CoapConfig,
     pub campaigns: CampaignsConfig,
+    pub admin: AdminConfig,
 }
 
 /// `[campaigns]`: server-wide rules of the campaign engine (issue 10).
@@ -44,6 +45,15 @@ impl Default for CampaignsConfig {
             low_battery_retry_s: 3600,
         }
     }
+}
+
+/// `[admin]`: the admin HTTP listener.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// `GET /metrics` without an admin token (for a Prometheus that cannot
+    /// send one). Default false: it needs a token like the API.
+    pub metrics_public: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

@@ -13,4 +13,5 @@ pub mod server;
 pub mod sim;
 pub mod state;
 pub mod store;
+pub mod telemetry; // issue 12 item 2: Prometheus metrics
 pub mod time;

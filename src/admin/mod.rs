@@ -5,6 +5,7 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
+mod backup; // issue 12 item 7
 mod campaign_options; // issue 10
 mod campaign_rules; // issue 10
 mod campaign_views; // issue 10
@@ -14,7 +15,12 @@ pub mod error;
 mod firmware;
 mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
+pub mod openapi; // issue 12 item 3
 mod page;
+mod prometheus; // issue 12 item 2
+mod request_span; // issue 12 item 6
+pub mod route_table; // issue 12 item 3: the routes, listable
+mod schemas; // issue 12 item 3
 mod views;
 
 use axum::extract::DefaultBodyLimit;
@@ -22,12 +28,27 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::App;
+pub use route_table::RouteTable;
 
 /// JSON bodies (device lists of up to 100,000 names) stay under this.
 pub(crate) const JSON_BODY_LIMIT: usize = 32 << 20;
 
 pub fn router(app: App) -> Router {
-    Router::new()
+    routes()
+        .into_router()
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
+        .layer(axum::middleware::map_response(http_errors::json_errors))
+        // Issue 12 item 6: a span per request (outermost, so it sees the
+        // final status).
+        .layer(axum::middleware::from_fn(request_span::trace))
+        .with_state(app)
+}
+
+/// Every route of the admin listener (one table, so the OpenAPI test can
+/// list them; see `route_table.rs`).
+pub fn routes() -> RouteTable {
+    RouteTable::new()
         .route("/healthz", get(health::healthz))
         .route(
             "/api/v1/firmware",
@@ -77,8 +98,7 @@ pub fn router(app: App) -> Router {
             post(campaign_rules::retry_device),
         )
         .route("/api/v1/metrics", get(devices::metrics))
-        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
-        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
-        .layer(axum::middleware::map_response(http_errors::json_errors))
-        .with_state(app)
+        .route("/api/v1/openapi.json", get(openapi::serve))
+        .route("/metrics", get(prometheus::metrics))
+        .route("/api/v1/backup", get(backup::download))
 }

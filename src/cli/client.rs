@@ -120,6 +120,17 @@ impl Client {
         self.finish(request.send(body)).map(|(v, _)| v)
     }
 
+    /// Streams the body of `GET path` into `out`; returns the bytes.
+    pub fn download(&self, path: &str, out: &mut impl std::io::Write) -> anyhow::Result<u64> {
+        match self.request("GET", &self.url(path)).call() {
+            Ok(response) => {
+                let mut body = response.into_reader();
+                std::io::copy(&mut body, out).context("reading the response")
+            }
+            Err(e) => self.finish(Err(e)).map(|_| 0),
+        }
+    }
+
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
         self.finish(self.request("DELETE", &self.url(path)).call())
             .map(|_| ())

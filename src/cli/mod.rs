@@ -1,6 +1,7 @@
 //! The `lwota` command line: `serve`, `sim`, `bench`, and client commands
 //! that talk to the admin HTTP API.
 
+mod backup; // issue 12 item 7
 mod campaign;
 mod campaign_options; // issue 10
 mod check;
@@ -111,6 +112,8 @@ enum Command {
         #[arg(value_enum, value_name = "bash|zsh|fish")]
         shell: clap_complete::Shell,
     },
+    /// Download a consistent backup of the running server (tar of the database and blobs).
+    Backup(backup::BackupArgs),
     /// Check the database offline for corrupt records (--repair moves them out).
     Check(check::CheckArgs),
     /// Simulate a fleet of devices against a server.
@@ -191,6 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sim(args) => crate::sim::run_cli(args, global.output == Output::Json),
+        Command::Backup(args) => backup::run(args, &Ctx::new(&global)?),
         Command::Check(args) => check::run(args),
         Command::Bench(args) => crate::bench::run_cli(args),
     }

@@ -390,6 +390,7 @@ impl Endpoint {
             Format::Ok => {}
             Format::Garbage => {
                 tracing::debug!(%peer, "undecodable datagram dropped");
+                dropped("undecodable");
                 return;
             }
             Format::Error {
@@ -397,6 +398,7 @@ impl Endpoint {
                 message_id,
             } => {
                 tracing::debug!(%peer, "message format error");
+                dropped("format_error");
                 if confirmable {
                     self.ctx.send_empty(peer, MessageType::Reset, message_id);
                 }
@@ -407,6 +409,7 @@ impl Endpoint {
             Ok(packet) => packet,
             Err(e) => {
                 tracing::debug!(%peer, "undecodable datagram dropped: {e:?}");
+                dropped("undecodable");
                 return;
             }
         };
@@ -463,6 +466,7 @@ impl Endpoint {
         let kind = packet.header.get_type();
         if matches!(kind, MessageType::Acknowledgement | MessageType::Reset) {
             tracing::debug!(%peer, "request in ACK/RST dropped");
+            dropped("request_in_ack_or_rst");
             return;
         }
         let confirmable = kind == MessageType::Confirmable;
@@ -518,6 +522,7 @@ impl Endpoint {
                 // §5.4.1: a NON with an unrecognised critical option is
                 // rejected silently.
                 tracing::debug!(%peer, number, "NON with a bad critical option dropped");
+                dropped("bad_critical_option");
                 return;
             }
             let code = if number == 35 || number == 39 {
@@ -602,6 +607,7 @@ impl Endpoint {
         let mid = packet.header.message_id;
         if kind == MessageType::Reset {
             tracing::debug!(%peer, "RST with a code dropped");
+            dropped("rst_with_code");
             return;
         }
         if kind == MessageType::Confirmable {
@@ -630,4 +636,11 @@ impl Endpoint {
             datagram: datagram.to_vec(),
         });
     }
+}
+
+/// Counts a datagram dropped without being delivered (issue 12 item 2;
+/// `lwota_coap_datagrams_dropped_total{reason}`). A metrics counter is no
+/// I/O: the endpoint stays sans-IO.
+fn dropped(reason: &'static str) {
+    metrics::counter!(crate::telemetry::DATAGRAMS_DROPPED, "reason" => reason).increment(1);
 }

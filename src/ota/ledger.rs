@@ -90,6 +90,12 @@ pub fn transition(
         lifecycle::on_final(tx, ctx.now, ctx.device_name, &mut updated, ctx.cause)?;
     }
     put_task(tx, ctx.device_name, Some(task), &updated)?;
+    if next.state != task.state {
+        // Counted when applied: a batch rolled back by a storage failure
+        // and re-run counts again (rare; see docs/METRICS.md).
+        metrics::counter!(crate::telemetry::TASK_TRANSITIONS, "to" => next.state.as_str())
+            .increment(1);
+    }
     if next.state.is_final() {
         if device.active_task == Some(task.campaign) {
             device.active_task = None;

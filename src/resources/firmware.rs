@@ -85,6 +85,8 @@ pub fn handle(app: &App, request: &Packet, id: &str, task: Option<(&str, &str)>)
     packet.add_option(CoapOption::ETag, image.etag.to_vec());
     add_block_options(&mut packet, request, &slice, total);
     packet.payload = payload;
+    metrics::counter!(crate::telemetry::BLOCK2_BLOCKS).increment(1);
+    metrics::counter!(crate::telemetry::BLOCK2_BYTES).increment(slice.len as u64);
 
     if let Some((device, task)) = task {
         record_progress(app, device, task, &slice, total);

@@ -70,6 +70,51 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
     }
 }
 
+/// The resource a request is for, as the `resource` label of
+/// `lwota_coap_requests_total` (a fixed set: paths carry device names).
+pub fn resource_label(request: &IncomingRequest) -> &'static str {
+    let path = uri_path(&request.packet);
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    match segments.as_slice() {
+        [".well-known", "core"] => "well_known_core",
+        ["ota", _, "poll"] => "poll",
+        ["ota", _, "report"] => "report",
+        ["ota", "fw", ..] => "firmware",
+        _ => "other",
+    }
+}
+
+/// The span a request is handled in (issue 12 item 6): the resource, the
+/// peer, and the device and task ids where the path names them (a report
+/// records its task from the body). Text a peer chose is recorded only
+/// when it is a valid name, so no log line carries control characters.
+pub fn request_span(request: &IncomingRequest, resource: &'static str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "coap",
+        resource,
+        peer = %request.meta.peer,
+        device = tracing::field::Empty,
+        task = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return span;
+    }
+    let path = uri_path(&request.packet);
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    let (device, task) = match segments.as_slice() {
+        ["ota", device, "poll" | "report"] => (Some(*device), None),
+        ["ota", "fw", _, device, task] => (Some(*device), Some(*task)),
+        _ => (None, None),
+    };
+    if let Some(device) = device.filter(|d| crate::ota::valid_device_name(d)) {
+        span.record("device", device);
+    }
+    if let Some(task) = task.filter(|t| crate::ota::parse_task_id(t).is_some()) {
+        span.record("task", task);
+    }
+    span
+}
+
 /// Runs `job` as a durable write (with `now` and the OTA settings) and
 /// answers with `answer` once it is committed. A storage failure is a 5.00:
 /// nothing was acknowledged, so the device simply retries.

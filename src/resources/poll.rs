@@ -20,6 +20,7 @@ pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Rep
         Ok(request) => request,
         Err(resp) => return Reply::Now(resp),
     };
+    metrics::counter!(crate::telemetry::POLLS).increment(1);
     let device = device.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         let peer = Some(peer.to_string());
@@ -86,6 +87,8 @@ fn answer_packet(app: &App, answer: PollAnswer) -> Packet {
             encode_map(vec![])
         }
         PollAnswer::Task(offer) => {
+            // The request span (issue 12 item 6) names the task handed out.
+            tracing::Span::current().record("task", offer.task.as_str());
             let mut entries = vec![
                 ("task", Value::Text(offer.task)),
                 ("version", Value::Text(offer.version)),

@@ -22,6 +22,10 @@ pub fn handle(app: &App, packet: &Packet, device: &str) -> Reply {
         Ok(parsed) => parsed,
         Err(resp) => return Reply::Now(resp),
     };
+    metrics::counter!(crate::telemetry::REPORTS).increment(1);
+    if crate::ota::parse_task_id(&parsed.task).is_some() {
+        tracing::Span::current().record("task", parsed.task.as_str());
+    }
     let device = device.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         report::report(tx, now, settings, &device, &parsed)

@@ -93,6 +93,9 @@ pub async fn start_on(
         touches: Default::default(),
     });
     let (shutdown, signal) = watch::channel(false);
+    // Issue 12 item 2: the metrics recorder, before the shards register
+    // their meters.
+    let upkeep = crate::telemetry::spawn_upkeep();
     // Shards (see coap_shell.rs); the seed only has to differ between runs.
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -108,6 +111,13 @@ pub async fn start_on(
     )?;
     let coap_addr = coap.local_addr();
     tasks.push(tokio::spawn(scheduler::run(app.clone(), signal.clone())));
+    if let Some(upkeep) = upkeep {
+        let mut stop = signal.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+            upkeep.abort();
+        }));
+    }
     let router = crate::admin::router(app.clone());
     let mut http_signal = signal;
     tasks.push(tokio::spawn(async move {

@@ -14,15 +14,18 @@ use std::time::Instant;
 
 use coap_lite::{Packet, ResponseType};
 use futures_util::FutureExt;
+use metrics::{Counter, Gauge};
 use quinn_udp::{RecvMeta, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::coap::endpoint::error_response;
 use crate::coap::{Endpoint, Event, ExchangeId, RequestMeta, Why};
 use crate::resources::{self, Reply};
 use crate::state::App;
+use crate::telemetry;
 
 use super::directory::PeerDirectory;
 use super::observation::NotificationSender;
@@ -93,6 +96,34 @@ pub struct Shard {
     heard: HashSet<SocketAddr>,
     /// How many shards the datagram being handled has passed through.
     hops: usize,
+    /// Handles registered once (cheap on the datagram path).
+    meters: ShardMeters,
+}
+
+/// This shard's metrics (issue 12 item 2).
+struct ShardMeters {
+    received: Counter,
+    sent: Counter,
+    send_failed: Counter,
+    dedup: Gauge,
+    observe: Gauge,
+    block1: Gauge,
+    exchanges: Gauge,
+}
+
+impl ShardMeters {
+    fn new(index: usize) -> ShardMeters {
+        let shard = index.to_string();
+        ShardMeters {
+            received: metrics::counter!(telemetry::DATAGRAMS_RECEIVED),
+            sent: metrics::counter!(telemetry::DATAGRAMS_SENT),
+            send_failed: metrics::counter!(telemetry::DATAGRAMS_DROPPED, "reason" => "send_failed"),
+            dedup: metrics::gauge!(telemetry::DEDUP_ENTRIES, "shard" => shard.clone()),
+            observe: metrics::gauge!(telemetry::OBSERVE_RELATIONS, "shard" => shard.clone()),
+            block1: metrics::gauge!(telemetry::BLOCK1_BODIES, "shard" => shard.clone()),
+            exchanges: metrics::gauge!(telemetry::OUTGOING_EXCHANGES, "shard" => shard),
+        }
+    }
 }
 
 impl Shard {
@@ -120,6 +151,7 @@ impl Shard {
             waiters: HashMap::new(),
             heard: HashSet::new(),
             hops: 0,
+            meters: ShardMeters::new(index),
         })
     }
 
@@ -186,6 +218,7 @@ impl Shard {
                 // With UDP GRO one buffer may hold several datagrams of
                 // `stride` bytes each.
                 for datagram in data.chunks(meta.stride.max(1)) {
+                    self.meters.received.increment(1);
                     self.endpoint.handle(Instant::now(), local, peer, datagram);
                     self.drain().await;
                 }
@@ -250,17 +283,29 @@ impl Shard {
             }
             while let Some(t) = self.endpoint.poll_transmit() {
                 progressed = true;
-                match self.socket.try_send_to(&t.bytes, t.peer) {
-                    Ok(_) => {}
+                let sent = match self.socket.try_send_to(&t.bytes, t.peer) {
+                    Ok(_) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        if let Err(e) = self.socket.send_to(&t.bytes, t.peer).await {
-                            tracing::debug!(peer = %t.peer, "udp send: {e}");
-                        }
+                        self.socket.send_to(&t.bytes, t.peer).await.map(|_| ())
                     }
-                    Err(e) => tracing::debug!(peer = %t.peer, "udp send: {e}"),
+                    Err(e) => Err(e),
+                };
+                match sent {
+                    Ok(()) => self.meters.sent.increment(1),
+                    Err(e) => {
+                        tracing::debug!(peer = %t.peer, "udp send: {e}");
+                        self.meters.send_failed.increment(1);
+                    }
                 }
             }
             if !progressed {
+                let (exchanges, relations, bodies) = self.endpoint.load();
+                self.meters.exchanges.set(exchanges as f64);
+                self.meters.observe.set(relations as f64);
+                self.meters.block1.set(bodies as f64);
+                self.meters
+                    .dedup
+                    .set(self.endpoint.remembered_exchanges() as f64);
                 return;
             }
         }
@@ -269,24 +314,39 @@ impl Shard {
     fn on_event(&mut self, event: Event) {
         let now = Instant::now();
         match event {
-            Event::Request(request) => match resources::dispatch(&self.app, &request) {
-                Reply::Now(packet) => self.endpoint.respond(now, request.meta, packet),
-                Reply::Later(future) => {
-                    let tx = self.shards[self.index].clone();
-                    let meta = request.meta;
-                    tokio::spawn(async move {
-                        // A panic must still answer, or the exchange stays
-                        // "in progress" and retransmissions go unanswered.
-                        let packet = std::panic::AssertUnwindSafe(future)
-                            .catch_unwind()
-                            .await
-                            .unwrap_or_else(|_| {
-                                error_response(ResponseType::InternalServerError, "internal error")
-                            });
-                        let _ = tx.send(ShardMsg::Reply { meta, packet }).await;
-                    });
+            Event::Request(request) => {
+                // Issue 12 items 2 and 6: a span with the device and task
+                // ids around the handling, and the answer counted.
+                let resource = resources::resource_label(&request);
+                let span = resources::request_span(&request, resource);
+                let reply = span.in_scope(|| resources::dispatch(&self.app, &request));
+                match reply {
+                    Reply::Now(packet) => {
+                        span.in_scope(|| answered(resource, &packet));
+                        self.endpoint.respond(now, request.meta, packet)
+                    }
+                    Reply::Later(future) => {
+                        let tx = self.shards[self.index].clone();
+                        let meta = request.meta;
+                        let handling = async move {
+                            // A panic must still answer, or the exchange stays
+                            // "in progress" and retransmissions go unanswered.
+                            let packet = std::panic::AssertUnwindSafe(future)
+                                .catch_unwind()
+                                .await
+                                .unwrap_or_else(|_| {
+                                    error_response(
+                                        ResponseType::InternalServerError,
+                                        "internal error",
+                                    )
+                                });
+                            answered(resource, &packet);
+                            let _ = tx.send(ShardMsg::Reply { meta, packet }).await;
+                        };
+                        tokio::spawn(handling.instrument(span));
+                    }
                 }
-            },
+            }
             Event::Response { id, packet } => self.finish(id, Ok(packet)),
             Event::Failed { id, why } => self.finish(id, Err(why)),
             Event::Notification { id, packet } => {
@@ -316,6 +376,8 @@ impl Shard {
                 };
                 if self.shards[next].try_send(msg).is_err() {
                     tracing::debug!(%peer, "unmatched datagram dropped: shard busy");
+                    metrics::counter!(telemetry::DATAGRAMS_DROPPED, "reason" => "shard_busy")
+                        .increment(1);
                 }
             }
         }
@@ -330,6 +392,14 @@ impl Shard {
             None => {}
         }
     }
+}
+
+/// Counts a request's answer and logs it (at debug, inside its span).
+fn answered(resource: &'static str, packet: &Packet) {
+    let code = packet.header.get_code();
+    tracing::debug!(code = %code, "coap request answered");
+    metrics::counter!(telemetry::COAP_REQUESTS, "resource" => resource, "code" => code)
+        .increment(1);
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

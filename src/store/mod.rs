@@ -47,7 +47,8 @@ use crate::model::{
 };
 use crate::time::Timestamp;
 
-pub use self::redb::{fault, integrity, recovery, RedbStore};
+pub use self::redb::FILE_NAME;
+pub use self::redb::{fault, integrity, recovery, RedbStore}; // issue 12 item 7: the backup names it
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -218,6 +219,8 @@ pub struct StoreStats {
     pub jobs: AtomicU64,
     /// Jobs answered with their own error while their batch committed.
     pub isolated_failures: AtomicU64,
+    /// Jobs submitted and not yet taken by the writer (issue 12 item 2).
+    pub queued: AtomicU64,
 }
 
 /// What the scheduler shell waits on: notified when a commit set a timer
@@ -273,6 +276,12 @@ pub trait Backend: Send + Sync + 'static {
     /// stores no bytes has nothing to check.
     fn check_integrity(&self) -> Result<integrity::IntegrityReport> {
         Ok(integrity::IntegrityReport::default())
+    }
+    /// Writes a consistent copy of the database to a new file at `out`
+    /// while writes go on (issue 12 item 7); returns the records copied.
+    fn snapshot_to(&self, out: &Path) -> Result<u64> {
+        let _ = out;
+        Err(StoreError::Db("this store cannot make a backup".into()))
     }
 }
 
@@ -385,6 +394,14 @@ impl Store {
     /// Commits all queued writes and stops the writer. Blocking.
     pub fn shutdown(&self) {
         self.backend.shutdown()
+    }
+
+    /// [`Backend::snapshot_to`], off the async workers.
+    pub async fn snapshot_to(&self, out: std::path::PathBuf) -> Result<u64> {
+        let backend = self.backend.clone();
+        tokio::task::spawn_blocking(move || backend.snapshot_to(&out))
+            .await
+            .map_err(|e| StoreError::Db(format!("backup task failed: {e}")))?
     }
 
     pub fn stats(&self) -> Arc<StoreStats> {

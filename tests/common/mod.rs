@@ -136,6 +136,37 @@ impl TestServer {
         body["id"].as_u64().unwrap()
     }
 
+    /// A request to the admin listener with whatever every test request
+    /// carries (one place for it).
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &self.url(path))
+    }
+
+    /// `GET path` as text (for `/metrics`): status and body.
+    pub fn get_text(&self, path: &str) -> (u16, String) {
+        match self.request("GET", path).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("http transport error: {e}"),
+        }
+    }
+
+    /// The methods the router answers on `path`: the `Allow` header of
+    /// the 405 to a method no route uses (TRACE).
+    pub fn allowed_methods(&self, path: &str) -> Vec<String> {
+        let response = match self.request("TRACE", path).call() {
+            Err(ureq::Error::Status(405, r)) => r,
+            other => panic!("TRACE {path}: expected 405, got {other:?}"),
+        };
+        response
+            .header("allow")
+            .unwrap_or("")
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
+
     /// Polls `GET path` until `pred` holds or `timeout` passes.
     pub fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();

@@ -10,6 +10,7 @@
 //! skips and repairs corrupt records, `fault.rs` is the disk-full
 //! injection the tests start a server on.
 
+pub mod backup; // issue 12 item 7: consistent copy while running
 mod codec;
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
 pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
@@ -168,6 +169,11 @@ impl Backend for RedbBackend {
 
     fn submit(&self, job: Box<dyn WriteJob>) -> Result<()> {
         self.writer.submit(job)
+    }
+
+    fn snapshot_to(&self, out: &Path) -> Result<u64> {
+        let db = self.db.get()?;
+        backup::snapshot(&db, out)
     }
 
     fn stats(&self) -> Arc<StoreStats> {

@@ -93,9 +93,15 @@ impl WriterHandle {
     }
 
     pub fn submit(&self, job: Box<dyn WriteJob>) -> Result<()> {
-        self.tx.try_send(Message::Job(job)).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => StoreError::Busy,
-            mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+        // Counted before sending, so the writer never takes a job it has
+        // not counted yet (the gauge never goes below zero).
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.try_send(Message::Job(job)).map_err(|e| {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            match e {
+                mpsc::TrySendError::Full(_) => StoreError::Busy,
+                mpsc::TrySendError::Disconnected(_) => StoreError::Closed,
+            }
         })
     }
 
@@ -152,11 +158,14 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.stats
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             if let Some(failed) = self.commit_batch(&mut batch) {
                 // Issue 8 item 7a: an I/O error poisons this `Database`;
                 // reopen it before taking jobs again.
                 let go_on = recovery::recover(&self.db, &self.health, &failed, |wait| {
-                    refuse_while_down(rx, wait, &failed)
+                    refuse_while_down(rx, wait, &failed, &self.stats)
                 });
                 if !go_on {
                     break;
@@ -174,9 +183,14 @@ impl Writer {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut isolations = 0;
         loop {
+            let started = std::time::Instant::now();
             match self.attempt(batch) {
                 Attempt::Committed => {
                     self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    metrics::histogram!(crate::telemetry::COMMIT_SECONDS)
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!(crate::telemetry::JOBS_PER_COMMIT)
+                        .record(batch.len() as f64);
                     for job in batch.drain(..) {
                         job.finish(Ok(()));
                     }
@@ -295,6 +309,7 @@ fn refuse_while_down(
     rx: &mpsc::Receiver<Message>,
     wait: std::time::Duration,
     why: &StoreError,
+    stats: &StoreStats,
 ) -> bool {
     let until = std::time::Instant::now() + wait;
     loop {
@@ -303,7 +318,10 @@ fn refuse_while_down(
             return true;
         }
         match rx.recv_timeout(left) {
-            Ok(Message::Job(job)) => job.finish(Err(StoreError::Unavailable(why.to_string()))),
+            Ok(Message::Job(job)) => {
+                stats.queued.fetch_sub(1, Ordering::Relaxed);
+                job.finish(Err(StoreError::Unavailable(why.to_string())))
+            }
             Ok(Message::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => return false,
             Err(mpsc::RecvTimeoutError::Timeout) => return true,
         }
