@@ -47,8 +47,13 @@ struct RateBody {
 #[serde(deny_unknown_fields)]
 struct WaveBody {
     percent: u8,
-    #[serde(default)]
+    /// Omitted: 100, the wave never pauses the campaign.
+    #[serde(default = "never_pause")]
     abort_failure_percent: u8,
+}
+
+fn never_pause() -> u8 {
+    100
 }
 
 /// Parses the body; a bad field is named in the 400.

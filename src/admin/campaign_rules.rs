@@ -11,6 +11,12 @@ use super::views;
 use crate::ota::campaign::{operator, CampaignError};
 use crate::state::App;
 
+/// `lwota_campaign_actions_total{action}`: operator actions on campaigns
+/// (counted once committed).
+pub(super) fn count_action(action: &'static str) {
+    metrics::counter!("lwota_campaign_actions_total", "action" => action).increment(1);
+}
+
 fn current(app: &App, id: u64) -> ApiResult<Value> {
     let tx = app.store.read()?;
     let c = tx
@@ -20,6 +26,13 @@ fn current(app: &App, id: u64) -> ApiResult<Value> {
 }
 
 /// Re-queues exactly the campaign's failed tasks.
+#[utoipa::path(post, operation_id = "campaigns_retry", path = "/api/v1/campaigns/{id}/retry", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Failed tasks queued again, with `requeued` and `busy`", body = super::schemas::Campaign),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+        (status = 409, description = "Campaign cancelled", body = super::schemas::ErrorBody),
+    ))]
 pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
     let now = app.now();
@@ -29,6 +42,7 @@ pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, requeued = retried.requeued, "campaign retry");
+    count_action("retry");
     let mut body = current(&app, id)?;
     body["requeued"] = json!(retried.requeued);
     body["busy"] = json!(retried.busy);
@@ -36,6 +50,13 @@ pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<
 }
 
 /// Continues a paused campaign.
+#[utoipa::path(post, operation_id = "campaigns_resume", path = "/api/v1/campaigns/{id}/resume", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Running again", body = super::schemas::Campaign),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+        (status = 409, description = "Not paused", body = super::schemas::ErrorBody),
+    ))]
 pub async fn resume(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
     app.store
@@ -43,6 +64,7 @@ pub async fn resume(State(app): State<App>, Path(id): Path<String>) -> ApiResult
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, "campaign resumed");
+    count_action("resume");
     Ok(Json(current(&app, id)?))
 }
 
@@ -69,6 +91,13 @@ fn task_view(app: &App, id: u64, name: &str) -> ApiResult<Value> {
 }
 
 /// Cancels one device's task.
+#[utoipa::path(post, operation_id = "campaigns_cancel_device", path = "/api/v1/campaigns/{id}/devices/{name}/cancel", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id"), ("name" = String, Path, description = "Device name")),
+    responses(
+        (status = 200, description = "The device's task, failed with `cancelled`", body = super::schemas::Task),
+        (status = 404, description = "No such campaign or task", body = super::schemas::ErrorBody),
+        (status = 409, description = "Task already final, or campaign cancelled", body = super::schemas::ErrorBody),
+    ))]
 pub async fn cancel_device(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
@@ -83,10 +112,18 @@ pub async fn cancel_device(
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, device = %name, "device task cancelled");
+    count_action("cancel_device");
     Ok(Json(task_view(&app, id, &name)?))
 }
 
 /// Queues one device's failed task again.
+#[utoipa::path(post, operation_id = "campaigns_retry_device", path = "/api/v1/campaigns/{id}/devices/{name}/retry", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id"), ("name" = String, Path, description = "Device name")),
+    responses(
+        (status = 200, description = "The device's task, queued again", body = super::schemas::Task),
+        (status = 404, description = "No such campaign or task", body = super::schemas::ErrorBody),
+        (status = 409, description = "Task not failed, device busy, or campaign cancelled", body = super::schemas::ErrorBody),
+    ))]
 pub async fn retry_device(
     State(app): State<App>,
     Path((id, name)): Path<(String, String)>,
@@ -100,5 +137,6 @@ pub async fn retry_device(
         .await?
         .map_err(api_error)?;
     tracing::info!(campaign = id, device = %name, "device task retried");
+    count_action("retry_device");
     Ok(Json(task_view(&app, id, &name)?))
 }

@@ -124,7 +124,8 @@ fn parse_target(value: Option<&Value>) -> ApiResult<Target> {
     request_body(content = super::schemas::NewCampaign),
     responses(
         (status = 201, description = "Created, with `skipped`", body = super::schemas::Campaign),
-        (status = 400, description = "Invalid body or unknown firmware", body = super::schemas::ErrorBody),
+        (status = 400, description = "Invalid body, an invalid option (named), or unknown firmware", body = super::schemas::ErrorBody),
+        (status = 409, description = "firmware_unverified or campaign_conflict", body = super::schemas::ErrorBody),
     ))]
 pub async fn create(
     State(app): State<App>,
@@ -181,6 +182,11 @@ pub async fn create(
         forced = created.campaign.policy.forced,
         "campaign created"
     );
+    super::campaign_rules::count_action(if created.campaign.policy.forced {
+        "create_forced"
+    } else {
+        "create"
+    });
     Ok((StatusCode::CREATED, Json(body)))
 }
 

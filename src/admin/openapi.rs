@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use super::{backup, campaigns, devices, firmware, health, prometheus};
+use super::{backup, campaign_rules, campaigns, devices, firmware, health, prometheus};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,10 @@ use super::{backup, campaigns, devices, firmware, health, prometheus};
         campaigns::show,
         campaigns::devices,
         campaigns::cancel,
+        campaign_rules::retry,
+        campaign_rules::resume,
+        campaign_rules::cancel_device,
+        campaign_rules::retry_device,
         prometheus::metrics,
         backup::download,
         serve,

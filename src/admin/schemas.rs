@@ -67,6 +67,8 @@ pub struct Firmware {
     pub description: String,
     /// RFC 3339, UTC, milliseconds.
     pub created_at: String,
+    /// Every device of a `verify` campaign on it reached `updated`.
+    pub verified: bool,
     /// CoAP path of the image, e.g. `/ota/fw/1`.
     pub uri: String,
     /// Devices per task state over the campaigns of this image.
@@ -90,6 +92,15 @@ pub struct Task {
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Staged wave (0-based).
+    pub wave: u8,
+    /// Automatic retries so far.
+    pub attempt: u8,
+    /// When a failed task is queued again (retry policy).
+    pub retry_at: Option<String>,
+    /// Why a queued task waits: scheduled, offline, rate_limited, wave,
+    /// low_battery.
+    pub pending: Option<String>,
 }
 
 /// A device.
@@ -155,7 +166,7 @@ pub struct Campaign {
     /// The target as given at creation.
     #[schema(value_type = Object)]
     pub target: serde_json::Value,
-    /// running, finished or cancelled.
+    /// scheduled, running, paused, finished or cancelled.
     pub status: String,
     pub created_at: String,
     pub finished_at: Option<String>,
@@ -166,6 +177,32 @@ pub struct Campaign {
     pub skipped: Option<Skipped>,
     /// Only on cancel: how many tasks this request cancelled.
     pub cancelled: Option<u64>,
+    /// batch or verify.
+    pub kind: String,
+    pub dynamic: bool,
+    /// Created with `force` despite an unverified firmware.
+    pub forced: bool,
+    pub start_at: Option<String>,
+    pub end_at: Option<String>,
+    /// `{"interval_s", "max"}`.
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<serde_json::Value>,
+    pub timeout_s: Option<u64>,
+    /// `{"pack_size", "pack_interval_s"}`.
+    #[schema(value_type = Option<Object>)]
+    pub rate: Option<serde_json::Value>,
+    pub min_battery: Option<u8>,
+    /// Per wave: wave, percent, abort_failure_percent, devices, final,
+    /// failed, open.
+    #[schema(value_type = Vec<Object>)]
+    pub waves: Vec<serde_json::Value>,
+    /// Queued tasks per pending reason.
+    #[schema(value_type = Object)]
+    pub pending: serde_json::Value,
+    /// Only on retry: failed tasks queued again.
+    pub requeued: Option<u64>,
+    /// Only on retry: failed devices now busy with another campaign.
+    pub busy: Option<Vec<String>>,
 }
 
 /// Why listed devices got no task.
@@ -191,6 +228,29 @@ pub struct NewCampaign {
     /// `{"devices": [..]}` (at most 100,000 names).
     #[schema(value_type = Object)]
     pub target: serde_json::Value,
+    /// batch (default) or verify (1-10 listed devices).
+    pub kind: Option<String>,
+    /// With `[campaigns] require_verified`: create on an unverified firmware.
+    pub force: Option<bool>,
+    /// Also devices that appear later (until cancel or `end_at`).
+    pub dynamic: Option<bool>,
+    /// RFC 3339 UTC, 5 minutes to 7 days ahead; static campaigns only.
+    pub start_at: Option<String>,
+    /// RFC 3339 UTC; dynamic campaigns only.
+    pub end_at: Option<String>,
+    /// `{"interval_s": 0|600|1800|3600|86400, "max": 1|2|5}`.
+    #[schema(value_type = Option<Object>)]
+    pub retry: Option<serde_json::Value>,
+    /// Per-task timeout, seconds.
+    pub timeout_s: Option<u64>,
+    /// `{"pack_size": >=1, "pack_interval_s": 1..86400}`.
+    #[schema(value_type = Option<Object>)]
+    pub rate: Option<serde_json::Value>,
+    /// `[{"percent": 1..100 increasing, "abort_failure_percent": 0..100}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub waves: Option<Vec<serde_json::Value>>,
+    /// Devices polling with a lower battery wait.
+    pub min_battery: Option<u8>,
 }
 
 /// One device history entry.

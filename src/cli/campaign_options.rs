@@ -44,7 +44,7 @@ pub struct OptionArgs {
     pub rate: Option<String>,
     /// A staged wave, repeatable, in order: PERCENT[:ABORT] with cumulative
     /// PERCENT 1 to 100 increasing, and the campaign pausing when more than
-    /// ABORT% (0 to 100, default 0) of the wave fails (e.g. --wave 10:5
+    /// ABORT% (0 to 100, default 100: never) of the wave fails (e.g. --wave 10:5
     /// --wave 50:5 --wave 100:10).
     #[arg(long = "wave", value_name = "PERCENT[:ABORT]")]
     pub waves: Vec<String>,
@@ -111,7 +111,7 @@ impl OptionArgs {
                         w.trim().parse().map_err(|_| {
                             anyhow!("--wave: expected PERCENT[:ABORT], got {}", escape(w))
                         })?,
-                        0,
+                        100,
                     ),
                 };
                 waves.push(json!({"percent": percent, "abort_failure_percent": abort}));

@@ -33,6 +33,18 @@ pub struct Handled {
     pub timed_out: usize,
     /// The limit was reached: more may be due now.
     pub more: bool,
+    /// Campaign-engine timers handled, by kind (for metrics).
+    pub campaign: CampaignTimers,
+}
+
+/// Campaign-engine timers one [`handle_due`] call handled.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CampaignTimers {
+    pub task_retry: usize,
+    pub campaign_start: usize,
+    pub rate_window: usize,
+    pub wave_check: usize,
+    pub campaign_end: usize,
 }
 
 /// The earliest due time, for the shell to sleep until.
@@ -54,6 +66,7 @@ pub fn handle_due(
         timers: due.len(),
         timed_out: 0,
         more: due.len() >= limit,
+        campaign: CampaignTimers::default(),
     };
     for (at, timer) in due {
         match timer {
@@ -131,12 +144,25 @@ pub fn handle_due(
                 }
             }
             Timer::TaskRetry(ref key) => {
+                handled.campaign.task_retry += 1;
                 skip_corrupt(&timer, lifecycle::retry_due(tx, now, at, key))?
             }
-            Timer::CampaignStart(id) => skip_corrupt(&timer, lifecycle::start(tx, id))?,
-            Timer::RateWindow(id) => skip_corrupt(&timer, gate::window_rolled(tx, now, id))?,
-            Timer::WaveCheck(id) => skip_corrupt(&timer, lifecycle::advance_waves(tx, id))?,
-            Timer::CampaignEnd(id) => skip_corrupt(&timer, lifecycle::end_dynamic(tx, now, id))?,
+            Timer::CampaignStart(id) => {
+                handled.campaign.campaign_start += 1;
+                skip_corrupt(&timer, lifecycle::start(tx, id))?
+            }
+            Timer::RateWindow(id) => {
+                handled.campaign.rate_window += 1;
+                skip_corrupt(&timer, gate::window_rolled(tx, now, id))?
+            }
+            Timer::WaveCheck(id) => {
+                handled.campaign.wave_check += 1;
+                skip_corrupt(&timer, lifecycle::advance_waves(tx, id))?
+            }
+            Timer::CampaignEnd(id) => {
+                handled.campaign.campaign_end += 1;
+                skip_corrupt(&timer, lifecycle::end_dynamic(tx, now, id))?
+            }
         }
     }
     Ok(handled)

@@ -97,6 +97,8 @@ pub(super) fn answer_packet(app: &App, answer: PollAnswer, base: Option<&str>) -
             encode_map(vec![])
         }
         PollAnswer::LowBattery => {
+            // Polls turned away by a campaign's `min_battery`.
+            metrics::counter!("lwota_poll_low_battery_total").increment(1);
             let secs = app.config.campaigns.low_battery_retry_s;
             let max_age = super::firmware::encode_uint(u64::from(secs));
             packet.add_option(CoapOption::MaxAge, max_age);

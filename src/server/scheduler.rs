@@ -75,6 +75,7 @@ async fn step(app: &App) -> Result<Step, StoreError> {
             if handled.timed_out > 0 {
                 tracing::info!("{} tasks timed out", handled.timed_out);
             }
+            campaign_metrics(&handled.campaign);
             Ok(if handled.more || handled.timers > 0 {
                 Step::Again
             } else {
@@ -96,5 +97,21 @@ async fn jumped(jumps: &Option<Arc<Notify>>) {
     match jumps {
         Some(n) => n.notified().await,
         None => std::future::pending().await,
+    }
+}
+
+/// `lwota_campaign_timers_total{kind}`: campaign-engine timers handled
+/// (counted after their transaction committed).
+fn campaign_metrics(c: &scheduler::CampaignTimers) {
+    for (kind, n) in [
+        ("task_retry", c.task_retry),
+        ("campaign_start", c.campaign_start),
+        ("rate_window", c.rate_window),
+        ("wave_check", c.wave_check),
+        ("campaign_end", c.campaign_end),
+    ] {
+        if n > 0 {
+            metrics::counter!("lwota_campaign_timers_total", "kind" => kind).increment(n as u64);
+        }
     }
 }

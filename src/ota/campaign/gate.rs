@@ -45,6 +45,9 @@ pub fn check(
     if let Some(reason) = campaign_reason(&campaign, task) {
         return Ok(Gate::Wait(reason));
     }
+    // The campaign record is written only when this poll changed it (a
+    // campaign without rate or battery rules is never written here).
+    let before = campaign.clone();
     let low = campaign
         .policy
         .min_battery
@@ -69,7 +72,9 @@ pub fn check(
         None
     };
     set_pending(tx, name, &mut campaign, task, reason)?;
-    tx.put_campaign(&campaign)?;
+    if campaign != before {
+        tx.put_campaign(&campaign)?;
+    }
     Ok(match reason {
         Some(reason) => Gate::Wait(reason),
         None => Gate::Open,
@@ -89,8 +94,22 @@ pub fn set_pending(
     if task.pending == reason {
         return Ok(());
     }
+    set_pending_counts(campaign, task.pending, reason);
+    let mut updated = task.clone();
+    updated.pending = reason;
+    tx.put_task(name, Some(task), &updated)?;
+    *task = updated;
+    Ok(())
+}
+
+/// Moves one task's count from reason `from` to `to` on the campaign.
+pub fn set_pending_counts(
+    campaign: &mut CampaignRecord,
+    from: Option<PendingReason>,
+    to: Option<PendingReason>,
+) {
     let p = &mut campaign.progress;
-    for (r, delta) in [(task.pending, false), (reason, true)] {
+    for (r, delta) in [(from, false), (to, true)] {
         let slot = match r {
             Some(PendingReason::RateLimited) => &mut p.rate_limited,
             Some(PendingReason::LowBattery) => &mut p.low_battery,
@@ -102,11 +121,6 @@ pub fn set_pending(
             slot.saturating_sub(1)
         };
     }
-    let mut updated = task.clone();
-    updated.pending = reason;
-    tx.put_task(name, Some(task), &updated)?;
-    *task = updated;
-    Ok(())
 }
 
 /// `RateWindow` due: the window rolled over; forget its count (a poll

@@ -37,6 +37,13 @@ pub fn on_final(
     let Some(mut c) = tx.campaign(task.campaign)? else {
         return Ok(());
     };
+    let before = c.clone();
+    if task.pending.is_some() {
+        // Final without a hand-out (cancel, reached the target): the
+        // reason no longer holds.
+        super::gate::set_pending_counts(&mut c, task.pending, None);
+        task.pending = None;
+    }
     let failed = task.state == TaskState::Failed;
     // Retry: a failure (device-reported or timeout), never a cancel.
     if failed && cause != "cancel" && c.status.is_open() {
@@ -49,8 +56,11 @@ pub fn on_final(
             }
         }
     }
-    // An operator's cancel is not a failure of the wave.
-    count_final(&mut c, task.wave, failed && cause != "cancel", 1);
+    // An operator's cancel is not a failure of the wave. Without waves
+    // there is nothing to count (and no campaign write per task).
+    if !c.policy.waves.is_empty() {
+        count_final(&mut c, task.wave, failed && cause != "cancel", 1);
+    }
     if c.status == CampaignStatus::Running {
         let w = task.wave;
         if over_threshold(&c, w) {
@@ -62,7 +72,10 @@ pub fn on_final(
             tx.set_timer(now, &Timer::WaveCheck(c.id))?;
         }
     }
-    tx.put_campaign(&c)
+    if c != before {
+        tx.put_campaign(&c)?;
+    }
+    Ok(())
 }
 
 /// After the task write: finishes `c` when it is done, and marks the
@@ -240,8 +253,10 @@ pub fn requeue(
         if task.retry_at.is_some() {
             c.progress.retries_pending = c.progress.retries_pending.saturating_sub(1);
         }
-        let counted_failed = task.error.as_deref() != Some("cancelled");
-        count_final(&mut c, task.wave, counted_failed, -1);
+        if !c.policy.waves.is_empty() {
+            let counted_failed = task.error.as_deref() != Some("cancelled");
+            count_final(&mut c, task.wave, counted_failed, -1);
+        }
         if c.status == CampaignStatus::Finished {
             c.status = CampaignStatus::Running;
             c.finished_at = None;
