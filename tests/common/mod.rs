@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod device;
+pub mod dtls;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -20,6 +21,8 @@ use serde_json::Value;
 
 pub struct TestServer {
     pub coap: SocketAddr,
+    /// The CoAPS (DTLS-PSK) address.
+    pub coaps: Option<SocketAddr>,
     pub http: SocketAddr,
     pub dir: PathBuf,
     pub clock: Option<Arc<ManualClock>>,
@@ -83,6 +86,7 @@ impl TestServer {
             .expect("server starts");
         TestServer {
             coap: running.coap_addr,
+            coaps: running.coaps_addr,
             http: running.http_addr,
             dir,
             clock,
@@ -124,6 +128,10 @@ impl TestServer {
 
     pub fn post_json(&self, path: &str, body: &Value) -> (u16, Value) {
         http(ureq::post(&self.url(path)).send_json(body.clone()))
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        http(ureq::put(&self.url(path)).send_json(body.clone()))
     }
 
     pub fn upload(&self, query: &str, image: &[u8]) -> (u16, Value) {
