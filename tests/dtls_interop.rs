@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use coap_lite::{ContentFormat, MessageClass, Packet, RequestType, ResponseType};
 use common::device::{cbor, text};
-use common::dtls::{client_stream, DtlsClient};
 use common::*;
+use lwota::sim::dtls_client::{client_stream, DtlsClient};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -337,4 +337,86 @@ fn client_hello_flood_stays_under_the_caps() {
     let body = cbor(&[("product", text("p")), ("version", text("1.0"))]);
     let r = c.request(post("/ota/real/poll", body)).expect("answer");
     assert_eq!(code(&r), MessageClass::Response(ResponseType::Content));
+}
+
+/// Refusals are logged with who tried and why, never with a key.
+#[test]
+fn refusals_are_logged_without_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("server.toml");
+    std::fs::write(&config, "[dtls]\nhandshake_timeout = 1\n").unwrap();
+    let log = tmp.path().join("server.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .args(["--coaps-bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut coaps, mut http) = (None, None);
+    while coaps.is_none() || http.is_none() {
+        let line = lines.next().expect("addresses").unwrap();
+        if let Some(a) = line.strip_prefix("coaps listening on ") {
+            coaps = Some(a.trim().parse::<SocketAddr>().unwrap());
+        }
+        if let Some(a) = line.strip_prefix("http listening on ") {
+            http = Some(a.trim().to_string());
+        }
+    }
+    let (coaps, http) = (coaps.unwrap(), http.unwrap());
+    let url = |p: &str| format!("http://{http}{p}");
+    http_ok(ureq::post(&url("/api/v1/devices")).send_json(json!({"name": "lg", "product": "p"})));
+    http_ok(
+        ureq::put(&url("/api/v1/devices/lg/psk"))
+            .send_json(json!({"identity": "lg-id", "key": hex::encode(KEY)})),
+    );
+    let connect = |identity: &str, key: &[u8]| {
+        DtlsClient::connect(
+            coaps,
+            "127.0.0.1:0",
+            identity,
+            key,
+            "PSK-AES128-CCM8",
+            Duration::from_secs(3),
+        )
+    };
+    assert!(connect("stranger", KEY).is_err());
+    assert!(connect("lg-id", b"wrong-key-123").is_err());
+    let mut c = connect("lg-id", KEY).expect("handshake");
+    let body = cbor(&[("product", text("p")), ("version", text("1.0"))]);
+    let r = c.request(post("/ota/other/poll", body)).expect("answer");
+    assert_eq!(code(&r), MessageClass::Response(ResponseType::Forbidden));
+    std::thread::sleep(Duration::from_millis(2500)); // handshake_timeout = 1 s
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("unknown PSK identity") && text.contains("stranger"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wrong key?") && text.contains("lg-id"),
+        "{text}"
+    );
+    assert!(text.contains("another device"), "{text}");
+    for secret in [
+        hex::encode(KEY),
+        String::from_utf8_lossy(KEY).into_owned(),
+        "wrong-key-123".into(),
+    ] {
+        assert!(!text.contains(&secret), "a key in the log:\n{text}");
+    }
+}
+
+fn http_ok(result: Result<ureq::Response, ureq::Error>) {
+    let (status, body) = http(result);
+    assert!((200..300).contains(&status), "{status} {body}");
 }

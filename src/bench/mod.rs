@@ -5,6 +5,7 @@
 //! `poll`, `footprint`, `campaign`. The server runs as a child process on
 //! 127.0.0.1 with a temp data dir; the load comes from this process.
 
+mod dtls; // issue 11: CoAPS handshakes, blocks, idle-session memory
 mod load;
 mod target;
 
@@ -25,7 +26,7 @@ pub struct BenchArgs {
     /// Also write every figure to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign.
+    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, dtls.
     #[arg(long)]
     only: Vec<String>,
     /// Concurrent clients in the poll scenario (default 64, quick 8).
@@ -79,13 +80,14 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "block2",
     "peers",
     "udp-limit",
     "poll",
     "footprint",
     "campaign",
+    "dtls",
 ];
 const BLOCK: usize = 1024;
 
@@ -217,6 +219,19 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         report.insert("peers".into(), json!(rows));
+    }
+
+    if wanted("dtls") {
+        let server = ServerProcess::start(&work.path().join("dtls"), args.shards)?;
+        let id = upload(&server, "bench", "2.0", &image_path)?;
+        let dtls_sizes = dtls::DtlsSizes {
+            sessions: if args.quick { 8 } else { 64 },
+            time: Duration::from_secs(if args.quick { 1 } else { 5 }),
+            idle_sessions: if args.quick { 32 } else { 1000 },
+        };
+        let result = dtls::run(&server, id, &image_path, sizes.image, &dtls_sizes)?;
+        report.insert("dtls".into(), result);
+        server.stop();
     }
 
     if wanted("poll") {

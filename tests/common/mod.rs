@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 pub mod device;
-pub mod dtls;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,11 +1,12 @@
-//! A DTLS-PSK CoAP client for tests: OpenSSL over a real UDP socket,
-//! driven through the same in-memory datagram pipe the server uses.
+//! A blocking DTLS-PSK CoAP client (a CoAPS device for tests and `lwota
+//! bench --only dtls`): OpenSSL over a real UDP socket, driven through the
+//! same in-memory datagram pipe the server's engine uses.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use crate::dtls::openssl::Pipe;
 use coap_lite::Packet;
-use lwota::dtls::openssl::Pipe;
 use openssl::ssl::{ErrorCode, Ssl, SslContextBuilder, SslMethod, SslStream, SslVersion};
 
 pub struct DtlsClient {
@@ -16,12 +17,23 @@ pub struct DtlsClient {
 }
 
 /// Makes a client SSL object for `identity`/`key` offering `ciphers`.
+///
+/// # Panics
+/// On an OpenSSL build without DTLS-PSK (tests and bench only).
 pub fn client_stream(identity: &str, key: &[u8], ciphers: &str) -> SslStream<Pipe> {
-    let mut b = SslContextBuilder::new(SslMethod::dtls()).unwrap();
-    b.set_min_proto_version(Some(SslVersion::DTLS1_2)).unwrap();
-    b.set_max_proto_version(Some(SslVersion::DTLS1_2)).unwrap();
+    try_client_stream(identity, key, ciphers).expect("OpenSSL DTLS-PSK client")
+}
+
+fn try_client_stream(
+    identity: &str,
+    key: &[u8],
+    ciphers: &str,
+) -> Result<SslStream<Pipe>, openssl::error::ErrorStack> {
+    let mut b = SslContextBuilder::new(SslMethod::dtls())?;
+    b.set_min_proto_version(Some(SslVersion::DTLS1_2))?;
+    b.set_max_proto_version(Some(SslVersion::DTLS1_2))?;
     b.set_security_level(0);
-    b.set_cipher_list(ciphers).unwrap();
+    b.set_cipher_list(ciphers)?;
     let (identity, key) = (identity.as_bytes().to_vec(), key.to_vec());
     b.set_psk_client_callback(move |_ssl, _hint, id_out, psk_out| {
         id_out[..identity.len()].copy_from_slice(&identity);
@@ -30,10 +42,10 @@ pub fn client_stream(identity: &str, key: &[u8], ciphers: &str) -> SslStream<Pip
         Ok(key.len())
     });
     let ctx = b.build();
-    let mut ssl = Ssl::new(&ctx).unwrap();
+    let mut ssl = Ssl::new(&ctx)?;
     ssl.set_connect_state();
-    ssl.set_mtu(1200).unwrap();
-    SslStream::new(ssl, Pipe::default()).unwrap()
+    ssl.set_mtu(1200)?;
+    SslStream::new(ssl, Pipe::default())
 }
 
 impl DtlsClient {
@@ -47,13 +59,14 @@ impl DtlsClient {
         ciphers: &str,
         timeout: Duration,
     ) -> Result<DtlsClient, String> {
-        let socket = UdpSocket::bind(local).unwrap();
+        let socket = UdpSocket::bind(local).map_err(|e| format!("bind {local}: {e}"))?;
         socket
             .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
+            .map_err(|e| e.to_string())?;
+        let stream = try_client_stream(identity, key, ciphers).map_err(|e| e.to_string())?;
         let mut client = DtlsClient {
             socket,
-            stream: client_stream(identity, key, ciphers),
+            stream,
             server,
             next_mid: 1,
         };
@@ -76,11 +89,17 @@ impl DtlsClient {
     }
 
     fn handle_timeout(&mut self) {
-        // DTLSv1_handle_timeout (ctrl 74).
+        use foreign_types::ForeignTypeRef;
+        // SAFETY: DTLSv1_handle_timeout (ctrl 74) on the stream's live SSL.
         unsafe {
-            use foreign_types::ForeignTypeRef;
             openssl_sys::SSL_ctrl(self.stream.ssl().as_ptr(), 74, 0, std::ptr::null_mut());
         }
+    }
+
+    /// Sends close_notify (the server drops the session at once).
+    pub fn close(mut self) {
+        let _ = self.stream.shutdown();
+        self.flush();
     }
 
     fn flush(&mut self) {
@@ -109,9 +128,9 @@ impl DtlsClient {
         if packet.get_token().is_empty() {
             packet.set_token(vec![mid as u8, (mid >> 8) as u8]);
         }
-        let bytes = packet.to_bytes().unwrap();
+        let bytes = packet.to_bytes().ok()?;
         for _attempt in 0..4 {
-            self.stream.ssl_write(&bytes).unwrap();
+            self.stream.ssl_write(&bytes).ok()?;
             self.flush();
             let until = Instant::now() + Duration::from_secs(2);
             while Instant::now() < until {
