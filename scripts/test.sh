@@ -47,4 +47,11 @@ if ! python3 -c "import aiocoap, DTLSSocket" >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "aiocoap[tinydtls]"
 fi
 
+# tests/openapi.rs validates the admin API's OpenAPI document with it.
+if ! python3 -c "import openapi_spec_validator, jsonschema" >/dev/null 2>&1; then
+  echo "installing openapi-spec-validator"
+  python3 -m pip install --quiet --disable-pip-version-check openapi-spec-validator \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages openapi-spec-validator
+fi
+
 cargo test --release "$@"

@@ -89,6 +89,12 @@ fn parse_target(value: Option<&Value>) -> ApiResult<Target> {
     Err(ApiError::bad_request(shape))
 }
 
+#[utoipa::path(post, operation_id = "campaigns_create", path = "/api/v1/campaigns", tag = "campaigns",
+    request_body(content = super::schemas::NewCampaign),
+    responses(
+        (status = 201, description = "Created, with `skipped`", body = super::schemas::Campaign),
+        (status = 400, description = "Invalid body or unknown firmware", body = super::schemas::ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<App>,
     body: axum::body::Bytes,
@@ -117,6 +123,8 @@ pub async fn create(
 /// Campaigns read per step of the listing.
 const CAMPAIGN_STEP: usize = 1_000;
 
+#[utoipa::path(get, operation_id = "campaigns_list", path = "/api/v1/campaigns", tag = "campaigns",
+    responses((status = 200, description = "Every campaign, by id", body = [super::schemas::Campaign])))]
 pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
     let out = app
         .store
@@ -144,6 +152,12 @@ fn parse_campaign_id(id: &str) -> ApiResult<u64> {
         .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
 }
 
+#[utoipa::path(get, operation_id = "campaigns_show", path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign", body = super::schemas::Campaign),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+    ))]
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
     let tx = app.store.read()?;
@@ -168,6 +182,18 @@ pub struct DevicesQuery {
 /// million tasks.
 const MAX_SCANNED: usize = 50_000;
 
+#[utoipa::path(get, operation_id = "campaigns_devices", path = "/api/v1/campaigns/{id}/devices", tag = "campaigns",
+    params(
+        ("id" = u64, Path, description = "Campaign id"),
+        ("state" = Option<String>, Query, description = "Only tasks in this state: queued, initiated, downloading, downloaded, verified, updating, updated, failed"),
+        ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)"),
+        ("after" = Option<String>, Query, description = "Tasks of devices after this name"),
+    ),
+    responses(
+        (status = 200, description = "Tasks by device name; a `Link: <...>; rel=\"next\"` header when more may follow", body = [super::schemas::Task]),
+        (status = 400, description = "Unknown state", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+    ))]
 pub async fn devices(
     State(app): State<App>,
     Path(id): Path<String>,
@@ -223,6 +249,13 @@ pub async fn devices(
     ))
 }
 
+#[utoipa::path(post, operation_id = "campaigns_cancel", path = "/api/v1/campaigns/{id}/cancel", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Cancelled, with `cancelled` (tasks cancelled now)", body = super::schemas::Campaign),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+        (status = 409, description = "Already finished", body = super::schemas::ErrorBody),
+    ))]
 pub async fn cancel(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
     let now = app.now();

@@ -25,6 +25,14 @@ const REGISTER_CHUNK: usize = 1_000;
 const DEFAULT_PAGE: usize = 10_000;
 const MAX_PAGE: usize = 100_000;
 
+#[utoipa::path(post, operation_id = "devices_create", path = "/api/v1/devices", tag = "devices",
+    request_body(content = super::schemas::NewDevices,
+        description = "One device, or a list of up to 100,000"),
+    responses(
+        (status = 201, description = "A single device: the device; a list: the counts", body = super::schemas::DevicesCreateAnswer),
+        (status = 400, description = "Invalid device or body", body = super::schemas::ErrorBody),
+        (status = 409, description = "A single device that already exists", body = super::schemas::ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<App>,
     body: axum::body::Bytes,
@@ -126,6 +134,14 @@ pub struct ListQuery {
 /// Devices read per step while filtering.
 const SCAN_STEP: usize = 1_000;
 
+#[utoipa::path(get, operation_id = "devices_list", path = "/api/v1/devices", tag = "devices",
+    params(
+        ("product" = Option<String>, Query, description = "Only this product"),
+        ("version" = Option<String>, Query, description = "Only devices on this version"),
+        ("limit" = Option<usize>, Query, description = "Page size (default 10,000, at most 100,000)"),
+        ("after" = Option<String>, Query, description = "Devices after this name (names sort)"),
+    ),
+    responses((status = 200, description = "Devices by name", body = [super::schemas::Device])))]
 pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
     let out = app
@@ -169,6 +185,12 @@ fn current_task(
     }
 }
 
+#[utoipa::path(get, operation_id = "devices_show", path = "/api/v1/devices/{name}", tag = "devices",
+    params(("name" = String, Path, description = "Device name")),
+    responses(
+        (status = 200, description = "The device", body = super::schemas::Device),
+        (status = 404, description = "No such device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn show(State(app): State<App>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let tx = app.store.read()?;
     let device = tx
@@ -186,6 +208,16 @@ pub struct HistoryQuery {
     after: Option<u64>,
 }
 
+#[utoipa::path(get, operation_id = "devices_history", path = "/api/v1/devices/{name}/history", tag = "devices",
+    params(
+        ("name" = String, Path, description = "Device name"),
+        ("limit" = Option<usize>, Query, description = "Page size (default 1,000, at most 10,000)"),
+        ("after" = Option<u64>, Query, description = "Entries after this seq"),
+    ),
+    responses(
+        (status = 200, description = "Oldest first; a `Link: <...>; rel=\"next\"` header when more may follow", body = [super::schemas::HistoryEntry]),
+        (status = 404, description = "No such device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn history(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -226,6 +258,9 @@ pub struct VersionsQuery {
     product: Option<String>,
 }
 
+#[utoipa::path(get, operation_id = "devices_versions", path = "/api/v1/versions", tag = "devices",
+    params(("product" = Option<String>, Query, description = "Only this product")),
+    responses((status = 200, description = "Devices per version: `{\"1.0\": 12, ...}`", body = std::collections::BTreeMap<String, u64>)))]
 /// Version distribution: `{"version": device count, ...}`.
 pub async fn versions(
     State(app): State<App>,
@@ -255,6 +290,8 @@ pub async fn versions(
     Ok(Json(json!(counts)))
 }
 
+#[utoipa::path(get, operation_id = "devices_metrics", path = "/api/v1/metrics", tag = "metrics",
+    responses((status = 200, description = "Writer counters (see also `/metrics`)", body = super::schemas::StoreCounters)))]
 /// Server counters: commits (fsyncs) and write jobs so far.
 pub async fn metrics(State(app): State<App>) -> Json<Value> {
     let stats = app.store.stats();

@@ -73,6 +73,23 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
+#[utoipa::path(post, operation_id = "firmware_upload", path = "/api/v1/firmware", tag = "firmware",
+    params(
+        ("product" = String, Query, description = "Product the image is for"),
+        ("version" = String, Query, description = "Version the image installs; unique per product"),
+        ("name" = Option<String>, Query, description = "Display name"),
+        ("kind" = Option<String>, Query, description = "Image kind (e.g. full, delta)"),
+        ("signature" = Option<String>, Query, description = "Signature to hand to devices"),
+        ("description" = Option<String>, Query, description = "Free text"),
+        ("filename" = Option<String>, Query, description = "Original file name"),
+    ),
+    request_body(content = String, content_type = "application/octet-stream",
+        description = "The raw image (at most `firmware.max_size` bytes)"),
+    responses(
+        (status = 201, description = "Stored", body = super::schemas::Firmware),
+        (status = 400, description = "Invalid parameters, empty or too large image", body = super::schemas::ErrorBody),
+        (status = 409, description = "Duplicate version, or the product has too many images", body = super::schemas::ErrorBody),
+    ))]
 pub async fn upload(
     State(app): State<App>,
     Query(params): Query<UploadParams>,
@@ -159,6 +176,9 @@ pub struct ListQuery {
     product: Option<String>,
 }
 
+#[utoipa::path(get, operation_id = "firmware_list", path = "/api/v1/firmware", tag = "firmware",
+    params(("product" = Option<String>, Query, description = "Only this product's images")),
+    responses((status = 200, description = "Every image, by id", body = [super::schemas::Firmware])))]
 pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     let (counts, mut records) = app
         .store
@@ -175,6 +195,12 @@ pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResu
     Ok(Json(Value::Array(items)))
 }
 
+#[utoipa::path(get, operation_id = "firmware_show", path = "/api/v1/firmware/{id}", tag = "firmware",
+    params(("id" = u64, Path, description = "Firmware id")),
+    responses(
+        (status = 200, description = "The image", body = super::schemas::Firmware),
+        (status = 404, description = "No such firmware", body = super::schemas::ErrorBody),
+    ))]
 pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
     let (record, counts) = app
@@ -188,6 +214,13 @@ pub async fn show(State(app): State<App>, Path(id): Path<String>) -> ApiResult<J
     )))
 }
 
+#[utoipa::path(delete, operation_id = "firmware_delete", path = "/api/v1/firmware/{id}", tag = "firmware",
+    params(("id" = u64, Path, description = "Firmware id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such firmware", body = super::schemas::ErrorBody),
+        (status = 409, description = "An unfinished campaign uses it", body = super::schemas::ErrorBody),
+    ))]
 pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = parse_id(&id)?;
     let _blob_guard = app.blob_lock.lock().await;

@@ -10,6 +10,11 @@ use serde_json::{json, Value};
 
 use crate::state::App;
 
+#[utoipa::path(get, operation_id = "health_healthz", path = "/healthz", tag = "health",
+    responses(
+        (status = 200, description = "Serving, and database writes commit", body = super::schemas::Health),
+        (status = 503, description = "Database writes fail (e.g. disk full); recovers by itself", body = super::schemas::Health),
+    ))]
 pub async fn healthz(State(app): State<App>) -> (StatusCode, Json<Value>) {
     match app.store.write_health() {
         Ok(()) => (

@@ -11,8 +11,11 @@ pub mod error;
 mod firmware;
 mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
+pub mod openapi; // issue 12 item 3
 mod page;
 mod psk; // issue 11: device DTLS credentials
+pub mod route_table; // issue 12 item 3: the routes, listable
+mod schemas; // issue 12 item 3
 mod views;
 
 use axum::extract::DefaultBodyLimit;
@@ -20,12 +23,24 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::state::App;
+pub use route_table::RouteTable;
 
 /// JSON bodies (device lists of up to 100,000 names) stay under this.
 pub(crate) const JSON_BODY_LIMIT: usize = 32 << 20;
 
 pub fn router(app: App) -> Router {
-    Router::new()
+    routes()
+        .into_router()
+        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
+        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
+        .layer(axum::middleware::map_response(http_errors::json_errors))
+        .with_state(app)
+}
+
+/// Every route of the admin listener (one table, so the OpenAPI test can
+/// list them; see `route_table.rs`).
+pub fn routes() -> RouteTable {
+    RouteTable::new()
         .route("/healthz", get(health::healthz))
         .route(
             "/api/v1/firmware",
@@ -67,8 +82,5 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/campaigns/{id}/devices", get(campaigns::devices))
         .route("/api/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/api/v1/metrics", get(devices::metrics))
-        .fallback(|| async { error::ApiError::not_found("not_found", "no such endpoint") })
-        // Errors axum writes itself (405, 413, rejections) get the JSON body too.
-        .layer(axum::middleware::map_response(http_errors::json_errors))
-        .with_state(app)
+        .route("/api/v1/openapi.json", get(openapi::serve))
 }

@@ -144,6 +144,28 @@ impl TestServer {
         body["id"].as_u64().unwrap()
     }
 
+    /// A request to the admin listener with whatever every test request
+    /// carries (one place for it).
+    pub fn request(&self, method: &str, path: &str) -> ureq::Request {
+        ureq::request(method, &self.url(path))
+    }
+
+    /// The methods the router answers on `path`: the `Allow` header of
+    /// the 405 to a method no route uses (TRACE).
+    pub fn allowed_methods(&self, path: &str) -> Vec<String> {
+        let response = match self.request("TRACE", path).call() {
+            Err(ureq::Error::Status(405, r)) => r,
+            other => panic!("TRACE {path}: expected 405, got {other:?}"),
+        };
+        response
+            .header("allow")
+            .unwrap_or("")
+            .split(',')
+            .map(|m| m.trim().to_string())
+            .filter(|m| !m.is_empty())
+            .collect()
+    }
+
     /// Polls `GET path` until `pred` holds or `timeout` passes.
     pub fn wait_for(&self, path: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
