@@ -420,3 +420,30 @@ fn http_ok(result: Result<ureq::Response, ureq::Error>) {
     let (status, body) = http(result);
     assert!((200..300).contains(&status), "{status} {body}");
 }
+
+/// `server.coap_enabled = false`: CoAPS only, nothing on plain CoAP.
+#[test]
+fn plain_coap_can_be_switched_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.server.coap_enabled = false;
+    let server = TestServer::start_with(config, None);
+    device_with_psk(&server, "only-s", "p", "only-s-id", KEY);
+    assert_eq!(
+        Some(server.coap),
+        server.coaps,
+        "the CoAP handle is the CoAPS one"
+    );
+    let mut c = DtlsClient::connect(
+        coaps(&server),
+        "127.0.0.1:0",
+        "only-s-id",
+        KEY,
+        "PSK-AES128-CCM8",
+        Duration::from_secs(10),
+    )
+    .expect("handshake");
+    let body = cbor(&[("product", text("p")), ("version", text("1.0"))]);
+    let r = c.request(post("/ota/only-s/poll", body)).expect("answer");
+    assert_eq!(code(&r), MessageClass::Response(ResponseType::Content));
+}
