@@ -15,7 +15,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use super::{backup, campaign_rules, campaigns, devices, firmware, health, prometheus};
+use super::{backup, campaign_rules, campaigns, devices, firmware, health, prometheus, psk};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,8 @@ use super::{backup, campaign_rules, campaigns, devices, firmware, health, promet
         devices::show,
         devices::history,
         devices::versions,
+        psk::put,
+        psk::put_bulk,
         devices::metrics,
         campaigns::create,
         campaigns::list,

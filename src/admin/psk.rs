@@ -18,14 +18,18 @@ use crate::store::Tx;
 /// Credentials one bulk request sets (one write transaction).
 const MAX_BULK: usize = 10_000;
 
-#[derive(Deserialize)]
+/// A device's DTLS credential.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PskBody {
+    /// PSK identity: 1-128 printable ASCII characters, unique per device.
     identity: String,
+    /// The key as hexadecimal, 4-64 bytes. Never returned.
     key: String,
 }
 
-#[derive(Deserialize)]
+/// One device's credential in a bulk request.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkEntry {
     device: String,
@@ -33,10 +37,18 @@ pub struct BulkEntry {
     key: String,
 }
 
-#[derive(Deserialize)]
+/// Up to 10,000 credentials, set all or nothing.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
     credentials: Vec<BulkEntry>,
+}
+
+/// How many credentials a bulk request set.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // description only
+pub struct BulkAnswer {
+    updated: usize,
 }
 
 /// A checked credential for one device.
@@ -134,6 +146,15 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 }
 
 /// `PUT /api/v1/devices/{name}/psk` `{"identity", "key": HEX}` → 204.
+#[utoipa::path(put, operation_id = "devices_psk_put", path = "/api/v1/devices/{name}/psk", tag = "devices",
+    params(("name" = String, Path, description = "Device name")),
+    request_body(content = PskBody, description = "PSK identity and hex key (never returned)"),
+    responses(
+        (status = 204, description = "Stored; applies to new DTLS sessions"),
+        (status = 400, description = "Invalid identity, key or body", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such device", body = super::schemas::ErrorBody),
+        (status = 409, description = "The identity belongs to another device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn put(
     State(app): State<App>,
     Path(name): Path<String>,
@@ -147,6 +168,14 @@ pub async fn put(
 
 /// `PUT /api/v1/psks` `{"credentials": [{"device", "identity", "key"}]}`:
 /// all or nothing → 200 `{"updated": N}`.
+#[utoipa::path(put, operation_id = "psks_put", path = "/api/v1/psks", tag = "devices",
+    request_body(content = BulkBody, description = "Up to 10,000 device credentials"),
+    responses(
+        (status = 200, description = "All stored", body = BulkAnswer),
+        (status = 400, description = "An invalid entry (named in the message)", body = super::schemas::ErrorBody),
+        (status = 404, description = "A device does not exist", body = super::schemas::ErrorBody),
+        (status = 409, description = "An identity belongs to another device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn put_bulk(State(app): State<App>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     let body: BulkBody = parse(&body)?;
     if body.credentials.len() > MAX_BULK {

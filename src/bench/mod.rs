@@ -5,6 +5,7 @@
 //! `poll`, `footprint`, `campaign`, `lwm2m`. The server runs as a child process on
 //! 127.0.0.1 with a temp data dir; the load comes from this process.
 
+mod dtls; // issue 11: CoAPS handshakes, blocks, idle-session memory
 mod load;
 mod lwm2m;
 mod target;
@@ -26,7 +27,7 @@ pub struct BenchArgs {
     /// Also write every figure to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, lwm2m.
+    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, lwm2m, dtls.
     #[arg(long)]
     only: Vec<String>,
     /// Concurrent clients in the poll scenario (default 64, quick 8).
@@ -80,7 +81,7 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "block2",
     "peers",
     "udp-limit",
@@ -88,6 +89,7 @@ const SCENARIOS: [&str; 7] = [
     "footprint",
     "campaign",
     "lwm2m",
+    "dtls",
 ];
 const BLOCK: usize = 1024;
 
@@ -219,6 +221,19 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             }
         }
         report.insert("peers".into(), json!(rows));
+    }
+
+    if wanted("dtls") {
+        let server = ServerProcess::start(&work.path().join("dtls"), args.shards)?;
+        let id = upload(&server, "bench", "2.0", &image_path)?;
+        let dtls_sizes = dtls::DtlsSizes {
+            sessions: if args.quick { 8 } else { 64 },
+            time: Duration::from_secs(if args.quick { 1 } else { 5 }),
+            idle_sessions: if args.quick { 32 } else { 1000 },
+        };
+        let result = dtls::run(&server, id, &image_path, sizes.image, &dtls_sizes)?;
+        report.insert("dtls".into(), result);
+        server.stop();
     }
 
     if wanted("poll") {

@@ -18,7 +18,6 @@ pub struct ServerProcess {
     pub coap: SocketAddr,
     pub http: SocketAddr,
     /// The CoAPS (DTLS-PSK) address.
-    #[allow(dead_code)] // read by `bench --only dtls`
     pub coaps: Option<SocketAddr>,
     /// The admin token the server wrote to its data dir (issue 11).
     pub token: String,

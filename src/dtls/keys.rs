@@ -59,6 +59,12 @@ impl PskDirectory {
         if let Some(old) = maps.identity_of.remove(device) {
             maps.by_identity.remove(&old);
         }
+        // The identity may move here from another device (bulk requests):
+        // that device no longer has one.
+        if let Some(previous) = maps.by_identity.get(&record.identity) {
+            let previous = previous.device.to_string();
+            maps.identity_of.remove(&previous);
+        }
         maps.identity_of
             .insert(device.to_string(), record.identity.clone());
         maps.by_identity.insert(
@@ -94,4 +100,30 @@ pub fn parse_key(hex_key: &str) -> Result<Vec<u8>, String> {
         return Err(format!("\"key\" must be 4 to 64 bytes, got {}", key.len()));
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn record(identity: &str) -> PskRecord {
+        PskRecord {
+            identity: identity.into(),
+            key: vec![1, 2, 3, 4],
+            updated_at: Timestamp::from_millis(0),
+        }
+    }
+
+    #[test]
+    fn an_identity_moving_between_devices_leaves_no_stale_owner() {
+        let keys = PskDirectory::default();
+        keys.set("a", &record("x"));
+        keys.set("b", &record("x"));
+        assert_eq!(keys.lookup("x").unwrap().device.as_ref(), "b");
+        assert_eq!(keys.identity_of("a"), None);
+        keys.set("a", &record("y"));
+        assert_eq!(keys.lookup("x").unwrap().device.as_ref(), "b");
+        assert_eq!(keys.len(), 2);
+    }
 }

@@ -29,7 +29,7 @@ use openssl::ex_data::Index;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 use openssl::ssl::{
-    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslOptions, SslRef,
+    ErrorCode, Ssl, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslRef,
     SslSessionCacheMode, SslStream, SslVersion,
 };
 
@@ -143,6 +143,9 @@ impl OpensslEngine {
                 | SslOptions::NO_RENEGOTIATION,
         );
         b.set_session_cache_mode(SslSessionCacheMode::OFF);
+        // Idle sessions give their record buffers back (memory per idle
+        // session, docs/BENCHMARKS.md).
+        b.set_mode(SslMode::RELEASE_BUFFERS);
         let peer_index = Ssl::new_ex_index::<SocketAddr>()?;
         let auth_index = Ssl::new_ex_index::<Auth>()?;
         let hmac_key = PKey::hmac(&config.cookie_secret)?;
@@ -264,7 +267,6 @@ impl Engine for OpensslEngine {
                     established: false,
                     plaintext: VecDeque::new(),
                     auth_index: self.auth_index,
-                    buf: vec![0u8; READ_BUF],
                 };
                 // Handles the buffered ClientHello: ServerHello flight.
                 match session.drive() {
@@ -298,7 +300,12 @@ pub struct OpensslSession {
     established: bool,
     plaintext: VecDeque<Vec<u8>>,
     auth_index: Index<Ssl, Auth>,
-    buf: Vec<u8>,
+}
+
+thread_local! {
+    /// One read buffer per thread, not per session: an idle session then
+    /// holds no 16 KiB buffer of ours.
+    static READ: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; READ_BUF]);
 }
 
 impl OpensslSession {
@@ -316,20 +323,23 @@ impl OpensslSession {
                 Err(e) => return Err(self.failure(&e)),
             }
         }
-        loop {
-            match self.stream.ssl_read(&mut self.buf) {
-                Ok(0) => return Err(Failure::Closed),
-                Ok(n) => {
-                    if self.plaintext.len() >= PIPE_DEPTH {
-                        self.plaintext.pop_front();
+        READ.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            loop {
+                match self.stream.ssl_read(&mut buf) {
+                    Ok(0) => return Err(Failure::Closed),
+                    Ok(n) => {
+                        if self.plaintext.len() >= PIPE_DEPTH {
+                            self.plaintext.pop_front();
+                        }
+                        self.plaintext.push_back(buf[..n].to_vec());
                     }
-                    self.plaintext.push_back(self.buf[..n].to_vec());
+                    Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
+                    Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(Failure::Closed),
+                    Err(e) => return Err(Failure::Handshake(e.to_string())),
                 }
-                Err(e) if e.code() == ErrorCode::WANT_READ => return Ok(()),
-                Err(e) if e.code() == ErrorCode::ZERO_RETURN => return Err(Failure::Closed),
-                Err(e) => return Err(Failure::Handshake(e.to_string())),
             }
-        }
+        })
     }
 
     fn failure(&self, e: &openssl::ssl::Error) -> Failure {

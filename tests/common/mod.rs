@@ -21,6 +21,8 @@ use serde_json::Value;
 
 pub struct TestServer {
     pub coap: SocketAddr,
+    /// The CoAPS (DTLS-PSK) address.
+    pub coaps: Option<SocketAddr>,
     pub http: SocketAddr,
     pub dir: PathBuf,
     pub clock: Option<Arc<ManualClock>>,
@@ -88,6 +90,7 @@ impl TestServer {
         let token = read_token(&dir);
         TestServer {
             coap: running.coap_addr,
+            coaps: running.coaps_addr,
             http: running.http_addr,
             dir,
             clock,
@@ -163,6 +166,10 @@ impl TestServer {
         });
         let (status, body) = http(result);
         (status, body, next)
+    }
+
+    pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        http(ureq::put(&self.url(path)).send_json(body.clone()))
     }
 
     pub fn upload(&self, query: &str, image: &[u8]) -> (u16, Value) {
