@@ -21,6 +21,8 @@ pub struct AppState {
     pub blob_lock: tokio::sync::Mutex<()>,
     /// Coalesces block-fetch signs of life (see `ota::progress::Touches`).
     pub touches: crate::ota::progress::Touches,
+    /// Issue 11 item 4: self-registrations per source IP and in total.
+    pub registrations: crate::resources::registration::Limits,
 }
 
 impl AppState {

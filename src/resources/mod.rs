@@ -12,6 +12,7 @@
 mod cbor;
 mod firmware;
 mod poll;
+pub mod registration; // issue 11 item 4
 mod report;
 mod well_known;
 

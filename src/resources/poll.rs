@@ -20,6 +20,9 @@ pub fn handle(app: &App, packet: &Packet, device: &str, peer: SocketAddr) -> Rep
         Ok(request) => request,
         Err(resp) => return Reply::Now(resp),
     };
+    if let Err(refused) = super::registration::check(app, device, peer) {
+        return Reply::Now(refused);
+    }
     let device = device.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, settings| {
         let peer = Some(peer.to_string());

@@ -84,6 +84,7 @@ pub async fn start_on(
     let http_listener = tokio::net::TcpListener::from_std(http_listener)?;
     let http_addr = http_listener.local_addr()?;
 
+    let config_abuse = config.abuse.clone();
     let app: App = Arc::new(AppState {
         config,
         store,
@@ -92,6 +93,7 @@ pub async fn start_on(
         clock,
         blob_lock: tokio::sync::Mutex::new(()),
         touches: Default::default(),
+        registrations: crate::resources::registration::Limits::new(&config_abuse),
     });
     // Issue 11: the first start makes the admin token (auth.rs).
     crate::admin::auth::bootstrap(&app, &data_dir)

@@ -51,6 +51,9 @@ struct RecvBuffers {
 /// when full (the next datagram of each records it again, harmlessly).
 const HEARD_CAPACITY: usize = 65_536;
 
+/// Sources with a rate bucket per shard (see `coap::rate`).
+const RATE_TABLE_CAPACITY: usize = 100_000;
+
 pub enum ShardMsg {
     /// A resource's deferred answer to a request this shard received.
     Reply { meta: RequestMeta, packet: Packet },
@@ -91,6 +94,8 @@ pub struct Shard {
     app: App,
     waiters: HashMap<ExchangeId, Waiter>,
     heard: HashSet<SocketAddr>,
+    /// Issue 11 item 4: datagrams per second per source address.
+    limiter: crate::coap::rate::RateLimiter<SocketAddr>,
     /// How many shards the datagram being handled has passed through.
     hops: usize,
 }
@@ -107,6 +112,11 @@ impl Shard {
     ) -> std::io::Result<Shard> {
         let local = socket.local_addr()?;
         let state = UdpSocketState::new((&socket).into())?;
+        let limiter = crate::coap::rate::RateLimiter::new(
+            f64::from(app.config.abuse.requests_per_s),
+            app.config.abuse.burst,
+            RATE_TABLE_CAPACITY,
+        );
         Ok(Shard {
             index,
             socket,
@@ -119,6 +129,7 @@ impl Shard {
             app,
             waiters: HashMap::new(),
             heard: HashSet::new(),
+            limiter,
             hops: 0,
         })
     }
@@ -186,7 +197,12 @@ impl Shard {
                 // With UDP GRO one buffer may hold several datagrams of
                 // `stride` bytes each.
                 for datagram in data.chunks(meta.stride.max(1)) {
-                    self.endpoint.handle(Instant::now(), local, peer, datagram);
+                    let now = Instant::now();
+                    if !self.limiter.admit(now, &peer) {
+                        metrics::counter!("lwota_coap_rate_limited_total").increment(1);
+                        continue;
+                    }
+                    self.endpoint.handle(now, local, peer, datagram);
                     self.drain().await;
                 }
             }
