@@ -39,9 +39,6 @@ pub struct AdminConfig {
     pub body_timeout_s: u64,
     /// Open admin connections at most; more are closed at once.
     pub max_connections: usize,
-    /// PEM certificate chain and key: serve the admin API over TLS.
-    pub http_tls_cert: Option<PathBuf>,
-    pub http_tls_key: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -53,8 +50,6 @@ impl Default for AdminConfig {
             header_timeout_s: 10,
             body_timeout_s: 30,
             max_connections: 512,
-            http_tls_cert: None,
-            http_tls_key: None,
         }
     }
 }
@@ -69,10 +64,6 @@ pub struct AbuseConfig {
     pub requests_per_s: u32,
     /// Burst of the per-address bucket.
     pub burst: u32,
-    /// Largest response to an address that has not proved it receives
-    /// our datagrams (RFC 9175 Echo), as a multiple of the request's size
-    /// (RFC 7252 §11.3); 0 turns the check off.
-    pub amplification_factor: u32,
     /// Self-registrations (unknown devices polling with
     /// `devices.auto_register`) per minute, per source IP and in total;
     /// past them the poll is answered 4.29 with Max-Age.
@@ -85,7 +76,6 @@ impl Default for AbuseConfig {
         AbuseConfig {
             requests_per_s: 1_000,
             burst: 2_000,
-            amplification_factor: 3,
             auto_register_per_min_per_source: 1_000,
             auto_register_per_min: 10_000,
         }
