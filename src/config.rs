@@ -74,8 +74,8 @@ pub struct AbuseConfig {
 impl Default for AbuseConfig {
     fn default() -> Self {
         AbuseConfig {
-            requests_per_s: 1_000,
-            burst: 2_000,
+            requests_per_s: 10_000,
+            burst: 20_000,
             auto_register_per_min_per_source: 1_000,
             auto_register_per_min: 10_000,
         }
