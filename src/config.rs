@@ -43,9 +43,6 @@ pub struct AdminConfig {
     pub body_timeout_s: u64,
     /// Open admin connections at most; more are closed at once.
     pub max_connections: usize,
-    /// PEM certificate chain and key: serve the admin API over TLS.
-    pub http_tls_cert: Option<PathBuf>,
-    pub http_tls_key: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
@@ -57,8 +54,6 @@ impl Default for AdminConfig {
             header_timeout_s: 10,
             body_timeout_s: 30,
             max_connections: 512,
-            http_tls_cert: None,
-            http_tls_key: None,
         }
     }
 }
@@ -67,17 +62,15 @@ impl Default for AdminConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AbuseConfig {
-    /// Requests per second one source address may make (token bucket).
+    /// Datagrams per second one source (IP and port) may make us handle
+    /// (token bucket; 0 = no limit). Per port, not per IP: a fleet behind
+    /// one NAT shares an IP.
     pub requests_per_s: u32,
     /// Burst of the per-address bucket.
     pub burst: u32,
-    /// Largest response to an address that has not proved it receives
-    /// our datagrams (RFC 9175 Echo), as a multiple of the request's size
-    /// (RFC 7252 §11.3); 0 turns the check off.
-    pub amplification_factor: u32,
-    /// Devices self-registered (auto_register) at most, in total.
-    pub max_auto_registered: u64,
-    /// Self-registrations per minute, per source address and in total.
+    /// Self-registrations (unknown devices polling with
+    /// `devices.auto_register`) per minute, per source IP and in total;
+    /// past them the poll is answered 4.29 with Max-Age.
     pub auto_register_per_min_per_source: u32,
     pub auto_register_per_min: u32,
 }
@@ -85,12 +78,10 @@ pub struct AbuseConfig {
 impl Default for AbuseConfig {
     fn default() -> Self {
         AbuseConfig {
-            requests_per_s: 50,
-            burst: 200,
-            amplification_factor: 3,
-            max_auto_registered: 1_000_000,
-            auto_register_per_min_per_source: 60,
-            auto_register_per_min: 6_000,
+            requests_per_s: 10_000,
+            burst: 20_000,
+            auto_register_per_min_per_source: 1_000,
+            auto_register_per_min: 10_000,
         }
     }
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub psks: crate::dtls::keys::PskDirectory,
     /// Devices holding an Observe on `/ota/{device}/task` (issue 10 item 10).
     pub task_observers: crate::resources::task_observe::TaskObservers,
+    /// Issue 11 item 4: self-registrations per source IP and in total.
+    pub registrations: crate::resources::registration::Limits,
 }
 
 impl AppState {

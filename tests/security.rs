@@ -225,3 +225,57 @@ fn slow_http_clients_cannot_starve_healthz() {
     assert!(text.starts_with("HTTP/1.1 4") || n == 0, "{text}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
+
+#[test]
+fn self_registration_is_rate_limited_per_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.abuse.auto_register_per_min_per_source = 3;
+    let server = TestServer::start_with(config, None);
+    let mut known = Device::new(server.coap, "known", "p");
+    assert!(known.poll("1.0").is_empty());
+    for i in 0..2 {
+        let mut d = Device::new(server.coap, &format!("fake{i}"), "p");
+        assert!(d.poll("1.0").is_empty());
+    }
+    let mut d = Device::new(server.coap, "fake9", "p");
+    let body = common::device::cbor(&[
+        ("product", common::device::text("p")),
+        ("version", common::device::text("1.0")),
+    ]);
+    let answer = d.post("poll", body);
+    assert_eq!(code(&answer), ResponseType::TooManyRequests);
+    assert_eq!(server.get("/api/v1/devices/fake9").0, 404, "not registered");
+    // A registered device still polls.
+    assert!(known.poll("1.0").is_empty());
+}
+
+#[test]
+fn datagrams_per_source_are_rate_limited() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.abuse.requests_per_s = 1;
+    config.abuse.burst = 3;
+    let server = TestServer::start_with(config, None);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    for mid in 0..10u8 {
+        // CON GET /.well-known/core, Message ID `mid`.
+        let mut datagram = vec![0x40, 0x01, 0x00, mid, 0xbb];
+        datagram.extend_from_slice(b".well-known");
+        datagram.push(0x04);
+        datagram.extend_from_slice(b"core");
+        socket.send_to(&datagram, server.coap).unwrap();
+    }
+    let mut answers = 0;
+    let mut buf = [0u8; 2048];
+    while socket.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    assert!((3..=4).contains(&answers), "answered {answers} of 10");
+    // Another source is not affected.
+    let mut other = Device::new(server.coap, "d", "p");
+    assert!(other.poll("1.0").is_empty());
+}

@@ -18,6 +18,7 @@
 //! | `timer.rs` | `enum Timer`, the deadline table, transmission parameters |
 //! | `ctx.rs` | the output every part writes to |
 //! | `rng.rs` | seeded generator for tokens, Message IDs, jitter |
+//! | `rate.rs` | per-source token buckets (abuse limits) |
 
 pub mod block;
 mod block1;
@@ -27,6 +28,7 @@ pub mod endpoint;
 mod exchange;
 pub mod message;
 mod observe;
+pub mod rate; // issue 11 item 4: per-source token buckets
 pub mod rng;
 pub mod timer;
 

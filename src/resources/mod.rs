@@ -16,6 +16,7 @@ mod cbor;
 mod firmware;
 mod poll;
 mod rd;
+pub mod registration; // issue 11 item 4
 mod report;
 pub mod task_observe; // issue 10 item 10
 mod well_known;

@@ -22,6 +22,9 @@ pub fn handle(app: &App, incoming: &IncomingRequest, device: &str) -> Reply {
         Ok(request) => request,
         Err(resp) => return Reply::Now(resp),
     };
+    if let Err(refused) = super::registration::check(app, device, peer) {
+        return Reply::Now(refused);
+    }
     // An existing device polls with its own product (else 4.00), so the
     // product in the body decides whether plain CoAP is allowed.
     if incoming.identity.is_none() && super::auth::requires_dtls(app, &request.product) {

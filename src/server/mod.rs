@@ -109,6 +109,7 @@ pub async fn start_on(
     let http_addr = http_listener.local_addr()?;
 
     let (lwm2m, lwm2m_events) = crate::lwm2m::hub::Hub::new();
+    let config_abuse = config.abuse.clone();
     let app: App = Arc::new(AppState {
         config,
         store,
@@ -120,6 +121,7 @@ pub async fn start_on(
         lwm2m,
         psks,
         task_observers: Default::default(),
+        registrations: crate::resources::registration::Limits::new(&config_abuse),
     });
     // Issue 11: the first start makes the admin token (auth.rs).
     crate::admin::auth::bootstrap(&app, &data_dir)

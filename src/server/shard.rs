@@ -54,6 +54,9 @@ struct RecvBuffers {
 /// when full (the next datagram of each records it again, harmlessly).
 const HEARD_CAPACITY: usize = 65_536;
 
+/// Sources with a rate bucket per shard (see `coap::rate`).
+const RATE_TABLE_CAPACITY: usize = 100_000;
+
 pub enum ShardMsg {
     /// A resource's deferred answer to a request this shard received.
     Reply { meta: RequestMeta, packet: Packet },
@@ -105,6 +108,8 @@ pub struct Shard {
     app: App,
     waiters: HashMap<ExchangeId, Waiter>,
     heard: HashSet<SocketAddr>,
+    /// Issue 11 item 4: datagrams per second per source address.
+    limiter: crate::coap::rate::RateLimiter<SocketAddr>,
     /// How many shards the datagram being handled has passed through.
     hops: usize,
     /// CoAPS: the session table between the socket and the endpoint.
@@ -151,6 +156,11 @@ impl Shard {
     ) -> std::io::Result<Shard> {
         let local = socket.local_addr()?;
         let state = UdpSocketState::new((&socket).into())?;
+        let limiter = crate::coap::rate::RateLimiter::new(
+            f64::from(app.config.abuse.requests_per_s),
+            app.config.abuse.burst,
+            RATE_TABLE_CAPACITY,
+        );
         Ok(Shard {
             index,
             socket,
@@ -163,6 +173,7 @@ impl Shard {
             app,
             waiters: HashMap::new(),
             heard: HashSet::new(),
+            limiter,
             hops: 0,
             dtls: None,
             meters: ShardMeters::new(index),
@@ -250,6 +261,10 @@ impl Shard {
                 for datagram in data.chunks(meta.stride.max(1)) {
                     self.meters.received.increment(1);
                     let now = Instant::now();
+                    if !self.limiter.admit(now, &peer) {
+                        metrics::counter!("lwota_coap_rate_limited_total").increment(1);
+                        continue;
+                    }
                     match self.dtls.as_mut() {
                         Some(dtls) => {
                             dtls.handle(now, peer, datagram);
