@@ -146,6 +146,7 @@ fn first_start_writes_a_private_token_file_and_logs_only_its_path() {
         .args(["serve", "--data-dir"])
         .arg(dir.path())
         .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .args(["--coaps-bind", "127.0.0.1:0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

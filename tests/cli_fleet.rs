@@ -13,7 +13,7 @@ fn lwota(server: &TestServer, args: &[&str]) -> Output {
         .args(args)
         .args(["--server", &format!("http://{}", server.http)])
         .env_remove("LWOTA_SERVER")
-        .env_remove("LWOTA_TOKEN")
+        .env("LWOTA_TOKEN", &server.token)
         .output()
         .expect("run lwota")
 }

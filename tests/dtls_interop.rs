@@ -373,9 +373,13 @@ fn refusals_are_logged_without_the_key() {
     }
     let (coaps, http) = (coaps.unwrap(), http.unwrap());
     let url = |p: &str| format!("http://{http}{p}");
-    http_ok(ureq::post(&url("/api/v1/devices")).send_json(json!({"name": "lg", "product": "p"})));
+    let token = read_token(&tmp.path().join("data"));
     http_ok(
-        ureq::put(&url("/api/v1/devices/lg/psk"))
+        with_token(ureq::post(&url("/api/v1/devices")), &token)
+            .send_json(json!({"name": "lg", "product": "p"})),
+    );
+    http_ok(
+        with_token(ureq::put(&url("/api/v1/devices/lg/psk")), &token)
             .send_json(json!({"identity": "lg-id", "key": hex::encode(KEY)})),
     );
     let connect = |identity: &str, key: &[u8]| {

@@ -20,6 +20,7 @@ fn json_log_lines_carry_the_device_of_the_request() {
         .args(["serve", "--log-format", "json", "--data-dir"])
         .arg(dir.path().join("data"))
         .args(["--coap-bind", "127.0.0.1:0", "--http-bind", "127.0.0.1:0"])
+        .args(["--coaps-bind", "127.0.0.1:0"])
         .env("RUST_LOG", "lwota=debug")
         .stdout(Stdio::piped())
         .stderr(log)
@@ -37,17 +38,23 @@ fn json_log_lines_carry_the_device_of_the_request() {
         }
     }
     let http = http.unwrap();
+    let token = common::read_token(&dir.path().join("data"));
 
     // A campaign for the device, so its poll is handed a task.
     let post = |path: &str, body: serde_json::Value| {
-        common::http(ureq::post(&format!("http://{http}{path}")).send_json(body))
+        common::http(
+            common::with_token(ureq::post(&format!("http://{http}{path}")), &token).send_json(body),
+        )
     };
     let devices = serde_json::json!({"name": "log-dev-1", "product": "meter", "version": "1.0"});
     assert_eq!(post("/api/v1/devices", devices).0, 201);
     let (status, fw) = common::http(
-        ureq::post(&format!(
-            "http://{http}/api/v1/firmware?product=meter&version=2.0"
-        ))
+        common::with_token(
+            ureq::post(&format!(
+                "http://{http}/api/v1/firmware?product=meter&version=2.0"
+            )),
+            &token,
+        )
         .send_bytes(&common::image(100, 1)),
     );
     assert_eq!(status, 201, "{fw}");
@@ -57,7 +64,13 @@ fn json_log_lines_carry_the_device_of_the_request() {
     let mut device = Device::new(coap.unwrap(), "log-dev-1", "meter");
     let (task, _) = common::device::task_of(&device.poll("1.0"));
     let (status, _) =
-        common::http(ureq::get(&format!("http://{http}/api/v1/devices/log-dev-1")).call());
+        common::http(
+        common::with_token(
+            ureq::get(&format!("http://{http}/api/v1/devices/log-dev-1")),
+            &token,
+        )
+        .call(),
+    );
     assert_eq!(status, 200);
 
     // Both requests logged (the log is written as events happen).

@@ -168,10 +168,6 @@ impl TestServer {
         (status, body, next)
     }
 
-    pub fn put_json(&self, path: &str, body: &Value) -> (u16, Value) {
-        http(ureq::put(&self.url(path)).send_json(body.clone()))
-    }
-
     pub fn upload(&self, query: &str, image: &[u8]) -> (u16, Value) {
         http(
             self.request("POST", &format!("/api/v1/firmware?{query}"))
