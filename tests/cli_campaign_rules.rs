@@ -12,6 +12,8 @@ fn lwota(server: &TestServer, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lwota"))
         .args(args)
         .args(["--server", &format!("http://{}", server.http)])
+        .env_remove("LWOTA_SERVER")
+        .env("LWOTA_TOKEN", &server.token)
         .output()
         .expect("run lwota")
 }
