@@ -63,8 +63,7 @@ fn json_log_lines_carry_the_device_of_the_request() {
 
     let mut device = Device::new(coap.unwrap(), "log-dev-1", "meter");
     let (task, _) = common::device::task_of(&device.poll("1.0"));
-    let (status, _) =
-        common::http(
+    let (status, _) = common::http(
         common::with_token(
             ureq::get(&format!("http://{http}/api/v1/devices/log-dev-1")),
             &token,

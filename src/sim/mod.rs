@@ -6,8 +6,8 @@
 
 pub mod client;
 mod device;
-pub mod lwm2m;
-pub mod dtls_client; // issue 11: a CoAPS device for tests and bench
+pub mod dtls_client;
+pub mod lwm2m; // issue 11: a CoAPS device for tests and bench
 
 use std::net::SocketAddr;
 use std::sync::Arc;
