@@ -6,9 +6,9 @@ pub mod bench;
 pub mod cli;
 pub mod coap;
 pub mod config;
-pub mod lwm2m;
-pub mod dtls;
 pub mod console; // issue 12 item 1: operators' web console
+pub mod dtls;
+pub mod lwm2m;
 pub mod model;
 pub mod ota;
 pub mod resources;

@@ -5,17 +5,17 @@
 //! `docs/ADMIN_API.md` are stable; handlers only translate, the rules live
 //! in `ota/`.
 
-mod campaign_options; // issue 10
-mod campaign_rules; // issue 10
-mod campaign_views; // issue 10
 pub mod actor;
 mod assignment; // issue 10 item 9
 pub mod audit; // issue 10 item 13
 pub mod auth; // issue 11 item 3
+mod backup; // issue 12 item 7
 mod body_timeout; // issue 11 item 6: slow request bodies
 mod browser; // issue 11 item 6 (critical): Host, Origin, Content-Type
 mod campaign_cleanup; // issue 11 item 6
-mod backup; // issue 12 item 7
+mod campaign_options; // issue 10
+mod campaign_rules; // issue 10
+mod campaign_views; // issue 10
 mod campaigns;
 pub(crate) mod console_api; // issue 12: the handlers the web console calls
 mod devices;
@@ -26,8 +26,8 @@ mod health; // issue 8 item 7f
 pub mod http_errors; // issue 8 item 8 (admin half)
 pub mod openapi; // issue 12 item 3
 mod page;
-mod psk; // issue 11: device DTLS credentials
 mod prometheus; // issue 12 item 2
+mod psk; // issue 11: device DTLS credentials
 mod request_span; // issue 12 item 6
 pub mod route_table; // issue 12 item 3: the routes, listable
 mod schemas; // issue 12 item 3

@@ -392,7 +392,13 @@ pub async fn create(
         Err(errors) => return respond(StatusCode::BAD_REQUEST, render(&fws, &form, &errors, &op)),
     };
     let bytes = axum::body::Bytes::from(request.to_string());
-    match api::create(State(state.app.clone()), crate::admin::actor::Actor(Some(op.principal.name.clone())), bytes).await {
+    match api::create(
+        State(state.app.clone()),
+        crate::admin::actor::Actor(Some(op.principal.name.clone())),
+        bytes,
+    )
+    .await
+    {
         Ok((_, Json(created))) => {
             tracing::info!(id = %field(&created, "id"), token = %op.principal.name, "console: campaign created");
             Redirect::to(&format!("/campaigns/{}", field(&created, "id"))).into_response()

@@ -213,7 +213,9 @@ async fn run_action(
 ) -> Result<(), ApiError> {
     let app = State(state.app.clone());
     match action {
-        "cancel" => api::cancel(app, actor, Path(id.to_string())).await.map(|_| ()),
+        "cancel" => api::cancel(app, actor, Path(id.to_string()))
+            .await
+            .map(|_| ()),
         "retry" | "resume" => Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_implemented",
@@ -238,7 +240,14 @@ pub async fn action(
             &back,
         );
     }
-    match run_action(&state, crate::admin::actor::Actor(Some(op.principal.name.clone())), &id, &action).await {
+    match run_action(
+        &state,
+        crate::admin::actor::Actor(Some(op.principal.name.clone())),
+        &id,
+        &action,
+    )
+    .await
+    {
         Ok(()) => {
             tracing::info!(id, action, token = %op.principal.name, "console: campaign action");
             Redirect::to(&back).into_response()

@@ -219,7 +219,13 @@ pub async fn delete(
             "/firmware",
         );
     }
-    match api::delete(State(state.app.clone()), crate::admin::actor::Actor(Some(op.principal.name.clone())), Path(id.clone())).await {
+    match api::delete(
+        State(state.app.clone()),
+        crate::admin::actor::Actor(Some(op.principal.name.clone())),
+        Path(id.clone()),
+    )
+    .await
+    {
         Ok(_) => {
             tracing::info!(id, token = %op.principal.name, "console: firmware deleted");
             Redirect::to("/firmware").into_response()
@@ -249,7 +255,15 @@ pub async fn upload(
     if let Err(why) = op.may_write(&headers, csrf) {
         return ApiError::new(StatusCode::FORBIDDEN, "forbidden", why).into_response();
     }
-    match api::upload(State(state.app.clone()), crate::admin::actor::Actor(Some(op.principal.name.clone())), Query(params), headers, body).await {
+    match api::upload(
+        State(state.app.clone()),
+        crate::admin::actor::Actor(Some(op.principal.name.clone())),
+        Query(params),
+        headers,
+        body,
+    )
+    .await
+    {
         Ok(created) => {
             tracing::info!(token = %op.principal.name, "console: firmware uploaded");
             created.into_response()

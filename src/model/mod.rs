@@ -6,22 +6,22 @@
 //! `store/` or `server/`; it is data and the rules that belong to the data
 //! alone (state names, ordering).
 
+mod assignment;
+mod audit;
 mod lwm2m;
 mod policy;
 mod psk;
-mod assignment;
-mod audit;
 mod records;
 mod task_state;
 mod timer;
 
+pub use assignment::{Assigned, AssignmentScope, Assignments};
+pub use audit::{AuditEntry, AuditId};
 pub use lwm2m::{QueuedOp, RegistrationRecord};
 pub use policy::{
     CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
 };
 pub use psk::PskRecord;
-pub use assignment::{Assigned, AssignmentScope, Assignments};
-pub use audit::{AuditEntry, AuditId};
 pub use records::{
     CampaignRecord, CampaignStatus, DeviceRecord, FirmwareRecord, HistoryEntry, TaskRecord,
 };

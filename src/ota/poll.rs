@@ -143,7 +143,8 @@ pub fn poll(
         };
         match tx.task(campaign, name)? {
             Some(mut task) => {
-                if task.state == TaskState::Queued && reported != Some(task.target_version.as_str()) {
+                if task.state == TaskState::Queued && reported != Some(task.target_version.as_str())
+                {
                     match gate::check(tx, now, name, &device, &mut task)? {
                         Gate::Open => {}
                         Gate::Wait(reason) => {

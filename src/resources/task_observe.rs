@@ -291,7 +291,8 @@ pub fn handle(app: &App, request: &IncomingRequest, device: &str) -> Reply {
         }
     };
     let key = answer_key(&answer);
-    let packet = super::poll::answer_packet(app, answer, super::auth::secure_base(request).as_deref());
+    let packet =
+        super::poll::answer_packet(app, answer, super::auth::secure_base(request).as_deref());
     if request.meta.observe {
         Reply::Observe {
             packet,

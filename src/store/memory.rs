@@ -11,9 +11,9 @@ use std::sync::Mutex;
 use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
-    AssignmentScope, Assignments, AuditEntry, AuditId,
+    AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
+    StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 

@@ -42,9 +42,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
-    AssignmentScope, Assignments, AuditEntry, AuditId,
+    AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
+    StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 

@@ -4,9 +4,9 @@
 
 mod campaigns;
 mod devices;
-mod rules;
 mod fleet;
 mod lwm2m; // issue 9
+mod rules;
 mod timers;
 
 use crate::model::{FirmwareRecord, HistoryEntry, TaskRecord};

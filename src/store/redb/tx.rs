@@ -9,9 +9,9 @@ use super::codec::{decode, decode_timer, encode, encode_timer};
 use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
-    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
-    AssignmentScope, Assignments, AuditEntry, AuditId,
+    AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
+    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
+    StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
