@@ -149,6 +149,9 @@ fn openapi_document_validates_and_describes_real_bodies() {
         .entry("Health")
         .or_default()
         .push(server.get("/healthz").1);
+    let (status, edited) = server.patch_json("/api/v1/firmware/1", &json!({"name": "Meter_2"}));
+    assert_eq!(status, 200, "{edited}");
+    samples.entry("Firmware").or_default().push(edited);
     for e in server.get("/api/v1/audit").1.as_array().unwrap() {
         samples.entry("AuditEntry").or_default().push(e.clone());
     }
