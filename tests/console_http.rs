@@ -388,3 +388,62 @@ fn revoking_a_token_ends_its_console_sessions() {
         "a revoked token's session lives on"
     );
 }
+
+#[test]
+fn retry_and_resume_buttons_go_through_the_api_rules() {
+    let server = TestServer::start();
+    let id = server.upload_ok("p", "2.0", &common::image(2048, 5));
+    server.post_json(
+        "/api/v1/devices",
+        &json!({"name": "d1", "product": "p", "version": "1.0"}),
+    );
+    let (status, c) = server.post_json(
+        "/api/v1/campaigns",
+        &json!({"firmware": id, "target": {"all": true}}),
+    );
+    assert_eq!(status, 201, "{c}");
+    let cid = c["id"].as_u64().unwrap();
+    let mut dev = Device::new(server.coap, "d1", "p");
+    let (task, _) = device::task_of(&dev.poll("1.0"));
+    dev.report(&task, "failed", &[("error", device::text("no space"))]);
+    let tasks = format!("/api/v1/campaigns/{cid}/devices");
+    server.wait_for(&tasks, Duration::from_secs(5), |t| {
+        t[0]["state"] == "failed"
+    });
+
+    let mut b = Browser::new(&server);
+    b.login(&server.token);
+    let back = format!("/campaigns/{cid}");
+    let csrf = b.get(&back).csrf();
+    // Without the CSRF token nothing happens.
+    assert_eq!(b.post(&format!("{back}/retry"), "csrf=").status, 403);
+    assert_eq!(server.get(&tasks).1[0]["state"], "failed");
+    let retried = b.post(&format!("{back}/retry"), &format!("csrf={csrf}"));
+    assert_eq!(retried.status, 303, "{}", retried.body);
+    assert_eq!(retried.header("location"), Some(back.as_str()));
+    assert_eq!(server.get(&tasks).1[0]["state"], "queued");
+    // A running campaign is not paused: the API's own refusal, shown.
+    let resumed = b.post(&format!("{back}/resume"), &format!("csrf={csrf}"));
+    assert_eq!(resumed.status, 409, "{}", resumed.body);
+}
+
+#[test]
+fn audit_page_lists_api_changes_with_the_token_name() {
+    let server = TestServer::start();
+    server.upload_ok("meter", "4.2", &common::image(2048, 6));
+    let tokens = server.get("/api/v1/tokens").1;
+    let name = tokens[0]["name"].as_str().expect("token name").to_string();
+    let mut b = Browser::new(&server);
+    b.login(&server.token);
+    let page = b.get("/audit");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("firmware.upload"), "{}", page.body);
+    assert!(page.body.contains(&name), "{}", page.body);
+    assert!(!page.body.contains("no audit log"));
+    // Paging: after the last entry there is nothing more.
+    let last = server.get("/api/v1/audit").1.as_array().unwrap().len();
+    let after = b.get(&format!("/audit?after={last}"));
+    assert_eq!(after.status, 200);
+    assert!(after.body.contains("No entries"), "{}", after.body);
+    assert!(after.body.contains(r#"href="/audit""#));
+}

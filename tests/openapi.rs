@@ -149,6 +149,17 @@ fn openapi_document_validates_and_describes_real_bodies() {
         .entry("Health")
         .or_default()
         .push(server.get("/healthz").1);
+    let (status, edited) = server.patch_json("/api/v1/firmware/1", &json!({"name": "Meter_2"}));
+    assert_eq!(status, 200, "{edited}");
+    samples.entry("Firmware").or_default().push(edited);
+    for e in server.get("/api/v1/audit").1.as_array().unwrap() {
+        samples.entry("AuditEntry").or_default().push(e.clone());
+    }
+    assert!(samples.contains_key("AuditEntry"), "the upload is audited");
+    for t in server.get("/api/v1/tokens").1.as_array().unwrap() {
+        samples.entry("Token").or_default().push(t.clone());
+    }
+    assert!(samples.contains_key("Token"), "the test token is listed");
     let (status, error) = server.get("/api/v1/firmware/99");
     assert_eq!(status, 404);
     samples.entry("ErrorBody").or_default().push(error);

@@ -163,6 +163,14 @@ async fn clear(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(put, operation_id = "assignments_set_product", path = "/api/v1/products/{product}/firmware", tag = "assignments",
+    params(("product" = String, Path, description = "Product")),
+    request_body(content = Object, content_type = "application/json", description = "The assignment (see ADMIN_API.md)"),
+    responses(
+        (status = 200, description = "The assignment in effect", body = Object),
+        (status = 400, description = "Bad body, firmware or product", body = super::schemas::ErrorBody),
+        (status = 404, description = "Not found", body = super::schemas::ErrorBody),
+    ))]
 pub async fn put_product(
     State(app): State<App>,
     actor: Actor,
@@ -172,6 +180,14 @@ pub async fn put_product(
     put(app, actor, product_scope(product)?, &body).await
 }
 
+#[utoipa::path(put, operation_id = "assignments_set_device", path = "/api/v1/devices/{name}/firmware", tag = "assignments",
+    params(("name" = String, Path, description = "Device name")),
+    request_body(content = Object, content_type = "application/json", description = "The assignment (see ADMIN_API.md)"),
+    responses(
+        (status = 200, description = "The assignment in effect", body = Object),
+        (status = 400, description = "Bad body, firmware or product", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn put_device(
     State(app): State<App>,
     actor: Actor,
@@ -181,6 +197,13 @@ pub async fn put_device(
     put(app, actor, device_scope(name)?, &body).await
 }
 
+#[utoipa::path(delete, operation_id = "assignments_clear_product", path = "/api/v1/products/{product}/firmware", tag = "assignments",
+    params(("product" = String, Path, description = "Product"), ("kind" = Option<String>, Query, description = "Which assignment to clear (see ADMIN_API.md)")),
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 400, description = "Bad query", body = super::schemas::ErrorBody),
+        (status = 404, description = "Not found", body = super::schemas::ErrorBody),
+    ))]
 pub async fn delete_product(
     State(app): State<App>,
     actor: Actor,
@@ -190,6 +213,13 @@ pub async fn delete_product(
     clear(app, actor, product_scope(product)?, q).await
 }
 
+#[utoipa::path(delete, operation_id = "assignments_clear_device", path = "/api/v1/devices/{name}/firmware", tag = "assignments",
+    params(("name" = String, Path, description = "Device name"), ("kind" = Option<String>, Query, description = "Which assignment to clear (see ADMIN_API.md)")),
+    responses(
+        (status = 204, description = "Cleared"),
+        (status = 400, description = "Bad query", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn delete_device(
     State(app): State<App>,
     actor: Actor,
@@ -199,6 +229,12 @@ pub async fn delete_device(
     clear(app, actor, device_scope(name)?, q).await
 }
 
+#[utoipa::path(get, operation_id = "assignments_show_product", path = "/api/v1/products/{product}/firmware", tag = "assignments",
+    params(("product" = String, Path, description = "Product")),
+    responses(
+        (status = 200, description = "The product's assignments", body = Object),
+        (status = 400, description = "Bad product", body = super::schemas::ErrorBody),
+    ))]
 pub async fn get_product(
     State(app): State<App>,
     Path(product): Path<String>,
@@ -209,6 +245,12 @@ pub async fn get_product(
 }
 
 /// The device's own assignments, and the ones in effect (own or product's).
+#[utoipa::path(get, operation_id = "assignments_show_device", path = "/api/v1/devices/{name}/firmware", tag = "assignments",
+    params(("name" = String, Path, description = "Device name")),
+    responses(
+        (status = 200, description = "The device's own assignments and those in effect", body = Object),
+        (status = 404, description = "No such device", body = super::schemas::ErrorBody),
+    ))]
 pub async fn get_device(
     State(app): State<App>,
     Path(name): Path<String>,

@@ -72,6 +72,12 @@ pub fn view(e: &AuditEntry) -> Value {
 }
 
 /// Oldest first; a full page carries `Link: <...&after=ID>; rel="next"`.
+#[utoipa::path(get, operation_id = "audit_list", path = "/api/v1/audit", tag = "audit",
+    params(("limit" = Option<u64>, Query, description = "Page size"), ("after" = Option<u64>, Query, description = "Entries after this id")),
+    responses(
+        (status = 200, description = "Audit entries, oldest first; a full page has `Link: rel=next`", body = Vec<super::schemas::AuditEntry>),
+        (status = 400, description = "Bad query", body = super::schemas::ErrorBody),
+    ))]
 pub async fn list(
     State(app): State<App>,
     Query(q): Query<AuditQuery>,

@@ -17,6 +17,13 @@ fn campaign_id(id: &str) -> ApiResult<u64> {
         .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))
 }
 
+#[utoipa::path(delete, operation_id = "campaigns_delete", path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 204, description = "Deleted with its tasks"),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+        (status = 409, description = "Campaign still running", body = super::schemas::ErrorBody),
+    ))]
 pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
     let id = campaign_id(&id)?;
     // Chunked: each job removes at most `DELETE_CHUNK` tasks, so polls
@@ -42,6 +49,13 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, operation_id = "campaigns_cancel_unseen", path = "/api/v1/campaigns/{id}/cancel-unseen", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Queued tasks of never-seen devices cancelled", body = super::schemas::Cancelled),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+        (status = 409, description = "Campaign finished", body = super::schemas::ErrorBody),
+    ))]
 pub async fn cancel_unseen(
     State(app): State<App>,
     Path(id): Path<String>,

@@ -14,3 +14,11 @@ pub(crate) mod campaigns {
 pub(crate) mod devices {
     pub(crate) use crate::admin::devices::{history, show};
 }
+
+pub(crate) mod campaign_rules {
+    pub(crate) use crate::admin::campaign_rules::{resume, retry};
+}
+
+pub(crate) mod audit {
+    pub(crate) use crate::admin::audit::list;
+}

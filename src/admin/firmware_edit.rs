@@ -30,6 +30,14 @@ pub(super) fn strict_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiRes
     Ok(value)
 }
 
+#[utoipa::path(patch, operation_id = "firmware_edit", path = "/api/v1/firmware/{id}", tag = "firmware",
+    params(("id" = u64, Path, description = "Firmware id")),
+    request_body(content = Object, content_type = "application/json", description = "Fields to change (see ADMIN_API.md)"),
+    responses(
+        (status = 200, description = "The firmware after the edit", body = super::schemas::Firmware),
+        (status = 400, description = "Bad body", body = super::schemas::ErrorBody),
+        (status = 404, description = "No such firmware", body = super::schemas::ErrorBody),
+    ))]
 pub async fn patch(
     State(app): State<App>,
     actor: Actor,

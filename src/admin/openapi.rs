@@ -15,7 +15,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa::OpenApi;
 
-use super::{backup, campaign_rules, campaigns, devices, firmware, health, prometheus, psk};
+use super::{
+    assignment, audit, backup, campaign_cleanup, campaign_rules, campaigns, devices, firmware,
+    firmware_edit, health, prometheus, psk, stats, tokens,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -48,6 +51,21 @@ use super::{backup, campaign_rules, campaigns, devices, firmware, health, promet
         campaign_rules::resume,
         campaign_rules::cancel_device,
         campaign_rules::retry_device,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+        campaign_cleanup::delete,
+        campaign_cleanup::cancel_unseen,
+        audit::list,
+        assignment::put_product,
+        assignment::get_product,
+        assignment::delete_product,
+        assignment::put_device,
+        assignment::get_device,
+        assignment::delete_device,
+        firmware_edit::patch,
+        stats::campaign,
+        stats::firmware,
         prometheus::metrics,
         backup::download,
         serve,
@@ -58,6 +76,9 @@ use super::{backup, campaign_rules, campaigns, devices, firmware, health, promet
         (name = "devices", description = "Devices, their history and version distribution"),
         (name = "campaigns", description = "Rollout campaigns and their tasks"),
         (name = "metrics", description = "Counters for monitoring"),
+        (name = "assignments", description = "Firmware assigned to products and devices"),
+        (name = "tokens", description = "Admin tokens"),
+        (name = "audit", description = "Who changed what"),
         (name = "backup", description = "Consistent backups of the running server"),
         (name = "meta", description = "This description"),
     )

@@ -146,14 +146,14 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
 }
 
 /// `PUT /api/v1/devices/{name}/psk` `{"identity", "key": HEX}` → 204.
-#[utoipa::path(put, operation_id = "devices_psk_put", path = "/api/v1/devices/{name}/psk", tag = "devices",
+#[utoipa::path(put, operation_id = "devices_set_psk", path = "/api/v1/devices/{name}/psk", tag = "devices",
     params(("name" = String, Path, description = "Device name")),
-    request_body(content = PskBody, description = "PSK identity and hex key (never returned)"),
+    request_body(content = super::schemas::PskBody, content_type = "application/json"),
     responses(
-        (status = 204, description = "Stored; applies to new DTLS sessions"),
-        (status = 400, description = "Invalid identity, key or body", body = super::schemas::ErrorBody),
+        (status = 204, description = "Credential stored"),
+        (status = 400, description = "Bad identity or key", body = super::schemas::ErrorBody),
         (status = 404, description = "No such device", body = super::schemas::ErrorBody),
-        (status = 409, description = "The identity belongs to another device", body = super::schemas::ErrorBody),
+        (status = 409, description = "Identity used by another device", body = super::schemas::ErrorBody),
     ))]
 pub async fn put(
     State(app): State<App>,
@@ -168,13 +168,13 @@ pub async fn put(
 
 /// `PUT /api/v1/psks` `{"credentials": [{"device", "identity", "key"}]}`:
 /// all or nothing → 200 `{"updated": N}`.
-#[utoipa::path(put, operation_id = "psks_put", path = "/api/v1/psks", tag = "devices",
-    request_body(content = BulkBody, description = "Up to 10,000 device credentials"),
+#[utoipa::path(put, operation_id = "psks_set", path = "/api/v1/psks", tag = "devices",
+    request_body(content = super::schemas::PskBulk, content_type = "application/json"),
     responses(
-        (status = 200, description = "All stored", body = BulkAnswer),
-        (status = 400, description = "An invalid entry (named in the message)", body = super::schemas::ErrorBody),
-        (status = 404, description = "A device does not exist", body = super::schemas::ErrorBody),
-        (status = 409, description = "An identity belongs to another device", body = super::schemas::ErrorBody),
+        (status = 200, description = "All stored (all or nothing)", body = super::schemas::PskUpdated),
+        (status = 400, description = "A bad entry; nothing stored", body = super::schemas::ErrorBody),
+        (status = 404, description = "A device is unknown; nothing stored", body = super::schemas::ErrorBody),
+        (status = 409, description = "Identity used by another device", body = super::schemas::ErrorBody),
     ))]
 pub async fn put_bulk(State(app): State<App>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
     let body: BulkBody = parse(&body)?;

@@ -115,6 +115,16 @@ pub struct Device {
     pub address: Option<String>,
     /// Percent, as last reported.
     pub battery: Option<u8>,
+    /// Software (application) version, as last reported.
+    pub software_version: Option<String>,
+    /// Id of the device's software task, if it has one.
+    pub software_task: Option<String>,
+    /// Only on `GET /api/v1/devices/{name}` of an LwM2M device: its
+    /// registration (registered, lwm2m_version, binding, lifetime,
+    /// queue_mode, registered_at, last_update, expires_at, objects,
+    /// location, address, queued_requests).
+    #[schema(value_type = Option<Object>)]
+    pub lwm2m: Option<serde_json::Value>,
     /// The active task, or else the most recent one.
     pub task: Option<Task>,
     /// That task's state.
@@ -284,4 +294,76 @@ pub struct StoreCounters {
     pub write_jobs: u64,
     /// Jobs answered with their own error while their batch committed.
     pub isolated_write_failures: u64,
+}
+
+/// Body of `PUT /api/v1/devices/{name}/psk`.
+#[derive(ToSchema)]
+pub struct PskBody {
+    /// DTLS PSK identity, unique over devices.
+    pub identity: String,
+    /// The key, hex.
+    pub key: String,
+}
+
+/// One credential of `PUT /api/v1/psks`.
+#[derive(ToSchema)]
+pub struct PskEntry {
+    pub device: String,
+    pub identity: String,
+    /// The key, hex.
+    pub key: String,
+}
+
+/// Body of `PUT /api/v1/psks` (all or nothing).
+#[derive(ToSchema)]
+pub struct PskBulk {
+    pub credentials: Vec<PskEntry>,
+}
+
+/// Answer of `PUT /api/v1/psks`.
+#[derive(ToSchema)]
+pub struct PskUpdated {
+    pub updated: u64,
+}
+
+/// Body of `POST /api/v1/tokens`.
+#[derive(ToSchema)]
+pub struct NewToken {
+    /// 1-64 letters, digits, `.`, `_` or `-`.
+    pub name: String,
+    /// `admin` or `read`.
+    pub role: String,
+}
+
+/// An admin token (the secret only in the answer to its creation).
+#[derive(ToSchema)]
+pub struct Token {
+    pub name: String,
+    /// `admin` or `read`.
+    pub role: String,
+    pub created_at: String,
+    /// The bearer token; only in the answer of `POST /api/v1/tokens`.
+    pub token: Option<String>,
+}
+
+/// Answer of `POST /api/v1/campaigns/{id}/cancel-unseen`.
+#[derive(ToSchema)]
+pub struct Cancelled {
+    /// Tasks this request cancelled.
+    pub cancelled: u64,
+}
+
+/// One entry of the audit log.
+#[derive(ToSchema)]
+pub struct AuditEntry {
+    /// Position in the log; the `after` cursor of the next page.
+    pub id: u64,
+    pub at: String,
+    /// e.g. `firmware.upload`.
+    pub action: String,
+    pub target: String,
+    /// Name of the admin token behind the request.
+    pub actor: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
 }

@@ -10,6 +10,12 @@ use super::error::{ApiError, ApiResult};
 use crate::ota::stats::{self, MAX_SCAN};
 use crate::state::App;
 
+#[utoipa::path(get, operation_id = "campaigns_stats", path = "/api/v1/campaigns/{id}/stats", tag = "campaigns",
+    params(("id" = u64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "Statistics of the campaign's tasks", body = Object),
+        (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
+    ))]
 pub async fn campaign(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = super::http_errors::parse_path_id(&id)
         .ok_or_else(|| ApiError::not_found("unknown_campaign", format!("unknown campaign {id}")))?;
@@ -23,6 +29,12 @@ pub async fn campaign(State(app): State<App>, Path(id): Path<String>) -> ApiResu
     Ok(Json(body))
 }
 
+#[utoipa::path(get, operation_id = "firmware_stats", path = "/api/v1/firmware/{id}/stats", tag = "firmware",
+    params(("id" = u64, Path, description = "Firmware id")),
+    responses(
+        (status = 200, description = "Statistics over the firmware's campaigns", body = Object),
+        (status = 404, description = "No such firmware", body = super::schemas::ErrorBody),
+    ))]
 pub async fn firmware(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = super::firmware::parse_id(&id)?;
     let stats = app

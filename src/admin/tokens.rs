@@ -26,6 +26,13 @@ fn view(record: &TokenRecord) -> Value {
     })
 }
 
+#[utoipa::path(post, operation_id = "tokens_create", path = "/api/v1/tokens", tag = "tokens",
+    request_body(content = super::schemas::NewToken, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; `token` is shown only here", body = super::schemas::Token),
+        (status = 400, description = "Bad name or role", body = super::schemas::ErrorBody),
+        (status = 409, description = "Name taken, or too many tokens", body = super::schemas::ErrorBody),
+    ))]
 pub async fn create(
     State(app): State<App>,
     body: axum::body::Bytes,
@@ -54,6 +61,10 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
+#[utoipa::path(get, operation_id = "tokens_list", path = "/api/v1/tokens", tag = "tokens",
+    responses(
+        (status = 200, description = "Tokens (never their secrets)", body = Vec<super::schemas::Token>),
+    ))]
 pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
     let rows = app
         .store
@@ -66,6 +77,12 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
     Ok(Json(Value::Array(out)))
 }
 
+#[utoipa::path(delete, operation_id = "tokens_revoke", path = "/api/v1/tokens/{name}", tag = "tokens",
+    params(("name" = String, Path, description = "Token name")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 404, description = "No such token", body = super::schemas::ErrorBody),
+    ))]
 pub async fn revoke(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let key = name.clone();
     let existed = app

@@ -13,6 +13,7 @@ use super::layout::{self, field, page, progress, respond, state_badge, text, whe
 use super::login::CsrfForm;
 use super::session::Operator;
 use super::{live, ConsoleState};
+use crate::admin::console_api::campaign_rules as rules;
 use crate::admin::console_api::campaigns as api;
 use crate::admin::error::ApiError;
 
@@ -216,11 +217,10 @@ async fn run_action(
         "cancel" => api::cancel(app, actor, Path(id.to_string()))
             .await
             .map(|_| ()),
-        "retry" | "resume" => Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!("this server has no campaign {action} yet"),
-        )),
+        // The rules handlers take no `Actor` (the API's retry/resume do
+        // not record one); the console logs the token below.
+        "retry" => rules::retry(app, Path(id.to_string())).await.map(|_| ()),
+        "resume" => rules::resume(app, Path(id.to_string())).await.map(|_| ()),
         _ => Err(ApiError::not_found("not_found", "no such campaign action")),
     }
 }
