@@ -17,9 +17,12 @@ need_apt=""
 want() { need_apt="$need_apt $*"; }
 command -v coap-client-openssl >/dev/null 2>&1 || want libcoap3-bin
 pkg-config --exists openssl 2>/dev/null || want libssl-dev pkg-config
-for tool in autoconf automake libtool pkg-config; do
-  command -v "$tool" >/dev/null 2>&1 || want "$tool"
-done
+# (aiocoap[tinydtls] builds tinydtls with autotools; Debian's libtool
+# package provides `libtoolize`.)
+command -v autoconf >/dev/null 2>&1 || want autoconf
+command -v automake >/dev/null 2>&1 || want automake
+command -v libtoolize >/dev/null 2>&1 || want libtool
+command -v pkg-config >/dev/null 2>&1 || want pkg-config
 command -v systemd-analyze >/dev/null 2>&1 || want systemd
 { command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } \
   || want chromium chromium-driver
