@@ -50,6 +50,7 @@ fn backup_of_a_running_server_restores_into_a_working_server() {
     let output = Command::new(env!("CARGO_BIN_EXE_lwota"))
         .args(["backup", "--server", &server.url(""), "--out"])
         .arg(&archive)
+        .env("LWOTA_TOKEN", &server.token)
         .output()
         .unwrap();
     assert!(

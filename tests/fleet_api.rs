@@ -113,7 +113,7 @@ fn every_operator_action_is_in_the_audit_log_oldest_first_and_paged() {
     let create = &all[4];
     assert_eq!(create["details"]["force"], true, "force is recorded");
     assert_eq!(create["details"]["target"]["devices"]["count"], 2);
-    assert!(create["actor"].is_null(), "no token yet");
+    assert_eq!(create["actor"], "admin", "the token behind the request");
     assert!(create["at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(all[6]["details"]["name"]["to"], "renamed");
     // Strict query.

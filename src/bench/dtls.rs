@@ -134,11 +134,12 @@ fn blocks(t: &Target, workers: usize, image: usize, time: Duration) -> (f64, u64
 
 /// Registers `n` devices with PSKs `bench-dtls-{i}-id` on `server`.
 fn provision(server: &ServerProcess, n: usize) -> anyhow::Result<()> {
-    let base = format!("http://{}", server.http);
+    let agent = ureq::Agent::new();
     let devices: Vec<Value> = (0..n)
         .map(|i| json!({"name": format!("bench-dtls-{i}"), "product": "bench"}))
         .collect();
-    ureq::post(&format!("{base}/api/v1/devices"))
+    server
+        .request(&agent, "POST", "/api/v1/devices")
         .send_json(json!(devices))
         .context("registering devices")?;
     let creds: Vec<Value> = (0..n)
@@ -146,7 +147,8 @@ fn provision(server: &ServerProcess, n: usize) -> anyhow::Result<()> {
             json!({"device": format!("bench-dtls-{i}"), "identity": format!("bench-dtls-{i}-id"), "key": hex::encode(KEY)})
         })
         .collect();
-    ureq::put(&format!("{base}/api/v1/psks"))
+    server
+        .request(&agent, "PUT", "/api/v1/psks")
         .send_json(json!({ "credentials": creds }))
         .context("setting PSKs")?;
     Ok(())

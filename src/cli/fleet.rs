@@ -62,6 +62,7 @@ pub enum AssignCmd {
     /// Assign an image to every device of a product (its kind decides:
     /// firmware or software). Devices not on it get a task, new ones too.
     Product {
+        /// Product whose devices get the image.
         #[arg(value_name = "PRODUCT")]
         product: String,
         /// Firmware id.
@@ -70,6 +71,7 @@ pub enum AssignCmd {
     },
     /// Assign an image to one device (beats its product's assignment).
     Device {
+        /// Device name.
         #[arg(value_name = "NAME")]
         name: String,
         /// Firmware id.
@@ -92,6 +94,7 @@ pub enum AssignCmd {
     },
     /// Remove an assignment (its unfinished tasks are cancelled).
     Clear {
+        /// A product's assignment.
         #[arg(
             long,
             value_name = "PRODUCT",
@@ -99,6 +102,7 @@ pub enum AssignCmd {
             required_unless_present = "device"
         )]
         product: Option<String>,
+        /// A device's own assignment.
         #[arg(long, value_name = "NAME")]
         device: Option<String>,
         /// Only this kind (default: both).
