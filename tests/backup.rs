@@ -72,6 +72,9 @@ fn backup_of_a_running_server_restores_into_a_working_server() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let original_dir = server.keep_dir();
+    // The restored server keeps the tokens (stored hashed in the database);
+    // its data dir has no admin.token file, so the original token is used.
+    let token = server.token.clone();
     server.stop();
 
     // Restore: untar into a fresh data dir.
@@ -85,7 +88,8 @@ fn backup_of_a_running_server_restores_into_a_working_server() {
     assert!(copied.remove("counters").is_some() && original.remove("counters").is_some());
     assert_eq!(copied, original, "every table, with as many rows");
 
-    let again = TestServer::start_with(test_config(restored.path()), None);
+    let mut again = TestServer::start_with(test_config(restored.path()), None);
+    again.token = token;
     assert_eq!(again.get("/api/v1/firmware").1, firmware);
     assert_eq!(again.get("/api/v1/devices").1, listed);
     assert_eq!(again.get("/api/v1/campaigns").1, campaigns);
