@@ -3,7 +3,7 @@
 //! token; a read token is refused on every mutating method; revocation
 //! takes effect at once. Item 6 (critical): Host, Origin, Content-Type.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! body, and path ids are read strictly. Raw HTTP over a real listener, so
 //! what is checked is exactly what a client receives.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

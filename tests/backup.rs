@@ -3,7 +3,7 @@
 //! with the same firmware (blobs included), devices and campaigns, and
 //! holds every table of the original with the same number of rows.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! rate-limited and a waved campaign; every invalid option is a 400 that
 //! names the field and creates nothing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The CLI against a running server: happy paths, exit codes and one-line
 //! errors, CSV import with line numbers, campaign show --watch.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::Duration;

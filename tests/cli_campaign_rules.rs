@@ -1,7 +1,7 @@
 //! `lwota campaign create` with the v2 option flags, and `campaign
 //! retry|resume|cancel --device` against a running server (issue 10).
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! `lwota assign`, `lwota firmware edit`, `lwota audit` and the statistics
 //! of `campaign show` / `firmware show`, against a real server.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

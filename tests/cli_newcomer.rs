@@ -3,7 +3,7 @@
 //! files, CSV headers, skipped device names, `device history` repeat
 //! counts and `--limit`, a missing config file's cause said once.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! device-supplied text, `LWOTA_SERVER` / tokens, paging, `versions`,
 //! `--log-format json`. Real servers through tests/common.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! independent peers, plus our own checks of Block2 details and
 //! deduplication.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! known) and peers it never heard (their answers may land on the other
 //! shard and are passed on), piggybacked and separate responses.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;

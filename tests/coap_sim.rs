@@ -3,7 +3,7 @@
 //! once, requests are delivered once despite duplication, Block1 bodies
 //! arrive intact, notifications arrive in order.
 
-mod simnet;
+use crate::simnet;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //! `target/console-screenshots/` (copies of them are `docs/images/`).
 //! Missing tools fail the test; `scripts/test.sh` installs them.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! escaping of device-supplied text, API errors next to form fields.
 //! `tests/console_browser.rs` drives the same pages in Chromium.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! restart the rollout completes and every transition a device saw
 //! acknowledged is in the server's history.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! for refusals, and a ClientHello flood. Missing tools fail the test
 //! (scripts/test.sh installs them).
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;

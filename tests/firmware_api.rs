@@ -1,7 +1,7 @@
 //! Firmware catalogue over the admin API: validation, limits, restart,
 //! crash leftovers.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 

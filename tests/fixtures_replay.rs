@@ -3,7 +3,7 @@
 //! a real server, byte for byte, as regression cases: whatever we change in
 //! the codec or the endpoint, what those clients really send keeps working.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the audit log of every operator action (paged), assignments, firmware
 //! PATCH validation, statistics and the version distribution.
 
-mod common;
+use crate::common;
 
 use common::device::{task_of, Device};
 use common::{image, TestServer};

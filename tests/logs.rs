@@ -2,7 +2,7 @@
 //! per line, and lines logged while handling a device's CoAP request or an
 //! admin request carry the request span with the device (and task) ids.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -6,7 +6,7 @@
 //! "v2: LwM2M devices". A missing python/aiocoap or node is a failure,
 //! never a skip (scripts/test.sh installs them).
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

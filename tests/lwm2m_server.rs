@@ -4,7 +4,7 @@
 //! through Object 5 by pull and by push, with a scripted client
 //! (`common/lwm2m.rs`) that speaks coap-lite packets.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! is process-wide, so this file has one test (its own process) and still
 //! compares deltas between two scrapes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

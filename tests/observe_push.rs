@@ -3,7 +3,7 @@
 //! `{}` when the task goes away, and falls back to polling once it stops
 //! wanting notifications (RST).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;

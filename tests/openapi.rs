@@ -3,7 +3,7 @@
 //! scripts/test.sh), lists every route of the router's route table with
 //! every method it answers, and describes real response bodies.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! machine over real CoAP, timeouts with an injected clock, cancellation,
 //! idempotent reports and bad input.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Issue 11 item 6 (audit) and item 4 (abuse limits) over real sockets.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The store seen from outside: the timer scheduler waking for a timer a
 //! write set, paged listings with a next link, chunked registration.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! server: a full disk, a lost or emptied database file, a corrupt record,
 //! a zeroed page, a directory where a temp file should be.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
