@@ -6,16 +6,8 @@ use crate::common;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::cli::lwota;
 use common::*;
-
-fn lwota(server: &TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(args)
-        .args(["--server", &format!("http://{}", server.http)])
-        .env("LWOTA_TOKEN", &server.token)
-        .output()
-        .expect("run lwota")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -3,25 +3,11 @@
 
 use crate::common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
+use common::cli::{lwota, ok};
 use common::*;
 use serde_json::{json, Value};
-
-fn lwota(server: &TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(args)
-        .args(["--server", &format!("http://{}", server.http)])
-        .env_remove("LWOTA_SERVER")
-        .env("LWOTA_TOKEN", &server.token)
-        .output()
-        .expect("run lwota")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn create_flags_and_operator_commands() {

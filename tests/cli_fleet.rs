@@ -3,37 +3,9 @@
 
 use crate::common;
 
-use std::process::{Command, Output};
-
+use common::cli::{json_of, lwota, ok};
 use common::{image, TestServer};
-use serde_json::{json, Value};
-
-fn lwota(server: &TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(args)
-        .args(["--server", &format!("http://{}", server.http)])
-        .env_remove("LWOTA_SERVER")
-        .env("LWOTA_TOKEN", &server.token)
-        .output()
-        .expect("run lwota")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json_of(server: &TestServer, args: &[&str]) -> Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = ok(&lwota(server, &all));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-}
+use serde_json::json;
 
 #[test]
 fn assign_edit_audit_and_stats_from_the_cli() {

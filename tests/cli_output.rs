@@ -10,43 +10,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::cli::{json_of, lwota, lwota_at, ok};
 use common::device::{task_of, text, Device};
 use common::*;
 use serde_json::Value;
-
-fn lwota_at(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(args)
-        .args(["--server", url])
-        .env_remove("LWOTA_SERVER")
-        .env_remove("LWOTA_TOKEN")
-        .output()
-        .expect("run lwota")
-}
-
-/// The CLI against a real server, with its admin token (issue 11).
-fn lwota(server: &TestServer, args: &[&str]) -> Output {
-    let mut with_token = vec!["--token", &server.token];
-    with_token.extend_from_slice(args);
-    lwota_at(&format!("http://{}", server.http), &with_token)
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn json_of(server: &TestServer, args: &[&str]) -> Value {
-    let mut all = vec!["--output", "json"];
-    all.extend_from_slice(args);
-    let out = ok(&lwota(server, &all));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
-}
 
 #[test]
 fn completions_generate_for_bash_zsh_fish() {
