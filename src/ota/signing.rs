@@ -106,6 +106,10 @@ impl ProductKey {
         }
     }
 
+    pub fn product(&self) -> &str {
+        &self.product
+    }
+
     pub fn public(&self) -> PublicKeyInfo {
         let public_key = self.key.verifying_key().to_bytes();
         PublicKeyInfo {
@@ -134,9 +138,8 @@ impl ProductKey {
     /// Decodes a stored record; a damaged one is a `Corrupt` error that
     /// names the product (never the bytes).
     pub fn decode(product: &str, bytes: &[u8]) -> Result<ProductKey, StoreError> {
-        let bad = |why: String| {
-            StoreError::Corrupt(format!("signing key of product {product:?}: {why}"))
-        };
+        let bad =
+            |why: String| StoreError::Corrupt(format!("signing key of product {product:?}: {why}"));
         let record: KeyRecord =
             ciborium::from_reader(bytes).map_err(|e| bad(format!("undecodable record: {e}")))?;
         let secret: [u8; 32] = record.secret.as_slice().try_into().map_err(|_| {
@@ -148,7 +151,7 @@ impl ProductKey {
         let key = SigningKey::from_bytes(&secret);
         if key.verifying_key().as_bytes().as_slice() != record.public.as_slice() {
             return Err(bad(
-                "the stored public key does not match the private key".into(),
+                "the stored public key does not match the private key".into()
             ));
         }
         Ok(ProductKey {

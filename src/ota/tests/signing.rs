@@ -192,9 +192,7 @@ fn damaged_key_fails_the_poll_instead_of_answering_unsigned(s: &impl SyncStore) 
         software_version: None,
     };
     let err = s
-        .write_sync(|tx| {
-            crate::ota::poll::poll(tx, at(1), settings(), "d", None, &request)
-        })
+        .write_sync(|tx| crate::ota::poll::poll(tx, at(1), settings(), "d", None, &request))
         .unwrap_err();
     assert!(
         matches!(&err, StoreError::Corrupt(m) if m.contains("signing key of product")),
