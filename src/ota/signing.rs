@@ -14,9 +14,13 @@
 //!   manifest is the same bytes on every poll until the key rotates. It is
 //!   signed when the task is handed out, from the stored firmware record,
 //!   inside the poll's transaction: firmware uploaded before the key
-//!   existed is signed too, a rotation or removal applies to the next
-//!   answer, and there is no cache to keep in step (a signature costs tens
-//!   of microseconds; the poll's commit costs an fsync).
+//!   existed is signed too, and a rotation or removal applies to the next
+//!   answer. Signing is memoised ([`SignedCache`]) because the Observe
+//!   push re-reads the offer of every observing device after a change:
+//!   the cache is keyed by a digest of the stored key record and the
+//!   payload, so it can never serve a manifest of a rotated or deleted key
+//!   (the stored record is read on every answer; only the signature is
+//!   reused).
 //! - Sans-IO like the rest of `ota/`: key generation takes its 32 random
 //!   bytes from the caller (the admin handler reads the OS generator).
 
@@ -163,6 +167,10 @@ impl ProductKey {
 
     /// The manifest of `manifest`, signed: a tagged COSE_Sign1.
     pub fn sign(&self, manifest: &Manifest) -> Result<Vec<u8>, StoreError> {
+        self.sign_payload(manifest.payload())
+    }
+
+    fn sign_payload(&self, payload: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let protected = HeaderBuilder::new()
             .algorithm(iana::Algorithm::EdDSA)
             .key_id(self.kid().to_vec())
@@ -170,7 +178,7 @@ impl ProductKey {
             .build();
         CoseSign1Builder::new()
             .protected(protected)
-            .payload(manifest.payload())
+            .payload(payload)
             .create_signature(b"", |to_be_signed| {
                 self.key.sign(to_be_signed).to_bytes().to_vec()
             })
@@ -335,12 +343,55 @@ pub fn manifest_for(
     tx: &(impl ReadTx + ?Sized),
     fw: &FirmwareRecord,
 ) -> Result<Option<Vec<u8>>, StoreError> {
-    match load(tx, &fw.product)? {
-        Some(key) => {
-            metrics::counter!(crate::telemetry::MANIFESTS_SIGNED).increment(1);
-            key.sign(&Manifest::of(fw)).map(Some)
+    let Some(record) = tx.secret(KIND_SIGNING_KEY, &fw.product)? else {
+        return Ok(None);
+    };
+    let payload = Manifest::of(fw).payload();
+    let id = SignedCache::id(&record, &payload);
+    if let Some(hit) = SIGNED.get(&id) {
+        return Ok(Some(hit));
+    }
+    let key = ProductKey::decode(&fw.product, &record)?;
+    let signed = key.sign_payload(payload)?;
+    metrics::counter!(crate::telemetry::MANIFESTS_SIGNED).increment(1);
+    SIGNED.put(id, signed.clone());
+    Ok(Some(signed))
+}
+
+/// Manifests signed so far, by [`SignedCache::id`]. A pure memo of a
+/// deterministic function (same key record and payload, same bytes), so
+/// it holds no state a reader could observe. Bounded: at most
+/// [`SignedCache::CAP`] entries of ~150 bytes (one per firmware and key
+/// in use; operators, not devices, add firmware and keys); when full it
+/// starts over.
+struct SignedCache(std::sync::Mutex<Option<std::collections::HashMap<[u8; 32], Vec<u8>>>>);
+
+static SIGNED: SignedCache = SignedCache(std::sync::Mutex::new(None));
+
+impl SignedCache {
+    const CAP: usize = 4096;
+
+    /// SHA-256 over the stored key record (length-prefixed) and the payload.
+    fn id(record: &[u8], payload: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update((record.len() as u64).to_be_bytes());
+        h.update(record);
+        h.update(payload);
+        h.finalize().into()
+    }
+
+    fn get(&self, id: &[u8; 32]) -> Option<Vec<u8>> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.as_ref()?.get(id).cloned()
+    }
+
+    fn put(&self, id: [u8; 32], signed: Vec<u8>) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let map = map.get_or_insert_with(Default::default);
+        if map.len() >= Self::CAP {
+            map.clear();
         }
-        None => Ok(None),
+        map.insert(id, signed);
     }
 }
 

@@ -210,3 +210,21 @@ crate::ota::tests::backends!(
     rotation_changes_signatures_and_remove_stops_signing,
     damaged_key_fails_the_poll_instead_of_answering_unsigned,
 );
+
+#[test]
+fn signed_cache_is_bounded_and_keyed_by_record_and_payload() {
+    let cache = SignedCache(std::sync::Mutex::new(None));
+    let a = SignedCache::id(b"key-a", b"payload");
+    assert_ne!(a, SignedCache::id(b"key-b", b"payload"));
+    assert_ne!(a, SignedCache::id(b"key-a", b"payload2"));
+    // The length prefix keeps (record, payload) splits apart.
+    assert_ne!(SignedCache::id(b"ab", b"c"), SignedCache::id(b"a", b"bc"));
+    for i in 0..SignedCache::CAP as u32 + 10 {
+        cache.put(SignedCache::id(&i.to_be_bytes(), b"p"), vec![1]);
+        let len = cache.0.lock().unwrap().as_ref().map_or(0, |m| m.len());
+        assert!(len <= SignedCache::CAP);
+    }
+    assert_eq!(cache.get(&a), None);
+    cache.put(a, vec![9]);
+    assert_eq!(cache.get(&a), Some(vec![9]));
+}
