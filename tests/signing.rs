@@ -67,7 +67,7 @@ fn verify_script(server: &TestServer, device: &str, key: &str, extra: &[&str]) -
 }
 
 fn task_of_device(server: &TestServer, device: &str) -> Value {
-    let (status, body) = server.get(&format!("/api/v1/campaigns/1/devices"));
+    let (status, body) = server.get("/api/v1/campaigns/1/devices");
     assert_eq!(status, 200, "{body}");
     let list = body
         .as_array()
