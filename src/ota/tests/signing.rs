@@ -202,6 +202,11 @@ fn damaged_key_fails_the_poll_instead_of_answering_unsigned(s: &impl SyncStore) 
         s.read_sync(|tx| load(tx, "p")).unwrap_err().to_string(),
         err.to_string()
     );
+    // The way out: rotating replaces the damaged record; polls work again.
+    let fresh = key("p", 12);
+    assert_eq!(s.write_sync(|tx| put(tx, &fresh, true)).unwrap(), Ok(None));
+    let signed = offered_manifest(s, 2).unwrap();
+    assert!(verify(&signed, &fresh.public().public_key).is_ok());
 }
 
 crate::ota::tests::backends!(
