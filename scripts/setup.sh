@@ -42,6 +42,8 @@ python3 -c "import aiocoap, cbor2" >/dev/null 2>&1 || need_pip+=(aiocoap cbor2)
 python3 -c "import DTLSSocket" >/dev/null 2>&1 || need_pip+=("aiocoap[tinydtls]")
 python3 -c "import openapi_spec_validator, jsonschema" >/dev/null 2>&1 || need_pip+=(openapi-spec-validator)
 python3 -c "import selenium" >/dev/null 2>&1 || need_pip+=(selenium)
+# Signed manifests (tests/interop/verify_manifest.py): Ed25519 verification.
+python3 -c "import cryptography" >/dev/null 2>&1 || need_pip+=(cryptography)
 if [ ${#need_pip[@]} -gt 0 ]; then
   echo "installing (pip): ${need_pip[*]}"
   pip_install "${need_pip[@]}"

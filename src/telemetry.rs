@@ -31,6 +31,9 @@ pub const BLOCK2_BLOCKS: &str = "lwota_block2_blocks_served_total";
 pub const BLOCK2_BYTES: &str = "lwota_block2_bytes_served_total";
 pub const POLLS: &str = "lwota_polls_total";
 pub const REPORTS: &str = "lwota_reports_total";
+/// Issue 11 item 5: COSE_Sign1 manifests signed for task answers (the
+/// signing cache's misses).
+pub const MANIFESTS_SIGNED: &str = "lwota_manifests_signed_total";
 /// Label `to` (the new state).
 pub const TASK_TRANSITIONS: &str = "lwota_task_transitions_total";
 /// Label `status`; computed at scrape time.
@@ -134,6 +137,10 @@ fn describe() {
         "Firmware bytes served (Block2 payloads)"
     );
     describe_counter!(POLLS, "Device polls handled");
+    describe_counter!(
+        MANIFESTS_SIGNED,
+        "Manifests signed (COSE_Sign1) for task answers of products with a signing key (cache misses)"
+    );
     describe_counter!(REPORTS, "Device reports handled");
     describe_counter!(TASK_TRANSITIONS, "Task state changes, by new state");
     describe_gauge!(CAMPAIGNS, "Campaigns by status (at scrape time)");

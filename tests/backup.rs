@@ -44,6 +44,10 @@ fn backup_of_a_running_server_restores_into_a_working_server() {
     assert_eq!(status, 201, "{body}");
     let mut device = common::device::Device::new(server.coap, "b000", "meter");
     assert!(device.poll("1.0").contains_key("task"));
+    // Issue 11 item 5: the product's signing key is in the backup.
+    let key_path = "/api/v1/products/meter/signing-key";
+    let (status, key) = server.post_json(key_path, &json!({}));
+    assert_eq!(status, 201, "{key}");
 
     let out_dir = tempfile::tempdir().unwrap();
     let archive = out_dir.path().join("backup.tar");
@@ -97,6 +101,19 @@ fn backup_of_a_running_server_restores_into_a_working_server() {
     let mut device = common::device::Device::new(again.coap, "b001", "meter");
     let block = device.get_block(&format!("/ota/fw/{fw1}"), 0, 6);
     assert_eq!(block.payload, image(5000, 1)[..1024].to_vec());
+    // The restored server signs with the same key: same public key, and
+    // b001's answer carries a manifest that verifies with it.
+    assert_eq!(again.get(key_path).1, key);
+    let public: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let answer = device.poll("1.0");
+    let Some(ciborium::Value::Bytes(manifest)) = answer.get("manifest") else {
+        panic!("no manifest after restore: {answer:?}")
+    };
+    let signed = lwota::ota::signing::verify(manifest, &public).expect("verifies");
+    assert_eq!(signed.version, "2.0");
     again.wait_for("/healthz", Duration::from_secs(5), |h| h["status"] == "ok");
     // The id sequences came along: ids go on, never reused.
     let (status, body) = again.post_json(

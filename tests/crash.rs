@@ -69,6 +69,7 @@ fn kill_9_mid_rollout_loses_no_acknowledged_transition() {
         duration: Duration::from_secs(120),
         stop_when_done: true,
         observe: false,
+        verify_key: None,
     };
     let fleet = std::thread::spawn(move || run_sim(sim));
 

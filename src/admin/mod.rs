@@ -31,6 +31,7 @@ mod psk; // issue 11: device DTLS credentials
 mod request_span; // issue 12 item 6
 pub mod route_table; // issue 12 item 3: the routes, listable
 mod schemas; // issue 12 item 3
+mod signing_keys; // issue 11 item 5: manifest signing keys
 mod stats; // issue 10 item 12
 mod tokens; // issue 11 item 3
 mod views;
@@ -153,6 +154,12 @@ pub fn routes() -> RouteTable {
             put(assignment::put_device)
                 .get(assignment::get_device)
                 .delete(assignment::delete_device),
+        )
+        .route(
+            "/api/v1/products/{product}/signing-key",
+            post(signing_keys::create)
+                .get(signing_keys::show)
+                .delete(signing_keys::delete),
         )
         .route("/api/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/api/v1/tokens/{name}", delete(tokens::revoke))

@@ -17,7 +17,7 @@ use utoipa::OpenApi;
 
 use super::{
     assignment, audit, backup, campaign_cleanup, campaign_rules, campaigns, devices, firmware,
-    firmware_edit, health, prometheus, psk, stats, tokens,
+    firmware_edit, health, prometheus, psk, signing_keys, stats, tokens,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,9 @@ use super::{
         campaign_rules::resume,
         campaign_rules::cancel_device,
         campaign_rules::retry_device,
+        signing_keys::create,
+        signing_keys::show,
+        signing_keys::delete,
         tokens::create,
         tokens::list,
         tokens::revoke,
@@ -78,6 +81,7 @@ use super::{
         (name = "metrics", description = "Counters for monitoring"),
         (name = "assignments", description = "Firmware assigned to products and devices"),
         (name = "tokens", description = "Admin tokens"),
+        (name = "signing", description = "Per-product Ed25519 keys that sign firmware manifests"),
         (name = "audit", description = "Who changed what"),
         (name = "backup", description = "Consistent backups of the running server"),
         (name = "meta", description = "This description"),

@@ -10,6 +10,7 @@ mod csv_input;
 mod device;
 mod firmware;
 mod fleet; // issue 10: audit, assign, firmware edit, stats
+mod key; // issue 11 item 5: manifest signing keys
 mod logging;
 mod output;
 mod serve;
@@ -107,6 +108,9 @@ enum Command {
     Assign(fleet::AssignCmd),
     /// Version distribution of the devices of a product.
     Versions(device::VersionsArgs),
+    /// Manifest signing keys of products: create (or rotate), show, delete.
+    #[command(subcommand)]
+    Key(key::KeyCmd),
     /// Print a shell completion script on stdout.
     #[command(
         after_help = "Examples:\n  lwota completions bash > /etc/bash_completion.d/lwota\n  \
@@ -184,6 +188,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Versions(_)
             | Command::Audit(_)
             | Command::Assign(_)
+            | Command::Key(_)
             | Command::Completions { .. }
     ) {
         die_on_sigpipe();
@@ -199,6 +204,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Versions(args) => device::versions(args, &Ctx::new(&global)?),
         Command::Audit(args) => fleet::audit(args, &Ctx::new(&global)?),
         Command::Assign(cmd) => fleet::assign(cmd, &Ctx::new(&global)?),
+        Command::Key(cmd) => key::run(cmd, &Ctx::new(&global)?),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lwota", &mut std::io::stdout());
             Ok(())

@@ -16,6 +16,7 @@ pub mod poll;
 pub mod progress;
 pub mod report;
 pub mod scheduler;
+pub mod signing; // issue 11 item 5: signed manifests
 pub mod stats;
 pub mod task;
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::campaign::{
 use super::ledger::{self, Context};
 use super::task::TaskEvent;
 use super::{task_id, OtaSettings};
-use crate::model::{DeviceRecord, HistoryEntry, PendingReason, TaskState};
+use crate::model::{DeviceRecord, FirmwareRecord, HistoryEntry, PendingReason, TaskState};
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
 
@@ -32,6 +32,30 @@ pub struct TaskOffer {
     pub sha256: Vec<u8>,
     /// Present when the firmware's signature algorithm is MD5.
     pub md5: Option<Vec<u8>>,
+    /// Issue 11 item 5: the signed COSE_Sign1 manifest, when the
+    /// firmware's product has a signing key.
+    pub manifest: Option<Vec<u8>>,
+}
+
+impl TaskOffer {
+    /// The offer of `fw` to device `name` for `campaign`'s task (the poll
+    /// answer and the Observe push build it the same way).
+    pub fn new(
+        tx: &(impl crate::store::ReadTx + ?Sized),
+        fw: &FirmwareRecord,
+        name: &str,
+        campaign: u64,
+    ) -> Result<TaskOffer, StoreError> {
+        Ok(TaskOffer {
+            task: task_id(campaign),
+            version: fw.version.clone(),
+            uri: task_uri(fw.id, name, campaign),
+            size: fw.size,
+            md5: (fw.signature == "md5").then(|| fw.md5.clone()),
+            sha256: fw.sha256.clone(),
+            manifest: super::signing::manifest_for(tx, fw)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,14 +201,7 @@ pub fn poll(
                 let current = updated.as_ref().unwrap_or(&task);
                 if !current.state.is_final() {
                     if let Some(fw) = tx.firmware(task.firmware)? {
-                        answer = PollAnswer::Task(TaskOffer {
-                            task: task_id(campaign),
-                            version: fw.version.clone(),
-                            uri: task_uri(fw.id, name, campaign),
-                            size: fw.size,
-                            md5: (fw.signature == "md5").then(|| fw.md5.clone()),
-                            sha256: fw.sha256,
-                        });
+                        answer = PollAnswer::Task(TaskOffer::new(tx, &fw, name, campaign)?);
                     }
                 }
             }

@@ -1,5 +1,5 @@
 //! `POST /ota/{device}/poll`: body `{"product", "version", ?"battery", ?"block"}`;
-//! answer `{"task", "version", "uri", "size", "sha256", ?"md5"}` or `{}`
+//! answer `{"task", "version", "uri", "size", "sha256", ?"md5", ?"manifest"}` or `{}`
 //! with Max-Age. The answer is sent only after the poll's effects (device
 //! last seen, task handed out) are committed.
 
@@ -123,6 +123,11 @@ pub(super) fn answer_packet(app: &App, answer: PollAnswer, base: Option<&str>) -
             ];
             if let Some(md5) = offer.md5 {
                 entries.push(("md5", Value::Bytes(md5)));
+            }
+            // Issue 11 item 5: only for products with a signing key, so
+            // answers of other products are byte-for-byte what they were.
+            if let Some(manifest) = offer.manifest {
+                entries.push(("manifest", Value::Bytes(manifest)));
             }
             encode_map(entries)
         }

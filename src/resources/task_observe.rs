@@ -256,14 +256,9 @@ pub fn current(tx: &dyn ReadTx, device: &str) -> Result<Option<PollAnswer>, Stor
         let Some(fw) = tx.firmware(task.firmware)? else {
             continue;
         };
-        return Ok(Some(PollAnswer::Task(TaskOffer {
-            task: crate::ota::task_id(campaign),
-            version: fw.version.clone(),
-            uri: crate::ota::poll::task_uri(fw.id, device, campaign),
-            size: fw.size,
-            md5: (fw.signature == "md5").then(|| fw.md5.clone()),
-            sha256: fw.sha256,
-        })));
+        return Ok(Some(PollAnswer::Task(TaskOffer::new(
+            tx, &fw, device, campaign,
+        )?)));
     }
     Ok(Some(PollAnswer::Nothing))
 }

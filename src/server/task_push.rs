@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::resources::task_observe::{answer_key, current};
 use crate::state::App;
+use crate::store::StoreError;
 
 /// Pause before re-trying devices whose shard was full, or after a failed read.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -29,8 +30,15 @@ pub async fn run(app: App, mut shutdown: watch::Receiver<bool>) {
             .scan(move |tx| {
                 let mut out = Vec::with_capacity(devices.len());
                 for device in devices {
-                    if let Some(answer) = current(tx, &device)? {
-                        out.push((device, answer));
+                    match current(tx, &device) {
+                        Ok(Some(answer)) => out.push((device, answer)),
+                        Ok(None) => {}
+                        // One damaged record (e.g. a product's signing
+                        // key) must not hold back the other devices' pushes.
+                        Err(StoreError::Corrupt(why)) => {
+                            tracing::warn!(device = %device, "task push skipped: {why}")
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 Ok(out)

@@ -35,6 +35,9 @@ pub struct DeviceOutcome {
     pub last_error: Option<String>,
     /// Tasks pushed to it through its Observe (`--observe`).
     pub pushed: u32,
+    /// Offers refused because their signed manifest did not verify
+    /// (`--verify-key`); each is also a failed update.
+    pub manifest_rejected: u32,
     pub acked: Vec<Acked>,
 }
 
@@ -44,6 +47,8 @@ struct Offer {
     uri: String,
     size: u64,
     sha256: Vec<u8>,
+    /// The COSE_Sign1 manifest, when the answer carries one.
+    manifest: Option<Vec<u8>>,
 }
 
 pub async fn run(config: &SimConfig, name: String, until: Instant) -> DeviceOutcome {
@@ -276,6 +281,7 @@ async fn poll(
             .and_then(|v| v.as_bytes())
             .cloned()
             .ok_or("no sha256")?,
+        manifest: map.get("manifest").and_then(|v| v.as_bytes()).cloned(),
     }))
 }
 
@@ -288,6 +294,19 @@ async fn update(
     offer: &Offer,
     out: &mut DeviceOutcome,
 ) -> Result<bool, String> {
+    // A device holding its product's public key checks the manifest
+    // before it fetches a byte, and trusts size and digest only from it.
+    if let Some(key) = &config.verify_key {
+        if let Err(why) = check_manifest(config, offer, key) {
+            out.manifest_rejected += 1;
+            let error = format!("manifest rejected: {why}");
+            out.last_error = Some(error.clone());
+            // Reports carry at most 256 bytes of error text.
+            let short: String = error.chars().take(200).collect();
+            report(client, name, &offer.task, "failed", Some(&short), out).await?;
+            return Ok(false);
+        }
+    }
     let image = download(client, config, offer, out).await?;
     report(client, name, &offer.task, "downloaded", None, out).await?;
     let digest = Sha256::digest(&image);
@@ -334,6 +353,26 @@ async fn update(
         }
     }
     Ok(true)
+}
+
+/// Verifies the offer's manifest with `key` and that it names this
+/// product and exactly the offered image.
+fn check_manifest(config: &SimConfig, offer: &Offer, key: &[u8; 32]) -> Result<(), String> {
+    let bytes = offer
+        .manifest
+        .as_deref()
+        .ok_or("the task answer has no \"manifest\" (does the product have a signing key?)")?;
+    let m = crate::ota::signing::verify(bytes, key).map_err(|e| e.to_string())?;
+    if m.product != config.product {
+        return Err(format!(
+            "manifest is for product {:?}, not {:?}",
+            m.product, config.product
+        ));
+    }
+    if m.version != offer.version || m.size != offer.size || m.sha256 != offer.sha256 {
+        return Err("manifest does not match the offered version, size and sha256".into());
+    }
+    Ok(())
 }
 
 /// Fetches the image block by block, following the server if it answers

@@ -42,6 +42,10 @@ pub struct SimConfig {
     /// task is pushed (or every 10 poll intervals), instead of polling
     /// every interval; falls back to polling when the observation fails.
     pub observe: bool,
+    /// Issue 11 item 5: the product's Ed25519 public key. When set, a
+    /// task whose signed manifest is missing or does not verify is
+    /// reported `failed` (and counted in `manifest_rejected`).
+    pub verify_key: Option<[u8; 32]>,
 }
 
 impl Default for SimConfig {
@@ -59,6 +63,7 @@ impl Default for SimConfig {
             duration: Duration::from_secs(60),
             stop_when_done: true,
             observe: false,
+            verify_key: None,
         }
     }
 }
@@ -81,6 +86,13 @@ impl SimReport {
     }
     pub fn blocks(&self) -> u64 {
         self.devices.iter().map(|d| d.blocks).sum()
+    }
+    /// Devices that refused a manifest (`--verify-key`).
+    pub fn manifest_rejected(&self) -> usize {
+        self.devices
+            .iter()
+            .filter(|d| d.manifest_rejected > 0)
+            .count()
     }
 }
 
@@ -151,6 +163,26 @@ pub struct SimArgs {
     /// polls happen only then (or every 10 poll intervals).
     #[arg(long)]
     observe: bool,
+    /// Verify the signed manifest of every task with this Ed25519 public
+    /// key (64 hex digits, `lwota key show --product P`); a missing or bad
+    /// manifest makes the update fail with the reason.
+    #[arg(long, value_name = "HEX")]
+    verify_key: Option<String>,
+}
+
+/// A raw Ed25519 public key given as 64 hex digits.
+pub fn parse_public_key(hex_key: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = hex::decode(hex_key.trim())
+        .map_err(|e| anyhow::anyhow!("--verify-key must be hexadecimal: {e}"))?;
+    let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "--verify-key must be a 32-byte Ed25519 public key (64 hex digits), not {} bytes",
+            bytes.len()
+        )
+    })?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .map_err(|_| anyhow::anyhow!("--verify-key is not a valid Ed25519 public key"))?;
+    Ok(key)
 }
 
 /// The arguments the poll and the LwM2M simulators share.
@@ -239,6 +271,11 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.failure_rate) || !(0.0..=1.0).contains(&args.loss) {
         anyhow::bail!("--failure-rate and --loss must be between 0 and 1");
     }
+    let verify_key = args
+        .verify_key
+        .as_deref()
+        .map(parse_public_key)
+        .transpose()?;
     let duration = Duration::from_secs_f64(args.duration.clamp(0.1, 86_400.0 * 30.0));
     let server = args.coap;
     if args.lwm2m.lwm2m {
@@ -272,6 +309,7 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
         duration,
         stop_when_done: !args.forever,
         observe: args.observe,
+        verify_key,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async move {
@@ -295,6 +333,7 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
                     "name": d.name, "version": d.version, "polls": d.polls,
                     "blocks": d.blocks, "updated": d.updated, "failed": d.failed,
                     "errors": d.errors, "last_error": d.last_error,
+                    "manifest_rejected": d.manifest_rejected,
                 })
             })
             .collect();
@@ -304,6 +343,7 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
                 "devices": report.devices.len(), "updated": report.updated(),
                 "failed": report.failed(), "polls": report.polls(),
                 "blocks": report.blocks(), "elapsed_s": report.elapsed.as_secs_f64(),
+                "manifest_rejected": report.manifest_rejected(),
                 "per_device": devices,
             })
         );
@@ -317,6 +357,18 @@ pub fn run_cli(args: SimArgs, json: bool) -> anyhow::Result<()> {
             report.blocks(),
             report.elapsed.as_secs_f64()
         );
+        if let Some(why) = report
+            .devices
+            .iter()
+            .find(|d| d.manifest_rejected > 0)
+            .and_then(|d| d.last_error.as_deref())
+        {
+            println!(
+                "{} devices refused the manifest: {}",
+                report.manifest_rejected(),
+                crate::cli::escape_line(why)
+            );
+        }
     }
     if !answered && !report.devices.is_empty() {
         let reason = report

@@ -389,6 +389,7 @@ pub fn sim_config(
         duration: Duration::from_secs(60),
         stop_when_done: true,
         observe: false,
+        verify_key: None,
     }
 }
 
