@@ -40,5 +40,6 @@ mod openapi;
 mod packaging;
 mod rollout;
 mod security;
+mod signing;
 mod storage;
 mod storage_faults;

@@ -3,7 +3,8 @@
 //! cbor2 + aiocoap, tests/interop/verify_manifest.py, the script of
 //! docs/PROTOCOL.md) over real UDP, and the simulator's `--verify-key`.
 
-mod common;
+use crate::common;
+use common::cli::lwota;
 
 use std::process::{Command, Output};
 
@@ -338,15 +339,6 @@ fn simulator_verifies_manifests_and_fails_on_a_bad_signature() {
 
     assert!(lwota::sim::parse_public_key("abcd").is_err());
     assert!(lwota::sim::parse_public_key(&"zz".repeat(32)).is_err());
-}
-
-fn lwota(server: &TestServer, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(args)
-        .args(["--server", &format!("http://{}", server.http)])
-        .env("LWOTA_TOKEN", &server.token)
-        .output()
-        .expect("run lwota")
 }
 
 #[test]
