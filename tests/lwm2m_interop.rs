@@ -262,7 +262,6 @@ fn simulated_fleet_push_with_update_failures() {
 /// LwM2M 1.0 clients that speak TLV only (the issue: "LwM2M 1.0 clients
 /// (TLV only) must work").
 #[test]
-#[ignore = "the server reads /3/0/3 and observes with Accept text only; a TLV-only 1.0 client answers 4.06 (reported to lwm2m-server)"]
 fn simulated_fleet_lwm2m_10_tlv_only_push_with_update_failures() {
     let server = TestServer::start();
     let mut config = sim_config(&server, 8, "lw-v10-");

@@ -167,6 +167,7 @@ fn on_event(
                 // After a Register: what firmware does it run now? Also
                 // the requests queued while it slept go out first.
                 let (app, coap, name) = (app.clone(), coap.clone(), name.clone());
+                let lwm2m_version = session.record.lwm2m_version.clone();
                 tokio::spawn(async move {
                     if queued {
                         let n = name.clone();
@@ -178,7 +179,7 @@ fn on_event(
                             tracing::debug!(device = %name, ?ops, "queued requests go out");
                         }
                     }
-                    read_version(&app, &coap, &name, peer).await;
+                    read_version(&app, &coap, &name, peer, &lwm2m_version).await;
                 });
             }
             // A Register, or a queue-mode device waking up: look for its
@@ -332,8 +333,22 @@ fn new_flow(app: &App, name: &str, record: &RegistrationRecord, work: &Work) -> 
     Flow::new(spec, &record.lwm2m_version, uri, app.config.lwm2m.delivery)
 }
 
-async fn read_version(app: &App, coap: &CoapHandle, name: &str, peer: SocketAddr) {
-    let response = send(app, coap, peer, &update::read_version(), None).await;
+async fn read_version(
+    app: &App,
+    coap: &CoapHandle,
+    name: &str,
+    peer: SocketAddr,
+    lwm2m_version: &str,
+) {
+    let mut response = Response::Failed("no format to ask for".into());
+    for request in update::read_version(lwm2m_version) {
+        response = send(app, coap, peer, &request, None).await;
+        // Only 4.06 Not Acceptable asks for the next format.
+        let refused = matches!(&response, Response::Answer { code, .. } if crate::lwm2m::accept::not_acceptable(code));
+        if !refused {
+            break;
+        }
+    }
     if let Some(version) = update::version_of(&response) {
         let (now, settings, name) = (app.now(), app.ota_settings(), name.to_string());
         let result = app
