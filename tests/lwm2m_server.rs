@@ -99,7 +99,36 @@ fn register_update_deregister_and_the_operator_view() {
 
     assert_eq!(dev.deregister(), ResponseType::Deleted);
     assert_eq!(dev.update(), ResponseType::NotFound);
-    assert!(device_view(&server, "lw-1").get("lwm2m").is_none());
+    // The last known registration stays visible, not registered.
+    let lw = device_view(&server, "lw-1")["lwm2m"].clone();
+    assert_eq!(lw["registered"], false, "{lw}");
+    assert_eq!(lw["ended_by"], "deregistered", "{lw}");
+    assert_eq!(lw["lwm2m_version"], "1.1", "{lw}");
+    assert_eq!(lw["binding"], "U", "{lw}");
+    assert_eq!(lw["objects"], json!(["/1/0", "/3/0", "/5/0"]), "{lw}");
+    assert!(
+        lw["ended_at"].is_string() && lw["last_update"].is_string(),
+        "{lw}"
+    );
+    // `lwota device show` prints it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["device", "show", "lw-1", "--server"])
+        .arg(format!("http://{}", server.http))
+        .env("LWOTA_TOKEN", &server.token)
+        .output()
+        .expect("run lwota");
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.contains("registered: false"), "{out}");
+    assert!(out.contains("ended_by: deregistered"), "{out}");
+    // A Register again makes it registered, the ended record gone.
+    assert_eq!(dev.register("1.0", "U", PAYLOAD), ResponseType::Created);
+    let lw = device_view(&server, "lw-1")["lwm2m"].clone();
+    assert_eq!(
+        (lw["registered"].clone(), lw["lwm2m_version"].clone()),
+        (json!(true), json!("1.0"))
+    );
+    assert!(lw.get("ended_by").is_none(), "{lw}");
+    assert_eq!(dev.deregister(), ResponseType::Deleted);
     let events = history_events(&server, "lw-1");
     for e in ["lwm2m-register", "version", "lwm2m-deregister"] {
         assert!(events.iter().any(|x| x == e), "{e} in {events:?}");
@@ -305,7 +334,9 @@ fn a_registration_expires_after_its_lifetime() {
     server.advance(Duration::from_secs(59));
     assert_eq!(device_view(&server, "lw-exp")["lwm2m"]["registered"], true);
     server.advance(Duration::from_secs(2));
-    server.wait_for("/api/v1/devices/lw-exp", WAIT, |v| v.get("lwm2m").is_none());
+    server.wait_for("/api/v1/devices/lw-exp", WAIT, |v| {
+        v["lwm2m"]["ended_by"] == "expired"
+    });
     assert!(history_events(&server, "lw-exp").contains(&"lwm2m-expired".to_string()));
     assert_eq!(
         dev.update(),
@@ -332,4 +363,70 @@ fn a_queue_mode_device_asleep_past_the_task_timeout_fails_its_task() {
         l[0]["state"] == "failed"
     });
     assert_eq!(t[0]["error"], "timeout");
+}
+
+/// Restarts a manual-clock server on `tmp` at `at_ms` (the clock of a
+/// killed server is gone; its data dir is not).
+fn restart(server: &mut TestServer, tmp: &std::path::Path, at_ms: u64) -> TestServer {
+    server.stop();
+    let clock = std::sync::Arc::new(lwota::time::ManualClock::new(at_ms));
+    TestServer::start_with(fast_config(tmp), Some(clock))
+}
+
+/// Routine Updates are answered from memory while half the stored
+/// lifetime is left (`lwm2m::live`); a restart loses them but grants the
+/// grace that keeps the device registered; Updates past that point, and
+/// Updates that change something, are written before the reply.
+#[test]
+fn routine_updates_answered_from_memory_survive_a_restart() {
+    const T0: u64 = 1_800_000_000_000;
+    let (mut server, tmp) = manual(|_| {});
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-lazy", "1.0");
+    dev.lifetime = 120;
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    let registered_view = device_view(&server, "lw-lazy")["lwm2m"].clone();
+    server.advance(Duration::from_secs(50));
+    assert_eq!(dev.update(), ResponseType::Changed);
+    let lazy_view = device_view(&server, "lw-lazy")["lwm2m"].clone();
+    assert_ne!(
+        lazy_view["last_update"], registered_view["last_update"],
+        "{lazy_view}"
+    );
+    assert_ne!(lazy_view["expires_at"], registered_view["expires_at"]);
+
+    // Crash-equivalent for memory: the refresh was never written...
+    let mut server = restart(&mut server, tmp.path(), T0 + 50_000);
+    dev.server = server.coap;
+    let view = device_view(&server, "lw-lazy")["lwm2m"].clone();
+    assert_eq!(
+        view["last_update"], registered_view["last_update"],
+        "{view}"
+    );
+    // ...yet past the stored expiry (120 s) the device is kept: it
+    // updated in time, its real expiry (170 s) is within the grace.
+    server.advance(Duration::from_secs(80));
+    std::thread::sleep(Duration::from_millis(300)); // a few expiry sweeps
+    assert_eq!(device_view(&server, "lw-lazy")["lwm2m"]["registered"], true);
+    // Less than half the stored lifetime left: this Update is written.
+    assert_eq!(dev.update(), ResponseType::Changed);
+    let written = device_view(&server, "lw-lazy")["lwm2m"]["last_update"].clone();
+    // An Update with a new lifetime is written too, whatever is left.
+    assert_eq!(dev.update_with(&["lt=300"]), ResponseType::Changed);
+    let mut server = restart(&mut server, tmp.path(), T0 + 130_000);
+    dev.server = server.coap;
+    let view = device_view(&server, "lw-lazy")["lwm2m"].clone();
+    assert_eq!(view["last_update"], written, "{view}");
+    assert_eq!(view["lifetime"], 300, "{view}");
+    assert_eq!(view["registered"], true, "{view}");
+
+    // A device that stops updating expires (at the latest at its grace
+    // after this restart: 130 + 300 * 1.5 s).
+    server.advance(Duration::from_secs(451));
+    let view = server.wait_for("/api/v1/devices/lw-lazy", WAIT, |v| {
+        v["lwm2m"]["ended_by"] == "expired"
+    });
+    assert_eq!(view["lwm2m"]["registered"], false, "{view}");
+    assert_eq!(view["lwm2m"]["ended_by"], "expired", "{view}");
+    assert_eq!(dev.update(), ResponseType::NotFound);
+    server.stop();
 }

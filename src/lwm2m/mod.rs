@@ -8,6 +8,7 @@ pub mod config;
 pub mod content;
 pub mod device;
 pub mod hub;
+pub mod live;
 pub mod queue;
 pub mod registration;
 pub mod update;

@@ -41,6 +41,18 @@ pub struct RegistrationRecord {
     pub queued_deadline: Option<Timestamp>,
 }
 
+/// The last registration of a device that de-registered or expired,
+/// kept so the operator still sees its LwM2M version, binding and
+/// objects (`"registered": false`). A new Register replaces it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndedRegistration {
+    /// The registration as it was last (its queue is dropped).
+    pub record: RegistrationRecord,
+    pub ended_at: Timestamp,
+    /// `deregistered` or `expired`.
+    pub reason: String,
+}
+
 /// What the server still has to ask a sleeping device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub enum QueuedOp {

@@ -125,6 +125,7 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
         move |app, outcome| match outcome {
             Ok(record) => {
                 metrics::counter!("lwota_lwm2m_registers_total").increment(1);
+                app.lwm2m.live().track(&name, &record, false);
                 let mut packet = response(ResponseType::Created);
                 packet.add_option(CoapOption::LocationPath, b"rd".to_vec());
                 packet.add_option(
@@ -153,14 +154,26 @@ pub fn update(app: &App, request: &IncomingRequest, location: &str) -> Reply {
         Ok(o) => o,
         Err(resp) => return Reply::Now(resp),
     };
-    let location = location.to_string();
     let peer = request.meta.peer.to_string();
+    // An Update that changes nothing but the expiry is answered from
+    // memory when `lwm2m::live` says it may be (why that is crash-safe
+    // is argued there); everything else is written before the reply.
+    if params == Params::default() && objects.is_none() {
+        let refreshed = app.lwm2m.live().refresh(location, app.now(), &peer);
+        if refreshed.is_some() {
+            metrics::counter!("lwota_lwm2m_updates_total").increment(1);
+            metrics::counter!("lwota_lwm2m_updates_in_memory_total").increment(1);
+            return Reply::Now(response(ResponseType::Changed));
+        }
+    }
+    let location = location.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, _settings| {
         registration::update(tx, now, &location, &params, objects.as_ref(), peer.clone())
     };
     durable(app, "lwm2m update", job, |app, outcome| match outcome {
         Ok((name, record)) => {
             metrics::counter!("lwota_lwm2m_updates_total").increment(1);
+            app.lwm2m.live().track(&name, &record, false);
             app.lwm2m.send(RdEvent::Registered {
                 name,
                 record: Box::new(record),
@@ -184,6 +197,7 @@ pub fn deregister(app: &App, location: &str) -> Reply {
         |app, outcome| match outcome {
             Ok(name) => {
                 metrics::counter!("lwota_lwm2m_deregisters_total").increment(1);
+                app.lwm2m.live().forget(&name);
                 app.lwm2m.send(RdEvent::Gone { name });
                 response(ResponseType::Deleted)
             }

@@ -70,7 +70,11 @@ async fn run(
     let mut sessions: HashMap<String, Session> = HashMap::new();
     match load(&app).await {
         Ok(records) => {
+            let mut live = app.lwm2m.live();
             for (name, record) in records {
+                // In-memory refreshes before the restart are lost: each
+                // registration gets its timer's grace (`lwm2m::live`).
+                live.track(&name, &record, true);
                 sessions.insert(
                     name,
                     Session {
@@ -98,7 +102,7 @@ async fn run(
             Some(msg) = msgs.recv() => on_msg(&app, &coap, &mut sessions, &msg_tx, msg),
             _ = tick.tick() => {
                 let now = app.now();
-                sessions.retain(|_, s| s.record.expires_at > now);
+                expire_lapsed(&app, &mut sessions, now);
                 app.lwm2m.set_registered(sessions.len());
                 let idle: Vec<String> = sessions
                     .iter()
@@ -110,6 +114,66 @@ async fn run(
             }
         }
     }
+}
+
+/// Expires the registrations whose in-memory expiry has passed (the
+/// stored one may be older: Updates answered from memory): the session
+/// goes at once, the record in a write that skips it if an Update came
+/// in the meantime.
+fn expire_lapsed(app: &App, sessions: &mut HashMap<String, Session>, now: crate::time::Timestamp) {
+    let lapsed: Vec<(String, String)> = {
+        let live = app.lwm2m.live();
+        sessions
+            .iter()
+            .filter(|(name, s)| {
+                let expiry = match live.of_name(name) {
+                    Some(l) if l.location == s.record.location => l.expires_at,
+                    _ => s.record.expires_at,
+                };
+                expiry <= now
+            })
+            .map(|(name, s)| (name.clone(), s.record.location.clone()))
+            .collect()
+    };
+    if lapsed.is_empty() {
+        return;
+    }
+    for (name, _) in &lapsed {
+        sessions.remove(name);
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let hub_app = app.clone();
+        let result = app
+            .store
+            .write(move |tx| {
+                let mut gone = Vec::new();
+                for (name, location) in &lapsed {
+                    // An Update answered from memory since the sweep
+                    // keeps it.
+                    let renewed = hub_app
+                        .lwm2m
+                        .live()
+                        .of_name(name)
+                        .is_some_and(|l| &l.location == location && l.expires_at > now);
+                    if !renewed && crate::lwm2m::registration::lapse(tx, now, name, location)? {
+                        gone.push(name.clone());
+                    }
+                }
+                Ok::<_, crate::store::StoreError>(Ok::<_, ()>(gone))
+            })
+            .await;
+        match result {
+            Ok(Ok(gone)) => {
+                let mut live = app.lwm2m.live();
+                for name in gone {
+                    live.forget(&name);
+                }
+            }
+            Ok(Err(())) => {}
+            Err(e) => tracing::warn!("lwm2m: expiry not written: {e}"),
+        }
+    });
 }
 
 async fn load(app: &App) -> crate::store::Result<Vec<(String, RegistrationRecord)>> {

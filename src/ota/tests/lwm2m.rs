@@ -104,6 +104,22 @@ fn registration_lifecycle(s: &impl SyncStore) {
         None
     );
     assert!(events(s, "d1").contains(&"lwm2m-expired".to_string()));
+    // The last registration is kept for the operator, marked expired.
+    let ended = s
+        .read_sync(|tx| tx.ended_registration("d1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ended.reason.as_str(), ended.ended_at),
+        ("expired", T0.add_millis(90_000))
+    );
+    assert_eq!(ended.record.location, "loc1");
+    // A new Register forgets it.
+    reg(s, at(100), &params("d1", 60, false), "loc9", true).unwrap();
+    assert!(s
+        .read_sync(|tx| tx.ended_registration("d1"))
+        .unwrap()
+        .is_none());
 }
 
 fn register_again_replaces_and_deregister_removes(s: &impl SyncStore) {

@@ -72,6 +72,7 @@ impl RedbStore {
             txn.open_table(schema::COUNTERS)?;
             txn.open_table(schema::REGISTRATIONS)?;
             txn.open_table(schema::REGISTRATION_LOCATIONS)?;
+            txn.open_table(schema::ENDED_REGISTRATIONS)?;
             txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
             txn.open_table(schema::PSKS)?;
             txn.open_table(schema::PSK_IDENTITIES)?;
