@@ -113,7 +113,7 @@ fn registration_lifecycle(s: &impl SyncStore) {
         .unwrap();
     assert_eq!(
         (ended.reason.as_str(), ended.ended_at),
-        ("expired", T0.add_millis(90_000))
+        ("expired", T0.add_millis(120_000))
     );
     assert_eq!(ended.record.location, "loc1");
     // A new Register forgets it.
