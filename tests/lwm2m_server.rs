@@ -430,3 +430,80 @@ fn routine_updates_answered_from_memory_survive_a_restart() {
     assert_eq!(dev.update(), ResponseType::NotFound);
     server.stop();
 }
+
+/// `lwota check` finds LwM2M registrations out of step with their
+/// device, their location index or their timers, and `--repair` puts
+/// them back so the device's Update works again.
+#[test]
+fn check_finds_and_repairs_broken_registration_tables() {
+    const REGISTRATIONS: redb::TableDefinition<&str, &[u8]> =
+        redb::TableDefinition::new("lwm2m_registrations");
+    const LOCATIONS: redb::TableDefinition<&str, &str> =
+        redb::TableDefinition::new("lwm2m_locations");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut server = TestServer::start_with(fast_config(tmp.path()), None);
+    let mut dev = Lwm2mDevice::new(server.coap, "lw-chk", "1.0");
+    assert_eq!(dev.register("1.1", "U", PAYLOAD), ResponseType::Created);
+    let location = dev.location.clone().unwrap();
+    server.stop();
+
+    let check = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lwota"))
+            .arg("check")
+            .arg("--data-dir")
+            .arg(tmp.path())
+            .args(args)
+            .output()
+            .expect("run lwota check");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = check(&[]);
+    assert!(ok, "clean before: {out}");
+
+    // Break it: the device's location index entry goes, and a
+    // registration appears for a device that does not exist.
+    {
+        let db = redb::Database::open(lwota::store::Store::file_in(tmp.path())).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut locations = txn.open_table(LOCATIONS).unwrap();
+            locations.remove(location.as_str()).unwrap();
+            let mut registrations = txn.open_table(REGISTRATIONS).unwrap();
+            let bytes = registrations
+                .get("lw-chk")
+                .unwrap()
+                .unwrap()
+                .value()
+                .to_vec();
+            registrations.insert("ghost", bytes.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let (ok, out) = check(&[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("\"ghost\": no such device"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "\"lw-chk\": location /rd/{location} is not indexed"
+        )),
+        "{out}"
+    );
+    let (ok, out) = check(&["--repair"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("lwm2m registration fixes"), "{out}");
+    let (ok, out) = check(&[]);
+    assert!(ok && out.contains("0 inconsistent"), "{out}");
+
+    let server = TestServer::start_with(fast_config(tmp.path()), None);
+    dev.server = server.coap;
+    assert_eq!(
+        dev.update(),
+        ResponseType::Changed,
+        "found by location again"
+    );
+    let (status, _) = server.get("/api/v1/devices/ghost");
+    assert_eq!(status, 404);
+}

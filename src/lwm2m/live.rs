@@ -176,6 +176,7 @@ mod tests {
             root: "/".into(),
             peer: "127.0.0.1:1".into(),
             local: "127.0.0.1:5683".into(),
+            secure: false,
             queued: Vec::new(),
             queued_deadline: None,
         }

@@ -102,6 +102,8 @@ pub struct Register<'a> {
     pub location: &'a str,
     pub peer: String,
     pub local: String,
+    /// It came over CoAPS (a DTLS session).
+    pub secure: bool,
     pub auto_register: bool,
     pub default_product: &'a str,
 }
@@ -155,6 +157,7 @@ pub fn register(
         root: r.objects.root.clone(),
         peer: r.peer.clone(),
         local: r.local.clone(),
+        secure: r.secure,
         // Requests queued for the sleeping device go out now.
         queued: previous
             .as_ref()

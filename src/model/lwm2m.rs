@@ -32,6 +32,10 @@ pub struct RegistrationRecord {
     pub peer: String,
     /// The server address the device registered to (Package URI host).
     pub local: String,
+    /// Registered over CoAPS: the server's requests go out through the
+    /// device's DTLS session, the Package URI is `coaps://`.
+    #[serde(default)]
+    pub secure: bool,
     /// Requests waiting for a queue-mode device to wake up, in order.
     #[serde(default)]
     pub queued: Vec<QueuedOp>,

@@ -98,6 +98,12 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
         return Reply::Now(packet);
     }
     let name = params.endpoint.clone().unwrap_or_default();
+    // Over CoAPS the PSK identity registers its own device only.
+    if let Err(refused) = super::auth::check_device(request, &name) {
+        metrics::counter!("lwota_lwm2m_rd_rejected_total").increment(1);
+        return Reply::Now(refused);
+    }
+    let secure = request.identity.is_some();
     let location = new_location();
     let peer = request.meta.peer.to_string();
     let local = request.local.to_string();
@@ -113,6 +119,7 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
                 location: &location,
                 peer: peer.clone(),
                 local: local.clone(),
+                secure,
                 auto_register: settings.auto_register,
                 default_product: &default_product,
             },
@@ -144,8 +151,23 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
     )
 }
 
+/// Over CoAPS, `/rd/{location}` must be the session's own device's.
+fn check_location(app: &App, request: &IncomingRequest, location: &str) -> Result<(), Packet> {
+    if request.identity.is_none() {
+        return Ok(());
+    }
+    let owner = app.lwm2m.live().get(location).map(|l| l.name.clone());
+    match owner {
+        Some(name) => super::auth::check_device(request, &name),
+        None => Ok(()),
+    }
+}
+
 pub fn update(app: &App, request: &IncomingRequest, location: &str) -> Reply {
     let packet = &request.packet;
+    if let Err(refused) = check_location(app, request, location) {
+        return Reply::Now(refused);
+    }
     let params: Params = match registration::parse_query(&queries(packet), false) {
         Ok(p) => p,
         Err(e) => return Reply::Now(rd_error(&e)),
@@ -185,7 +207,10 @@ pub fn update(app: &App, request: &IncomingRequest, location: &str) -> Reply {
     })
 }
 
-pub fn deregister(app: &App, location: &str) -> Reply {
+pub fn deregister(app: &App, request: &IncomingRequest, location: &str) -> Reply {
+    if let Err(refused) = check_location(app, request, location) {
+        return Reply::Now(refused);
+    }
     let location = location.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, _settings| {
         registration::deregister(tx, now, &location)

@@ -52,18 +52,35 @@ enum Msg {
     Done(String, bool),
 }
 
+/// The CoAP and CoAPS endpoints requests go out on: a device that
+/// registered over CoAPS is asked through its DTLS session.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub coap: CoapHandle,
+    pub coaps: Option<CoapHandle>,
+}
+
+impl Endpoints {
+    fn for_record(&self, record: &RegistrationRecord) -> CoapHandle {
+        match (&self.coaps, record.secure) {
+            (Some(coaps), true) => coaps.clone(),
+            _ => self.coap.clone(),
+        }
+    }
+}
+
 pub fn spawn(
     app: App,
-    coap: CoapHandle,
+    endpoints: Endpoints,
     events: mpsc::Receiver<RdEvent>,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(app, coap, events, shutdown))
+    tokio::spawn(run(app, endpoints, events, shutdown))
 }
 
 async fn run(
     app: App,
-    coap: CoapHandle,
+    coap: Endpoints,
     mut events: mpsc::Receiver<RdEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -156,7 +173,9 @@ fn expire_lapsed(app: &App, sessions: &mut HashMap<String, Session>, now: crate:
                         .live()
                         .of_name(name)
                         .is_some_and(|l| &l.location == location && l.expires_at > now);
-                    if !renewed && crate::lwm2m::registration::lapse(tx, now, name, location)? {
+                    if !renewed {
+                        // Expired here, or already by its timer.
+                        crate::lwm2m::registration::lapse(tx, now, name, location)?;
                         gone.push(name.clone());
                     }
                 }
@@ -199,7 +218,7 @@ async fn load(app: &App) -> crate::store::Result<Vec<(String, RegistrationRecord
 
 fn on_event(
     app: &App,
-    coap: &CoapHandle,
+    coap: &Endpoints,
     sessions: &mut HashMap<String, Session>,
     msg_tx: &mpsc::Sender<Msg>,
     event: RdEvent,
@@ -230,7 +249,8 @@ fn on_event(
             if let (true, Some(peer)) = (register || queued, peer) {
                 // After a Register: what firmware does it run now? Also
                 // the requests queued while it slept go out first.
-                let (app, coap, name) = (app.clone(), coap.clone(), name.clone());
+                let (app, name) = (app.clone(), name.clone());
+                let coap = coap.for_record(&session.record);
                 let lwm2m_version = session.record.lwm2m_version.clone();
                 tokio::spawn(async move {
                     if queued {
@@ -301,7 +321,7 @@ fn check(
 
 fn on_msg(
     app: &App,
-    coap: &CoapHandle,
+    coap: &Endpoints,
     sessions: &mut HashMap<String, Session>,
     msg_tx: &mpsc::Sender<Msg>,
     msg: Msg,
@@ -346,8 +366,9 @@ fn on_msg(
             };
             let flow = new_flow(app, &name, record, &work);
             let queue_mode = record.queue_mode;
+            let coap = coap.for_record(record);
             metrics::counter!("lwota_lwm2m_flows_started_total").increment(1);
-            let (app, coap, msg_tx) = (app.clone(), coap.clone(), msg_tx.clone());
+            let (app, msg_tx) = (app.clone(), msg_tx.clone());
             tokio::spawn(async move {
                 let finished = drive(&app, &coap, &name, peer, *work, flow, queue_mode).await;
                 let _ = msg_tx.send(Msg::Done(name, finished)).await;
@@ -386,9 +407,12 @@ fn new_flow(app: &App, name: &str, record: &RegistrationRecord, work: &Work) -> 
     } else {
         update::FIRMWARE
     };
-    let host = match &app.config.coap.public_uri {
-        Some(uri) => uri.trim_end_matches('/').to_string(),
-        None => format!("coap://{}", record.local),
+    // Over CoAPS the device downloads over CoAPS too, from the address
+    // it registered to (`coap.public_uri` names the plain CoAP one).
+    let host = match (&app.config.coap.public_uri, record.secure) {
+        (_, true) => format!("coaps://{}", record.local),
+        (Some(uri), false) => uri.trim_end_matches('/').to_string(),
+        (None, false) => format!("coap://{}", record.local),
     };
     let uri = format!(
         "{host}{}",

@@ -38,6 +38,7 @@ fn reg(
                 location,
                 peer: "127.0.0.1:5000".into(),
                 local: "127.0.0.1:5683".into(),
+                secure: false,
                 auto_register: auto,
                 default_product: "lwm2m",
             },
