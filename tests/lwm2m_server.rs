@@ -436,6 +436,7 @@ fn routine_updates_answered_from_memory_survive_a_restart() {
 /// them back so the device's Update works again.
 #[test]
 fn check_finds_and_repairs_broken_registration_tables() {
+    use redb::ReadableTable as _;
     const REGISTRATIONS: redb::TableDefinition<&str, &[u8]> =
         redb::TableDefinition::new("lwm2m_registrations");
     const LOCATIONS: redb::TableDefinition<&str, &str> =
