@@ -189,8 +189,38 @@ fn version_negotiation_and_bad_registrations_change_nothing() {
     );
     bad.name = "bad name!".into();
     assert_eq!(bad.register("1.1", "U", PAYLOAD), ResponseType::BadRequest);
+    // Missing `ep`; a payload in another Content-Format than link (40).
+    let rd = |queries: &[&str], cf: Option<u8>| {
+        let mut p = coap_lite::Packet::new();
+        p.header.code = coap_lite::MessageClass::Request(coap_lite::RequestType::Post);
+        p.add_option(coap_lite::CoapOption::UriPath, b"rd".to_vec());
+        for q in queries {
+            p.add_option(coap_lite::CoapOption::UriQuery, q.as_bytes().to_vec());
+        }
+        if let Some(cf) = cf {
+            p.add_option(coap_lite::CoapOption::ContentFormat, vec![cf]);
+        }
+        p.payload = PAYLOAD.as_bytes().to_vec();
+        p
+    };
+    let answer = bad.request(rd(&["lt=60", "lwm2m=1.1"], None));
+    assert_eq!(common::lwm2m::code(&answer), ResponseType::BadRequest);
+    let answer = bad.request(rd(&["ep=lw-bad", "lt=60", "lwm2m=1.1"], Some(0)));
+    assert_eq!(
+        common::lwm2m::code(&answer),
+        ResponseType::UnsupportedContentFormat
+    );
+    // Unknown registration ids: Update and De-register are 4.04.
+    bad.location = Some("nosuchid00".into());
+    assert_eq!(bad.update(), ResponseType::NotFound);
+    assert_eq!(bad.deregister(), ResponseType::NotFound);
     let (status, _) = server.get("/api/v1/devices/lw-bad");
     assert_eq!(status, 404, "nothing was stored");
+    assert_eq!(
+        device_view(&server, "lw-v")["lwm2m"]["registered"],
+        true,
+        "the other registration is untouched"
+    );
 
     // With accept_1_2 a 1.2 client is served.
     let tmp = tempfile::tempdir().unwrap();
@@ -507,4 +537,81 @@ fn check_finds_and_repairs_broken_registration_tables() {
     );
     let (status, _) = server.get("/api/v1/devices/ghost");
     assert_eq!(status, 404);
+}
+
+/// kill -9 while a request is queued for a sleeping queue-mode device:
+/// after the restart the device's next Update gets it, once, and the
+/// update completes.
+#[test]
+fn kill_9_with_queued_requests_sends_them_once_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("server.toml");
+    std::fs::write(
+        &config,
+        "[lwm2m]\nqueue_awake_ms = 300\ncheck_interval_ms = 50\n",
+    )
+    .unwrap();
+    let extra = [std::ffi::OsStr::new("--config"), config.as_os_str()];
+    let data = tmp.path().join("data");
+    let mut child = ChildServer::spawn_with(&data, "127.0.0.1:0", "127.0.0.1:0", &extra);
+    let (status, fw) = http(
+        child
+            .request("POST", "/api/v1/firmware?product=lwm2m&version=2.0")
+            .send_bytes(&image(700, 4)),
+    );
+    assert_eq!(status, 201, "{fw}");
+    let mut dev = Lwm2mDevice::new(child.coap, "lw-k9", "1.0");
+    dev.lifetime = 86_400;
+    // Push: the restarted server has a new ephemeral port, and a Package
+    // URI would name the one the device registered to.
+    dev.delivery = Some(1);
+    assert_eq!(dev.register("1.1", "UQ", PAYLOAD), ResponseType::Created);
+    assert!(dev.serve_until(WAIT, |d| d.log.iter().any(|l| l == "Get /3/0/3")));
+    std::thread::sleep(Duration::from_millis(600)); // asleep
+    let (status, c) = http(
+        child
+            .request("POST", "/api/v1/campaigns")
+            .send_json(json!({"firmware": fw["id"], "target": {"devices": ["lw-k9"]}})),
+    );
+    assert_eq!(status, 201, "{c}");
+    let view = |child: &ChildServer| http(child.request("GET", "/api/v1/devices/lw-k9").call()).1;
+    let deadline = std::time::Instant::now() + WAIT;
+    while view(&child)["lwm2m"]["queued_requests"] != 1 {
+        assert!(std::time::Instant::now() < deadline, "{}", view(&child));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = dev.log.len();
+    child.kill9();
+
+    let child = ChildServer::spawn_with(&data, "127.0.0.1:0", "127.0.0.1:0", &extra);
+    assert_eq!(
+        view(&child)["lwm2m"]["queued_requests"],
+        1,
+        "the queue survived"
+    );
+    dev.server = child.coap;
+    // Nothing before it wakes up.
+    while dev.serve_until(Duration::from_millis(10), |_| false) {}
+    assert_eq!(dev.log.len(), before, "{:?}", &dev.log[before..]);
+    assert_eq!(dev.update(), ResponseType::Changed);
+    assert!(dev.serve_until(WAIT, |d| d.result == 1), "{:?}", dev.log);
+    dev.serve_until(Duration::from_millis(500), |_| false);
+    let after = &dev.log[before..];
+    let writes = after
+        .iter()
+        .filter(|l| *l == "Put /5/0/1" || *l == "Put /5/0/0")
+        .count();
+    let executes = after.iter().filter(|l| *l == "Post /5/0/2").count();
+    assert_eq!((writes, executes), (1, 1), "sent once: {after:?}");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let v = view(&child);
+        if v["version"] == "2.0" && v["lwm2m"]["queued_requests"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut child = child;
+    child.kill9();
 }
