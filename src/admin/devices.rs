@@ -223,9 +223,20 @@ pub async fn show(State(app): State<App>, Path(name): Path<String>) -> ApiResult
         .ok_or_else(|| ApiError::not_found("unknown_device", format!("unknown device {name}")))?;
     let task = current_task(tx.as_ref(), &name, &device)?;
     let mut view = views::device(&name, &device, task.as_ref());
-    // Issue 9: an LwM2M device's registration, while it has one.
-    if let Some(registration) = tx.registration(&name)? {
+    // Issue 9: an LwM2M device's registration, or its last one after a
+    // De-register or expiry (`"registered": false`).
+    if let Some(mut registration) = tx.registration(&name)? {
+        // Updates answered from memory (`lwm2m::live`) are newer than
+        // the stored record.
+        if let Some(live) = app.lwm2m.live().of_name(&name) {
+            if live.location == registration.location {
+                registration.last_update = live.last_update;
+                registration.expires_at = live.expires_at;
+            }
+        }
         view["lwm2m"] = views::lwm2m(&registration, app.now());
+    } else if let Some(ended) = tx.ended_registration(&name)? {
+        view["lwm2m"] = views::lwm2m_ended(&ended);
     }
     Ok(Json(view))
 }

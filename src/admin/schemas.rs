@@ -122,7 +122,9 @@ pub struct Device {
     /// Only on `GET /api/v1/devices/{name}` of an LwM2M device: its
     /// registration (registered, lwm2m_version, binding, lifetime,
     /// queue_mode, registered_at, last_update, expires_at, objects,
-    /// location, address, queued_requests).
+    /// location, address, queued_requests); after a De-register or
+    /// expiry the last one with `registered: false`, `ended_at` and
+    /// `ended_by` (`deregistered` or `expired`).
     #[schema(value_type = Option<Object>)]
     pub lwm2m: Option<serde_json::Value>,
     /// The active task, or else the most recent one.

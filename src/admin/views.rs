@@ -139,3 +139,14 @@ pub fn lwm2m(r: &crate::model::RegistrationRecord, now: Timestamp) -> Value {
         "queued_requests": r.queued.len(),
     })
 }
+
+/// The `"lwm2m"` block of a device that de-registered or expired: its
+/// last registration, `"registered": false`, when and why it ended.
+pub fn lwm2m_ended(e: &crate::model::EndedRegistration) -> Value {
+    let mut view = lwm2m(&e.record, e.ended_at);
+    view["registered"] = json!(false);
+    view["ended_at"] = json!(rfc3339(e.ended_at));
+    view["ended_by"] = json!(e.reason);
+    view["queued_requests"] = json!(0);
+    view
+}

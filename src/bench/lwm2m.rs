@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::target::ServerProcess;
-use super::{post_json, upload};
+use super::{metrics, post_json, upload};
 use crate::sim::lwm2m::{run, Delivery, LiveCounts, Lwm2mConfig};
 
 pub struct Sizes {
@@ -103,9 +103,14 @@ pub fn run_scenario(
     let register_seconds = started.elapsed().as_secs_f64();
     let registered = live.registered.load(Ordering::Relaxed);
     let before = live.updates.load(Ordering::Relaxed);
+    let (commits_before, jobs_before) = metrics(&server)?;
     let t = Instant::now();
     std::thread::sleep(sizes.window);
     let updates = live.updates.load(Ordering::Relaxed) - before;
+    let (commits_after, jobs_after) = metrics(&server)?;
+    // Updates answered from memory write nothing (`lwm2m/live.rs`).
+    let write_jobs = jobs_after.saturating_sub(jobs_before);
+    let commits = commits_after.saturating_sub(commits_before);
     let update_seconds = t.elapsed().as_secs_f64();
     let per_second = updates as f64 / update_seconds;
     let rss = server.rss_bytes();
@@ -114,6 +119,7 @@ pub fn run_scenario(
     let per_device = rss.saturating_sub(base_rss) as f64 / registered.max(1) as f64;
     println!("registered clients            {registered} of {n} in {register_seconds:.1} s");
     println!("registration updates/s        {per_second:.0} ({updates} in {update_seconds:.1} s, offered {n}/s)");
+    println!("store writes in that window    {write_jobs} write jobs in {commits} commits ({:.3} per update)", write_jobs as f64 / updates.max(1) as f64);
     println!(
         "server RSS                    {:.1} MB -> {:.1} MB ({per_device:.0} bytes per registered client)",
         base_rss as f64 / 1e6,
@@ -150,6 +156,7 @@ pub fn run_scenario(
         "devices": n, "registered": registered, "register_seconds": register_seconds,
         "registration_updates": updates, "update_seconds": update_seconds,
         "registration_updates_per_second": per_second,
+        "write_jobs_during_updates": write_jobs, "commits_during_updates": commits,
         "rss_before": base_rss, "rss_registered": rss, "bytes_per_registered_client": per_device,
         "campaign_devices": m, "campaign_updated": updated, "campaign_seconds": seconds,
     }))

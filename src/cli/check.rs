@@ -41,28 +41,34 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     for bad in &report.bad {
         println!("corrupt {}: {}", bad.key, bad.error);
     }
+    for what in &report.inconsistent {
+        println!("inconsistent {what}");
+    }
     println!(
-        "{}: {} records checked, {} corrupt",
+        "{}: {} records checked, {} corrupt, {} inconsistent",
         path.display(),
         report.checked,
-        report.bad_count
+        report.bad_count,
+        report.inconsistent_count
     );
     if let Some(r) = &found.repaired {
         println!(
-            "repaired: {} records moved to {}; {} campaign counters rebuilt, {} stale deadlines, {} stale firmware keys, {} active tasks cleared",
+            "repaired: {} records moved to {}; {} campaign counters rebuilt, {} stale deadlines, {} stale firmware keys, {} active tasks cleared, {} lwm2m registration fixes",
             r.quarantined,
             data_dir.join(integrity::QUARANTINE_FILE).display(),
             r.counts_rebuilt,
             r.deadlines_removed,
             r.firmware_keys_removed,
-            r.active_tasks_cleared
+            r.active_tasks_cleared,
+            r.lwm2m_fixed
         );
         return Ok(());
     }
     if !report.is_clean() {
         return Err(anyhow!(
-            "{} corrupt records in {}; run `lwota check --repair` with the server stopped",
+            "{} corrupt and {} inconsistent records in {}; run `lwota check --repair` with the server stopped",
             report.bad_count,
+            report.inconsistent_count,
             path.display()
         ));
     }

@@ -4,9 +4,11 @@
 //! `max_registrations` against.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
+use super::live::LiveTable;
 use crate::model::RegistrationRecord;
 
 /// Events queued for the shell at most; beyond, an event is dropped and
@@ -29,6 +31,10 @@ pub enum RdEvent {
 pub struct Hub {
     events: mpsc::Sender<RdEvent>,
     registered: AtomicUsize,
+    /// Live registrations: expiries refreshed in memory (`lwm2m::live`).
+    /// Bounded by `lwm2m.max_registrations` (Registers beyond get 5.03);
+    /// its size is the `lwota_lwm2m_registrations` gauge's count.
+    live: Mutex<LiveTable>,
 }
 
 impl Hub {
@@ -38,6 +44,7 @@ impl Hub {
             Hub {
                 events,
                 registered: AtomicUsize::new(0),
+                live: Mutex::new(LiveTable::default()),
             },
             rx,
         )
@@ -52,6 +59,13 @@ impl Hub {
     /// Registrations the shell holds (approximate between commits).
     pub fn registered(&self) -> usize {
         self.registered.load(Ordering::Relaxed)
+    }
+
+    /// The live registrations (a short lock: lookups and small updates).
+    pub fn live(&self) -> MutexGuard<'_, LiveTable> {
+        // A panic while holding it leaves a consistent table: every
+        // method changes it in one step.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn set_registered(&self, n: usize) {

@@ -4,7 +4,8 @@
 //! and answers; `ota/scheduler.rs` calls [`expire`].
 
 use super::content::RegisteredObjects;
-use crate::model::{DeviceRecord, HistoryEntry, RegistrationRecord, Timer};
+use super::live::expiry_timer_at;
+use crate::model::{DeviceRecord, EndedRegistration, HistoryEntry, RegistrationRecord, Timer};
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
 
@@ -101,6 +102,8 @@ pub struct Register<'a> {
     pub location: &'a str,
     pub peer: String,
     pub local: String,
+    /// It came over CoAPS (a DTLS session).
+    pub secure: bool,
     pub auto_register: bool,
     pub default_product: &'a str,
 }
@@ -135,7 +138,10 @@ pub fn register(
     }
     let previous = tx.registration(name)?;
     if let Some(old) = &previous {
-        tx.remove_timer(old.expires_at, &Timer::RegistrationExpiry(name.to_string()))?;
+        tx.remove_timer(
+            expiry_timer_at(old),
+            &Timer::RegistrationExpiry(name.to_string()),
+        )?;
     }
     let lifetime = r.params.lifetime.unwrap_or(DEFAULT_LIFETIME);
     let record = RegistrationRecord {
@@ -151,6 +157,7 @@ pub fn register(
         root: r.objects.root.clone(),
         peer: r.peer.clone(),
         local: r.local.clone(),
+        secure: r.secure,
         // Requests queued for the sleeping device go out now.
         queued: previous
             .as_ref()
@@ -159,10 +166,13 @@ pub fn register(
         queued_deadline: previous.as_ref().and_then(|p| p.queued_deadline),
     };
     tx.set_timer(
-        record.expires_at,
+        expiry_timer_at(&record),
         &Timer::RegistrationExpiry(name.to_string()),
     )?;
     tx.put_registration(name, previous.as_ref(), &record)?;
+    if previous.is_none() {
+        tx.put_ended_registration(name, None)?;
+    }
     touch_device(tx, name, now, &record.peer)?;
     let detail = format!(
         "LwM2M {} register at /rd/{}: lifetime {lifetime} s, binding {}{}{}",
@@ -216,7 +226,7 @@ pub fn update(
     };
     let mut record = previous.clone();
     let timer = Timer::RegistrationExpiry(name.clone());
-    tx.remove_timer(previous.expires_at, &timer)?;
+    tx.remove_timer(expiry_timer_at(&previous), &timer)?;
     if let Some(lt) = params.lifetime {
         record.lifetime = lt;
     }
@@ -234,7 +244,7 @@ pub fn update(
     record.expires_at = now.add_millis(record.lifetime * 1000);
     // A NAT may have moved the device: requests go where it spoke from.
     record.peer = peer;
-    tx.set_timer(record.expires_at, &timer)?;
+    tx.set_timer(expiry_timer_at(&record), &timer)?;
     tx.put_registration(&name, Some(&previous), &record)?;
     touch_device(tx, &name, now, &record.peer)?;
     let changed = params.lifetime.is_some() || params.binding.is_some() || objects.is_some();
@@ -274,7 +284,7 @@ pub fn deregister(
     let Some(record) = tx.registration(&name)? else {
         return Ok(Err(RdError::NotFound(location.to_string())));
     };
-    remove(tx, &name, &record)?;
+    remove(tx, &name, &record, now, "deregistered")?;
     tx.append_history(
         &name,
         &HistoryEntry::note(
@@ -286,19 +296,35 @@ pub fn deregister(
     Ok(Ok(name))
 }
 
+/// Ends a registration: its timers and location go, the record is kept
+/// as the device's last known registration (without its queue: queued
+/// requests die with the registration).
 fn remove(
     tx: &mut (impl Tx + ?Sized),
     name: &str,
     record: &RegistrationRecord,
+    now: Timestamp,
+    reason: &str,
 ) -> Result<(), StoreError> {
     tx.remove_timer(
-        record.expires_at,
+        expiry_timer_at(record),
         &Timer::RegistrationExpiry(name.to_string()),
     )?;
     if let Some(due) = record.queued_deadline {
         tx.remove_timer(due, &Timer::QueuedRequest(name.to_string()))?;
     }
-    tx.delete_registration(name, record)
+    tx.delete_registration(name, record)?;
+    let mut last = record.clone();
+    last.queued.clear();
+    last.queued_deadline = None;
+    tx.put_ended_registration(
+        name,
+        Some(&EndedRegistration {
+            record: last,
+            ended_at: now,
+            reason: reason.to_string(),
+        }),
+    )
 }
 
 /// The `RegistrationExpiry` timer of `name` due at `at`: removes the
@@ -313,10 +339,42 @@ pub fn expire(
     let Some(record) = tx.registration(name)? else {
         return Ok(false);
     };
-    if record.expires_at != at {
+    if expiry_timer_at(&record) != at {
         return Ok(false);
     }
-    remove(tx, name, &record)?;
+    remove(tx, name, &record, now, "expired")?;
+    tx.append_history(
+        name,
+        &HistoryEntry::note(
+            now,
+            "lwm2m-expired",
+            format!(
+                "registration /rd/{} expired: no Update for {} s",
+                record.location, record.lifetime
+            ),
+        ),
+    )?;
+    Ok(true)
+}
+
+/// The session shell saw the registration of `name` at `location` run
+/// out in memory (its exact expiry, possibly later than the stored one
+/// after Updates answered from memory; `lwm2m::live`): removes it unless
+/// it was replaced or renewed by a write since. Returns whether it
+/// expired.
+pub fn lapse(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    name: &str,
+    location: &str,
+) -> Result<bool, StoreError> {
+    let Some(record) = tx.registration(name)? else {
+        return Ok(false);
+    };
+    if record.location != location || record.expires_at > now {
+        return Ok(false);
+    }
+    remove(tx, name, &record, now, "expired")?;
     tx.append_history(
         name,
         &HistoryEntry::note(

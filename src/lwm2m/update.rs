@@ -22,6 +22,7 @@
 //! its own resources (package 2, URI 3, install 4, update state 7,
 //! update result 9, activate 10) and codes (success 2, failures 50-59).
 
+use super::accept::{self, Preference, Shape};
 use super::config::Delivery;
 use super::content::{self, format, Path, Value};
 use crate::model::TaskState;
@@ -119,6 +120,7 @@ pub struct Request {
     pub method: Method,
     pub path: Path,
     /// Always set on reads: clients without TLV answer 5.00 otherwise.
+    /// Chosen by `lwm2m::accept` (TLV first for 1.0, text after).
     pub accept: Option<u16>,
     /// Always set on writes: a PUT without it is Write-Attributes.
     pub content_format: Option<u16>,
@@ -175,8 +177,12 @@ enum Step {
 #[derive(Debug, Clone)]
 pub struct Flow {
     spec: Spec,
-    /// TLV for LwM2M 1.0 (its only multi-value format), SenML-JSON after.
-    multi_format: u16,
+    /// The Accept of reads and observes, by LwM2M version; a 4.06 moves
+    /// it to the next format.
+    formats: Preference,
+    /// The read or observe in flight and its shape, resent in the next
+    /// format when it is refused with 4.06.
+    in_flight: Option<(u32, Request, Shape)>,
     package_uri: String,
     default_delivery: Delivery,
     delivery: Option<i64>,
@@ -201,11 +207,8 @@ impl Flow {
     pub fn new(spec: Spec, lwm2m_version: &str, package_uri: String, default: Delivery) -> Flow {
         Flow {
             spec,
-            multi_format: if lwm2m_version == "1.0" {
-                format::TLV
-            } else {
-                format::SENML_JSON
-            },
+            formats: Preference::for_version(lwm2m_version),
+            in_flight: None,
             package_uri,
             default_delivery: default,
             delivery: None,
@@ -233,26 +236,29 @@ impl Flow {
         Command::Send { id, request }
     }
 
-    fn read(&mut self, path: Path, accept: u16) -> Command {
-        self.send(Request {
+    /// A read or observe in the preferred format for its shape.
+    fn get(&mut self, path: Path, shape: Shape, observe: bool) -> Command {
+        let request = Request {
             method: Method::Get,
             path,
-            accept: Some(accept),
+            accept: Some(self.formats.accept(shape)),
             content_format: None,
             body: Body::None,
-            observe: false,
-        })
+            observe,
+        };
+        let cmd = self.send(request.clone());
+        if let Command::Send { id, .. } = &cmd {
+            self.in_flight = Some((*id, request, shape));
+        }
+        cmd
+    }
+
+    fn read(&mut self, path: Path, shape: Shape) -> Command {
+        self.get(path, shape, false)
     }
 
     fn observe(&mut self, r: u16) -> Command {
-        let cmd = self.send(Request {
-            method: Method::Get,
-            path: self.res(r),
-            accept: Some(format::TEXT),
-            content_format: None,
-            body: Body::None,
-            observe: true,
-        });
+        let cmd = self.get(self.res(r), Shape::Single, true);
         if let Command::Send { id, .. } = &cmd {
             if r == self.spec.state {
                 self.observe_state = Some(*id);
@@ -261,6 +267,34 @@ impl Flow {
             }
         }
         cmd
+    }
+
+    /// A read or observe refused with 4.06 Not Acceptable goes out again
+    /// in the next format (a new id; an observe's id moves with it).
+    fn retry_in_next_format(&mut self, id: u32, response: &Response) -> Option<Command> {
+        let Response::Answer { code, .. } = response else {
+            return None;
+        };
+        if !accept::not_acceptable(code) || self.waiting_for != Some(id) {
+            return None;
+        }
+        let (sent, mut request, shape) = self.in_flight.take()?;
+        if sent != id {
+            return None;
+        }
+        let next = self.formats.refused(shape, request.accept?)?;
+        request.accept = Some(next);
+        let cmd = self.send(request.clone());
+        if let Command::Send { id: new, .. } = &cmd {
+            self.in_flight = Some((*new, request, shape));
+            if self.observe_state == Some(id) {
+                self.observe_state = Some(*new);
+            }
+            if self.observe_result == Some(id) {
+                self.observe_result = Some(*new);
+            }
+        }
+        Some(cmd)
     }
 
     fn write_text(&mut self, r: u16, text: &str) -> Command {
@@ -288,10 +322,10 @@ impl Flow {
     pub fn start(&mut self) -> Vec<Command> {
         if self.spec.object == 5 {
             self.step = Step::ReadDelivery;
-            vec![self.read(self.res(9), format::TEXT)]
+            vec![self.read(self.res(9), Shape::Single)]
         } else {
             self.step = Step::ReadState;
-            vec![self.read(self.res(self.spec.state), format::TEXT)]
+            vec![self.read(self.res(self.spec.state), Shape::Single)]
         }
     }
 
@@ -369,6 +403,9 @@ impl Flow {
 
     /// The outcome of request `id`.
     pub fn on_response(&mut self, id: u32, response: &Response) -> Vec<Command> {
+        if let Some(retry) = self.retry_in_next_format(id, response) {
+            return vec![retry];
+        }
         if Some(id) == self.observe_state || Some(id) == self.observe_result {
             let mut out = self.observed(id, response);
             if self.waiting_for == Some(id) {
@@ -393,7 +430,7 @@ impl Flow {
             Step::ReadDelivery => {
                 self.delivery = self.value(&self.res(9), response).and_then(|v| v.as_int());
                 self.step = Step::ReadProtocols;
-                vec![self.read(self.res(8), self.multi_format)]
+                vec![self.read(self.res(8), Shape::Multi)]
             }
             Step::ReadProtocols => {
                 if let Some(Response::Answer {
@@ -403,14 +440,14 @@ impl Flow {
                     ..
                 }) = Some(response)
                 {
-                    let cf = content_format.unwrap_or(self.multi_format);
+                    let cf = content_format.unwrap_or(self.formats.accept(Shape::Multi));
                     if let Ok(values) = content::decode(cf, &self.res(8), payload) {
                         self.protocols =
                             Some(values.iter().filter_map(|v| v.value.as_int()).collect());
                     }
                 }
                 self.step = Step::ReadState;
-                vec![self.read(self.res(self.spec.state), format::TEXT)]
+                vec![self.read(self.res(self.spec.state), Shape::Single)]
             }
             Step::ReadState => {
                 if matches!(response, Response::Failed(_)) {
@@ -551,7 +588,7 @@ impl Flow {
             self.step = Step::ReadVersion;
             return vec![
                 Command::Task(TaskEvent::ReachedTarget),
-                self.read(Path::resource(3, 0, 3), format::TEXT),
+                self.read(Path::resource(3, 0, 3), Shape::Single),
             ];
         }
         match result_error(&self.spec, code) {
@@ -561,17 +598,25 @@ impl Flow {
     }
 }
 
-/// A flow that only reads `/3/0/3` (after a Register): the first command
-/// and how to read its answer.
-pub fn read_version() -> Request {
-    Request {
-        method: Method::Get,
-        path: Path::resource(3, 0, 3),
-        accept: Some(format::TEXT),
-        content_format: None,
-        body: Body::None,
-        observe: false,
+/// The read of `/3/0/3` after a Register, in each format worth trying
+/// for the client's LwM2M version, best first: the next one is sent only
+/// when the previous was answered 4.06 Not Acceptable.
+pub fn read_version(lwm2m_version: &str) -> Vec<Request> {
+    let mut formats = Preference::for_version(lwm2m_version);
+    let mut out = Vec::new();
+    let mut accept = Some(formats.accept(Shape::Single));
+    while let Some(a) = accept {
+        out.push(Request {
+            method: Method::Get,
+            path: Path::resource(3, 0, 3),
+            accept: Some(a),
+            content_format: None,
+            body: Body::None,
+            observe: false,
+        });
+        accept = formats.refused(Shape::Single, a);
     }
+    out
 }
 
 /// The firmware version in a `/3/0/3` answer.

@@ -32,6 +32,10 @@ pub struct RegistrationRecord {
     pub peer: String,
     /// The server address the device registered to (Package URI host).
     pub local: String,
+    /// Registered over CoAPS: the server's requests go out through the
+    /// device's DTLS session, the Package URI is `coaps://`.
+    #[serde(default)]
+    pub secure: bool,
     /// Requests waiting for a queue-mode device to wake up, in order.
     #[serde(default)]
     pub queued: Vec<QueuedOp>,
@@ -39,6 +43,18 @@ pub struct RegistrationRecord {
     /// `Timer::QueuedRequest`: a task timeout after the first was queued).
     #[serde(default)]
     pub queued_deadline: Option<Timestamp>,
+}
+
+/// The last registration of a device that de-registered or expired,
+/// kept so the operator still sees its LwM2M version, binding and
+/// objects (`"registered": false`). A new Register replaces it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndedRegistration {
+    /// The registration as it was last (its queue is dropped).
+    pub record: RegistrationRecord,
+    pub ended_at: Timestamp,
+    /// `deregistered` or `expired`.
+    pub reason: String,
 }
 
 /// What the server still has to ask a sleeping device.

@@ -17,7 +17,7 @@ mod timer;
 
 pub use assignment::{Assigned, AssignmentScope, Assignments};
 pub use audit::{AuditEntry, AuditId};
-pub use lwm2m::{QueuedOp, RegistrationRecord};
+pub use lwm2m::{EndedRegistration, QueuedOp, RegistrationRecord};
 pub use policy::{
     CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,
 };

@@ -90,7 +90,7 @@ pub fn dispatch(app: &App, request: &IncomingRequest) -> Reply {
         ["rd"] => expect(RequestType::Post, &|| rd::register(app, request)),
         ["rd", id] => match method {
             RequestType::Post => rd::update(app, request, id),
-            RequestType::Delete => rd::deregister(app, id),
+            RequestType::Delete => rd::deregister(app, request, id),
             _ => Reply::Now(error_response(
                 ResponseType::MethodNotAllowed,
                 "method not allowed",

@@ -98,6 +98,12 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
         return Reply::Now(packet);
     }
     let name = params.endpoint.clone().unwrap_or_default();
+    // Over CoAPS the PSK identity registers its own device only.
+    if let Err(refused) = super::auth::check_device(request, &name) {
+        metrics::counter!("lwota_lwm2m_rd_rejected_total").increment(1);
+        return Reply::Now(refused);
+    }
+    let secure = request.identity.is_some();
     let location = new_location();
     let peer = request.meta.peer.to_string();
     let local = request.local.to_string();
@@ -113,6 +119,7 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
                 location: &location,
                 peer: peer.clone(),
                 local: local.clone(),
+                secure,
                 auto_register: settings.auto_register,
                 default_product: &default_product,
             },
@@ -125,6 +132,7 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
         move |app, outcome| match outcome {
             Ok(record) => {
                 metrics::counter!("lwota_lwm2m_registers_total").increment(1);
+                app.lwm2m.live().track(&name, &record, false);
                 let mut packet = response(ResponseType::Created);
                 packet.add_option(CoapOption::LocationPath, b"rd".to_vec());
                 packet.add_option(
@@ -143,8 +151,23 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
     )
 }
 
+/// Over CoAPS, `/rd/{location}` must be the session's own device's.
+fn check_location(app: &App, request: &IncomingRequest, location: &str) -> Result<(), Packet> {
+    if request.identity.is_none() {
+        return Ok(());
+    }
+    let owner = app.lwm2m.live().get(location).map(|l| l.name.clone());
+    match owner {
+        Some(name) => super::auth::check_device(request, &name),
+        None => Ok(()),
+    }
+}
+
 pub fn update(app: &App, request: &IncomingRequest, location: &str) -> Reply {
     let packet = &request.packet;
+    if let Err(refused) = check_location(app, request, location) {
+        return Reply::Now(refused);
+    }
     let params: Params = match registration::parse_query(&queries(packet), false) {
         Ok(p) => p,
         Err(e) => return Reply::Now(rd_error(&e)),
@@ -153,14 +176,26 @@ pub fn update(app: &App, request: &IncomingRequest, location: &str) -> Reply {
         Ok(o) => o,
         Err(resp) => return Reply::Now(resp),
     };
-    let location = location.to_string();
     let peer = request.meta.peer.to_string();
+    // An Update that changes nothing but the expiry is answered from
+    // memory when `lwm2m::live` says it may be (why that is crash-safe
+    // is argued there); everything else is written before the reply.
+    if params == Params::default() && objects.is_none() {
+        let refreshed = app.lwm2m.live().refresh(location, app.now(), &peer);
+        if refreshed.is_some() {
+            metrics::counter!("lwota_lwm2m_updates_total").increment(1);
+            metrics::counter!("lwota_lwm2m_updates_in_memory_total").increment(1);
+            return Reply::Now(response(ResponseType::Changed));
+        }
+    }
+    let location = location.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, _settings| {
         registration::update(tx, now, &location, &params, objects.as_ref(), peer.clone())
     };
     durable(app, "lwm2m update", job, |app, outcome| match outcome {
         Ok((name, record)) => {
             metrics::counter!("lwota_lwm2m_updates_total").increment(1);
+            app.lwm2m.live().track(&name, &record, false);
             app.lwm2m.send(RdEvent::Registered {
                 name,
                 record: Box::new(record),
@@ -172,7 +207,10 @@ pub fn update(app: &App, request: &IncomingRequest, location: &str) -> Reply {
     })
 }
 
-pub fn deregister(app: &App, location: &str) -> Reply {
+pub fn deregister(app: &App, request: &IncomingRequest, location: &str) -> Reply {
+    if let Err(refused) = check_location(app, request, location) {
+        return Reply::Now(refused);
+    }
     let location = location.to_string();
     let job = move |tx: &mut dyn crate::store::Tx, now, _settings| {
         registration::deregister(tx, now, &location)
@@ -184,6 +222,7 @@ pub fn deregister(app: &App, location: &str) -> Reply {
         |app, outcome| match outcome {
             Ok(name) => {
                 metrics::counter!("lwota_lwm2m_deregisters_total").increment(1);
+                app.lwm2m.live().forget(&name);
                 app.lwm2m.send(RdEvent::Gone { name });
                 response(ResponseType::Deleted)
             }

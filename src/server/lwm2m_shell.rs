@@ -52,25 +52,46 @@ enum Msg {
     Done(String, bool),
 }
 
+/// The CoAP and CoAPS endpoints requests go out on: a device that
+/// registered over CoAPS is asked through its DTLS session.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub coap: CoapHandle,
+    pub coaps: Option<CoapHandle>,
+}
+
+impl Endpoints {
+    fn for_record(&self, record: &RegistrationRecord) -> CoapHandle {
+        match (&self.coaps, record.secure) {
+            (Some(coaps), true) => coaps.clone(),
+            _ => self.coap.clone(),
+        }
+    }
+}
+
 pub fn spawn(
     app: App,
-    coap: CoapHandle,
+    endpoints: Endpoints,
     events: mpsc::Receiver<RdEvent>,
     shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(app, coap, events, shutdown))
+    tokio::spawn(run(app, endpoints, events, shutdown))
 }
 
 async fn run(
     app: App,
-    coap: CoapHandle,
+    coap: Endpoints,
     mut events: mpsc::Receiver<RdEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut sessions: HashMap<String, Session> = HashMap::new();
     match load(&app).await {
         Ok(records) => {
+            let mut live = app.lwm2m.live();
             for (name, record) in records {
+                // In-memory refreshes before the restart are lost: each
+                // registration gets its timer's grace (`lwm2m::live`).
+                live.track(&name, &record, true);
                 sessions.insert(
                     name,
                     Session {
@@ -98,7 +119,7 @@ async fn run(
             Some(msg) = msgs.recv() => on_msg(&app, &coap, &mut sessions, &msg_tx, msg),
             _ = tick.tick() => {
                 let now = app.now();
-                sessions.retain(|_, s| s.record.expires_at > now);
+                expire_lapsed(&app, &mut sessions, now);
                 app.lwm2m.set_registered(sessions.len());
                 let idle: Vec<String> = sessions
                     .iter()
@@ -110,6 +131,68 @@ async fn run(
             }
         }
     }
+}
+
+/// Expires the registrations whose in-memory expiry has passed (the
+/// stored one may be older: Updates answered from memory): the session
+/// goes at once, the record in a write that skips it if an Update came
+/// in the meantime.
+fn expire_lapsed(app: &App, sessions: &mut HashMap<String, Session>, now: crate::time::Timestamp) {
+    let lapsed: Vec<(String, String)> = {
+        let live = app.lwm2m.live();
+        sessions
+            .iter()
+            .filter(|(name, s)| {
+                let expiry = match live.of_name(name) {
+                    Some(l) if l.location == s.record.location => l.expires_at,
+                    _ => s.record.expires_at,
+                };
+                expiry <= now
+            })
+            .map(|(name, s)| (name.clone(), s.record.location.clone()))
+            .collect()
+    };
+    if lapsed.is_empty() {
+        return;
+    }
+    for (name, _) in &lapsed {
+        sessions.remove(name);
+    }
+    let app = app.clone();
+    tokio::spawn(async move {
+        let hub_app = app.clone();
+        let result = app
+            .store
+            .write(move |tx| {
+                let mut gone = Vec::new();
+                for (name, location) in &lapsed {
+                    // An Update answered from memory since the sweep
+                    // keeps it.
+                    let renewed = hub_app
+                        .lwm2m
+                        .live()
+                        .of_name(name)
+                        .is_some_and(|l| &l.location == location && l.expires_at > now);
+                    if !renewed {
+                        // Expired here, or already by its timer.
+                        crate::lwm2m::registration::lapse(tx, now, name, location)?;
+                        gone.push(name.clone());
+                    }
+                }
+                Ok::<_, crate::store::StoreError>(Ok::<_, ()>(gone))
+            })
+            .await;
+        match result {
+            Ok(Ok(gone)) => {
+                let mut live = app.lwm2m.live();
+                for name in gone {
+                    live.forget(&name);
+                }
+            }
+            Ok(Err(())) => {}
+            Err(e) => tracing::warn!("lwm2m: expiry not written: {e}"),
+        }
+    });
 }
 
 async fn load(app: &App) -> crate::store::Result<Vec<(String, RegistrationRecord)>> {
@@ -135,7 +218,7 @@ async fn load(app: &App) -> crate::store::Result<Vec<(String, RegistrationRecord
 
 fn on_event(
     app: &App,
-    coap: &CoapHandle,
+    coap: &Endpoints,
     sessions: &mut HashMap<String, Session>,
     msg_tx: &mpsc::Sender<Msg>,
     event: RdEvent,
@@ -166,7 +249,9 @@ fn on_event(
             if let (true, Some(peer)) = (register || queued, peer) {
                 // After a Register: what firmware does it run now? Also
                 // the requests queued while it slept go out first.
-                let (app, coap, name) = (app.clone(), coap.clone(), name.clone());
+                let (app, name) = (app.clone(), name.clone());
+                let coap = coap.for_record(&session.record);
+                let lwm2m_version = session.record.lwm2m_version.clone();
                 tokio::spawn(async move {
                     if queued {
                         let n = name.clone();
@@ -178,7 +263,7 @@ fn on_event(
                             tracing::debug!(device = %name, ?ops, "queued requests go out");
                         }
                     }
-                    read_version(&app, &coap, &name, peer).await;
+                    read_version(&app, &coap, &name, peer, &lwm2m_version).await;
                 });
             }
             // A Register, or a queue-mode device waking up: look for its
@@ -236,7 +321,7 @@ fn check(
 
 fn on_msg(
     app: &App,
-    coap: &CoapHandle,
+    coap: &Endpoints,
     sessions: &mut HashMap<String, Session>,
     msg_tx: &mpsc::Sender<Msg>,
     msg: Msg,
@@ -281,8 +366,9 @@ fn on_msg(
             };
             let flow = new_flow(app, &name, record, &work);
             let queue_mode = record.queue_mode;
+            let coap = coap.for_record(record);
             metrics::counter!("lwota_lwm2m_flows_started_total").increment(1);
-            let (app, coap, msg_tx) = (app.clone(), coap.clone(), msg_tx.clone());
+            let (app, msg_tx) = (app.clone(), msg_tx.clone());
             tokio::spawn(async move {
                 let finished = drive(&app, &coap, &name, peer, *work, flow, queue_mode).await;
                 let _ = msg_tx.send(Msg::Done(name, finished)).await;
@@ -321,9 +407,12 @@ fn new_flow(app: &App, name: &str, record: &RegistrationRecord, work: &Work) -> 
     } else {
         update::FIRMWARE
     };
-    let host = match &app.config.coap.public_uri {
-        Some(uri) => uri.trim_end_matches('/').to_string(),
-        None => format!("coap://{}", record.local),
+    // Over CoAPS the device downloads over CoAPS too, from the address
+    // it registered to (`coap.public_uri` names the plain CoAP one).
+    let host = match (&app.config.coap.public_uri, record.secure) {
+        (_, true) => format!("coaps://{}", record.local),
+        (Some(uri), false) => uri.trim_end_matches('/').to_string(),
+        (None, false) => format!("coap://{}", record.local),
     };
     let uri = format!(
         "{host}{}",
@@ -332,8 +421,22 @@ fn new_flow(app: &App, name: &str, record: &RegistrationRecord, work: &Work) -> 
     Flow::new(spec, &record.lwm2m_version, uri, app.config.lwm2m.delivery)
 }
 
-async fn read_version(app: &App, coap: &CoapHandle, name: &str, peer: SocketAddr) {
-    let response = send(app, coap, peer, &update::read_version(), None).await;
+async fn read_version(
+    app: &App,
+    coap: &CoapHandle,
+    name: &str,
+    peer: SocketAddr,
+    lwm2m_version: &str,
+) {
+    let mut response = Response::Failed("no format to ask for".into());
+    for request in update::read_version(lwm2m_version) {
+        response = send(app, coap, peer, &request, None).await;
+        // Only 4.06 Not Acceptable asks for the next format.
+        let refused = matches!(&response, Response::Answer { code, .. } if crate::lwm2m::accept::not_acceptable(code));
+        if !refused {
+            break;
+        }
+    }
     if let Some(version) = update::version_of(&response) {
         let (now, settings, name) = (app.now(), app.ota_settings(), name.to_string());
         let result = app

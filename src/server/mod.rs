@@ -181,7 +181,10 @@ pub async fn start_on(
     tasks.push(tokio::spawn(task_push::run(app.clone(), signal.clone())));
     tasks.push(lwm2m_shell::spawn(
         app.clone(),
-        coap.clone(),
+        lwm2m_shell::Endpoints {
+            coap: coap.clone(),
+            coaps: coaps.clone(),
+        },
         lwm2m_events,
         signal.clone(),
     ));

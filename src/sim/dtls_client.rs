@@ -119,6 +119,38 @@ impl DtlsClient {
         }
     }
 
+    /// Sends `packet` as it is (an answer to the server's request, a
+    /// notification): the LwM2M-over-CoAPS test device.
+    pub fn send(&mut self, packet: &Packet) -> bool {
+        let Ok(bytes) = packet.to_bytes() else {
+            return false;
+        };
+        let sent = self.stream.ssl_write(&bytes).is_ok();
+        self.flush();
+        sent
+    }
+
+    /// The next message from the server within `timeout` (a request of
+    /// the server, an ACK), if any.
+    pub fn receive(&mut self, timeout: Duration) -> Option<Packet> {
+        let until = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            if let Ok(n) = self.stream.ssl_read(&mut buf) {
+                if let Ok(p) = Packet::from_bytes(&buf[..n]) {
+                    return Some(p);
+                }
+                continue;
+            }
+            // Records OpenSSL wants to send (a retransmitted flight).
+            self.flush();
+            if Instant::now() >= until {
+                return None;
+            }
+            self.receive_one();
+        }
+    }
+
     /// Sends a CON request and waits for its piggybacked response.
     pub fn request(&mut self, mut packet: Packet) -> Option<Packet> {
         let mid = self.next_mid;

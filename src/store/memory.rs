@@ -12,8 +12,8 @@ use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
-    StateCounts, TaskRecord, Timer,
+    EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -32,6 +32,7 @@ pub struct MemoryTx {
     clock_floor: Option<Timestamp>,
     history_cap: usize,
     registrations: BTreeMap<String, RegistrationRecord>,
+    ended_registrations: BTreeMap<String, EndedRegistration>,
     locations: HashMap<String, String>,
     dynamic: BTreeSet<(String, CampaignId)>,
     psks: BTreeMap<String, PskRecord>,
@@ -177,6 +178,10 @@ impl ReadTx for MemoryTx {
 
     fn registration(&self, name: &str) -> Result<Option<RegistrationRecord>> {
         Ok(self.registrations.get(name).cloned())
+    }
+
+    fn ended_registration(&self, name: &str) -> Result<Option<EndedRegistration>> {
+        Ok(self.ended_registrations.get(name).cloned())
     }
 
     fn registration_name(&self, location: &str) -> Result<Option<String>> {
@@ -439,6 +444,18 @@ impl Tx for MemoryTx {
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
         self.locations.remove(&record.location);
         self.registrations.remove(name);
+        Ok(())
+    }
+
+    fn put_ended_registration(
+        &mut self,
+        name: &str,
+        ended: Option<&EndedRegistration>,
+    ) -> Result<()> {
+        match ended {
+            Some(e) => self.ended_registrations.insert(name.to_string(), e.clone()),
+            None => self.ended_registrations.remove(name),
+        };
         Ok(())
     }
 

@@ -43,8 +43,8 @@ use std::sync::Arc;
 
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
-    StateCounts, TaskRecord, Timer,
+    EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -139,6 +139,9 @@ pub trait ReadTx {
     fn registration(&self, name: &str) -> Result<Option<RegistrationRecord>>;
     /// The device registered at `/rd/{location}`.
     fn registration_name(&self, location: &str) -> Result<Option<String>>;
+    /// The last registration of device `name` when it de-registered or
+    /// expired (none while it is registered).
+    fn ended_registration(&self, name: &str) -> Result<Option<EndedRegistration>>;
     /// Registrations in device-name order, after `after`, at most `limit`.
     fn registrations(
         &self,
@@ -237,6 +240,13 @@ pub trait Tx: ReadTx {
     ) -> Result<()>;
     /// Removes device `name`'s registration `record` and its location.
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()>;
+    /// Keeps (`Some`) or forgets (`None`) the last registration of a
+    /// device that is not registered.
+    fn put_ended_registration(
+        &mut self,
+        name: &str,
+        ended: Option<&EndedRegistration>,
+    ) -> Result<()>;
     /// Sets a device's credential, replacing its previous identity (which
     /// becomes free). The caller checks the identity is not another's.
     fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()>;

@@ -210,6 +210,15 @@ impl Lwm2mDevice {
         code(&self.request(p))
     }
 
+    /// An Update with query parameters (`lt=300`, `b=UQ`).
+    #[allow(dead_code)]
+    pub fn update_with(&mut self, queries: &[&str]) -> ResponseType {
+        let loc = self.location.clone().expect("registered");
+        let queries: Vec<String> = queries.iter().map(|q| q.to_string()).collect();
+        let p = self.post_rd(&["rd", &loc], &queries);
+        code(&self.request(p))
+    }
+
     pub fn deregister(&mut self) -> ResponseType {
         let loc = self.location.clone().expect("registered");
         let mut p = self.post_rd(&["rd", &loc], &[]);

@@ -282,9 +282,20 @@ pub struct ChildServer {
 
 impl ChildServer {
     pub fn spawn(data_dir: &Path, coap_bind: &str, http_bind: &str) -> ChildServer {
+        ChildServer::spawn_with(data_dir, coap_bind, http_bind, &[])
+    }
+
+    /// `spawn` with more `serve` arguments (`--config FILE`).
+    pub fn spawn_with(
+        data_dir: &Path,
+        coap_bind: &str,
+        http_bind: &str,
+        extra: &[&std::ffi::OsStr],
+    ) -> ChildServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lwota"))
             .args(["serve", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .args(["--coap-bind", coap_bind, "--http-bind", http_bind])
             .args(["--coaps-bind", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")

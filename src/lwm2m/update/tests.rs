@@ -265,3 +265,134 @@ fn version_answers_are_validated() {
     assert_eq!(version_of(&text("2.05", "bad version!")), None);
     assert_eq!(version_of(&text("5.00", "")), None);
 }
+
+fn tlv_single(resource: u16, value: i64) -> Response {
+    let path = Path::resource(5, 0, resource);
+    let v = Value::Int(value);
+    let payload = content::encode(format::TLV, &path, &[content::ResourceValue::new(path, v)])
+        .expect("TLV encodes");
+    Response::Answer {
+        success: true,
+        code: "2.05".into(),
+        content_format: Some(format::TLV),
+        payload,
+    }
+}
+
+#[test]
+fn lwm2m_10_reads_and_observes_ask_for_tlv() {
+    let mut f = Flow::new(FIRMWARE, "1.0", "coap://h:1/x".into(), Delivery::Push);
+    let (id, r) = one(&f.start());
+    assert_eq!(
+        r.accept,
+        Some(format::TLV),
+        "1.0: TLV is the mandatory format"
+    );
+    let (id, r) = one(&f.on_response(id, &tlv_single(9, 1)));
+    assert_eq!(
+        (r.path.to_string(), r.accept),
+        ("/5/0/8".into(), Some(format::TLV))
+    );
+    let (id, r) = one(&f.on_response(id, &text("4.04", "")));
+    assert_eq!(r.accept, Some(format::TLV));
+    let (st, r) = one(&f.on_response(id, &tlv_single(3, 0)));
+    assert!(r.observe);
+    assert_eq!(r.accept, Some(format::TLV));
+    let (res, r) = one(&f.on_response(st, &tlv_single(3, 0)));
+    assert_eq!(r.accept, Some(format::TLV));
+    let (_, w) = one(&f.on_response(res, &tlv_single(5, 0)));
+    assert_eq!(
+        w.path.to_string(),
+        "/5/0/0",
+        "Delivery Method 1 read from TLV: push"
+    );
+}
+
+#[test]
+fn not_acceptable_moves_to_the_next_format_and_keeps_it() {
+    // A 1.0 client that speaks text only (lwm2m-node-lib) refuses TLV.
+    let mut f = Flow::new(FIRMWARE, "1.0", "coap://h:1/x".into(), Delivery::Pull);
+    let (id, r) = one(&f.start());
+    assert_eq!(r.accept, Some(format::TLV));
+    let (retry, r) = one(&f.on_response(id, &text("4.06", "")));
+    assert_ne!(retry, id, "a new request");
+    assert_eq!(
+        (r.path.to_string(), r.accept),
+        ("/5/0/9".into(), Some(format::TEXT))
+    );
+    // The late answer of the refused request changes nothing.
+    assert!(f.on_response(id, &text("2.05", "1")).is_empty());
+    let (id, r) = one(&f.on_response(retry, &text("2.05", "0")));
+    assert_eq!(r.path.to_string(), "/5/0/8");
+    let (id, r) = one(&f.on_response(id, &text("4.04", "")));
+    assert_eq!(r.accept, Some(format::TEXT), "the accepted format is kept");
+    let (st, r) = one(&f.on_response(id, &text("2.05", "0")));
+    assert_eq!((r.observe, r.accept), (true, Some(format::TEXT)));
+
+    // 1.1: an observe refused in text is observed again in SenML-JSON,
+    // and its notifications count under the new id.
+    let mut g = flow(Delivery::Pull);
+    let (id, _) = one(&g.start());
+    let (id, _) = one(&g.on_response(id, &text("2.05", "0")));
+    let (id, _) = one(&g.on_response(id, &text("4.04", "")));
+    let (obs, r) = one(&g.on_response(id, &text("2.05", "0")));
+    assert_eq!((r.observe, r.accept), (true, Some(format::TEXT)));
+    let (obs2, r) = one(&g.on_response(obs, &text("4.06", "")));
+    assert_eq!((r.observe, r.accept), (true, Some(format::SENML_JSON)));
+    let (res, r) = one(&g.on_response(obs2, &text("2.05", "0")));
+    assert_eq!(
+        (r.path.to_string(), r.accept),
+        ("/5/0/5".into(), Some(format::SENML_JSON))
+    );
+    let (_, w) = one(&g.on_response(res, &text("2.05", "0")));
+    assert_eq!(w.path.to_string(), "/5/0/1");
+    assert_eq!(
+        tasks(&g.on_notify(obs2, &text("2.05", "1"))),
+        vec![report(TaskState::Downloading)]
+    );
+    let _ = st;
+
+    // When every format was refused, the 4.06 stands: an observe that
+    // cannot be set up does not retry forever.
+    let mut h = Flow::new(FIRMWARE, "1.0", "coap://h:1/x".into(), Delivery::Pull);
+    let (id, _) = one(&h.start());
+    let (id, _) = one(&h.on_response(id, &text("4.06", "")));
+    let (_, r) = one(&h.on_response(id, &text("4.06", "")));
+    assert_eq!(
+        r.path.to_string(),
+        "/5/0/8",
+        "no format left: the flow moves on"
+    );
+}
+
+#[test]
+fn version_reads_follow_the_accept_rule() {
+    let accepts =
+        |v: &str| -> Vec<Option<u16>> { read_version(v).iter().map(|r| r.accept).collect() };
+    assert_eq!(accepts("1.0"), vec![Some(format::TLV), Some(format::TEXT)]);
+    assert_eq!(
+        accepts("1.1"),
+        vec![
+            Some(format::TEXT),
+            Some(format::SENML_JSON),
+            Some(format::TLV)
+        ]
+    );
+    let path = Path::resource(3, 0, 3);
+    let payload = content::encode(
+        format::TLV,
+        &path,
+        &[content::ResourceValue::new(
+            path,
+            Value::String("1.0".into()),
+        )],
+    )
+    .unwrap();
+    let tlv = Response::Answer {
+        success: true,
+        code: "2.05".into(),
+        content_format: Some(format::TLV),
+        payload,
+    };
+    assert_eq!(version_of(&tlv), Some("1.0".into()));
+}

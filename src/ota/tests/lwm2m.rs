@@ -38,6 +38,7 @@ fn reg(
                 location,
                 peer: "127.0.0.1:5000".into(),
                 local: "127.0.0.1:5683".into(),
+                secure: false,
                 auto_register: auto,
                 default_product: "lwm2m",
             },
@@ -80,23 +81,25 @@ fn registration_lifecycle(s: &impl SyncStore) {
         upd.1.peer, "127.0.0.1:5001",
         "requests follow the device's address"
     );
+    // The timer is the backstop half a lifetime later (`lwm2m::live`:
+    // Updates answered from memory never reach past it).
     let timers = s.read_sync(|tx| tx.timers(10)).unwrap();
     assert_eq!(
         timers,
         vec![(
-            T0.add_millis(90_000),
+            T0.add_millis(120_000),
             Timer::RegistrationExpiry("d1".into())
         )]
     );
-    // Nothing expires before the lifetime runs out...
+    // Nothing expires before the timer...
     let h = s
-        .write_sync(|tx| scheduler::handle_due(tx, T0.add_millis(89_999), settings(), 100))
+        .write_sync(|tx| scheduler::handle_due(tx, T0.add_millis(119_999), settings(), 100))
         .unwrap();
     assert_eq!(h.timers, 0);
     assert!(stored(s, "d1").is_some());
     // ...and at it, the registration is removed with a history entry.
     let _ = s
-        .write_sync(|tx| scheduler::handle_due(tx, T0.add_millis(90_000), settings(), 100))
+        .write_sync(|tx| scheduler::handle_due(tx, T0.add_millis(120_000), settings(), 100))
         .unwrap();
     assert!(stored(s, "d1").is_none());
     assert_eq!(
@@ -104,6 +107,22 @@ fn registration_lifecycle(s: &impl SyncStore) {
         None
     );
     assert!(events(s, "d1").contains(&"lwm2m-expired".to_string()));
+    // The last registration is kept for the operator, marked expired.
+    let ended = s
+        .read_sync(|tx| tx.ended_registration("d1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ended.reason.as_str(), ended.ended_at),
+        ("expired", T0.add_millis(120_000))
+    );
+    assert_eq!(ended.record.location, "loc1");
+    // A new Register forgets it.
+    reg(s, at(100), &params("d1", 60, false), "loc9", true).unwrap();
+    assert!(s
+        .read_sync(|tx| tx.ended_registration("d1"))
+        .unwrap()
+        .is_none());
 }
 
 fn register_again_replaces_and_deregister_removes(s: &impl SyncStore) {

@@ -50,6 +50,7 @@ fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreE
         + copy(src, dst, schema::SECRETS)?
         + copy(src, dst, schema::REGISTRATIONS)?
         + copy(src, dst, schema::REGISTRATION_LOCATIONS)?
+        + copy(src, dst, schema::ENDED_REGISTRATIONS)?
         + copy(src, dst, schema::COUNTERS)?)
 }
 

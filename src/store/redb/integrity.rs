@@ -41,6 +41,8 @@ pub enum RecordKey {
     Campaigns(u64),
     Tasks(u64, String),
     History(String, u64),
+    Registrations(String),
+    EndedRegistrations(String),
 }
 
 impl fmt::Display for RecordKey {
@@ -51,6 +53,10 @@ impl fmt::Display for RecordKey {
             RecordKey::Campaigns(id) => write!(f, "campaigns[{id}]"),
             RecordKey::Tasks(c, name) => write!(f, "tasks[({c}, {name:?})]"),
             RecordKey::History(name, seq) => write!(f, "history[({name:?}, {seq})]"),
+            RecordKey::Registrations(name) => write!(f, "lwm2m_registrations[{name:?}]"),
+            RecordKey::EndedRegistrations(name) => {
+                write!(f, "lwm2m_ended_registrations[{name:?}]")
+            }
         }
     }
 }
@@ -70,11 +76,23 @@ pub struct IntegrityReport {
     pub bad_count: u64,
     /// The first [`MAX_LISTED`] of them.
     pub bad: Vec<BadRecord>,
+    /// Records that decode but disagree with another table (LwM2M
+    /// registrations, `integrity_lwm2m.rs`): all of them counted...
+    pub inconsistent_count: u64,
+    /// ...the first [`MAX_LISTED`] described.
+    pub inconsistent: Vec<String>,
 }
 
 impl IntegrityReport {
     pub fn is_clean(&self) -> bool {
-        self.bad_count == 0
+        self.bad_count == 0 && self.inconsistent_count == 0
+    }
+
+    pub(super) fn inconsistent(&mut self, what: String) {
+        self.inconsistent_count += 1;
+        if self.inconsistent.len() < MAX_LISTED {
+            self.inconsistent.push(what);
+        }
     }
 
     /// Whether any firmware record is bad: then start-up must not delete
@@ -86,7 +104,11 @@ impl IntegrityReport {
             || self.bad_count > self.bad.len() as u64
     }
 
-    fn note<T: DeserializeOwned>(&mut self, key: impl FnOnce() -> RecordKey, bytes: &[u8]) {
+    pub(super) fn note<T: DeserializeOwned>(
+        &mut self,
+        key: impl FnOnce() -> RecordKey,
+        bytes: &[u8],
+    ) {
         self.checked += 1;
         if let Err(e) = decode::<T>(bytes) {
             self.bad_count += 1;
@@ -127,6 +149,7 @@ pub fn check(txn: &ReadTransaction) -> Result<IntegrityReport, StoreError> {
         let (name, seq) = k.value();
         report.note::<HistoryEntry>(|| RecordKey::History(name.to_string(), seq), v.value());
     }
+    super::integrity_lwm2m::check(txn, &mut report)?;
     Ok(report)
 }
 
@@ -139,11 +162,15 @@ pub fn log_report(report: &IntegrityReport) {
     for bad in &report.bad {
         tracing::error!("corrupt record {}: {}", bad.key, bad.error);
     }
+    for what in &report.inconsistent {
+        tracing::error!("inconsistent {what}");
+    }
     tracing::error!(
-        "integrity check: {} of {} records are corrupt; listings skip them. \
+        "integrity check: {} of {} records are corrupt, {} inconsistent; listings skip them. \
          Stop the server and run `lwota check --repair` to move them out",
         report.bad_count,
-        report.checked
+        report.checked,
+        report.inconsistent_count
     );
 }
 
@@ -171,6 +198,8 @@ pub struct RepairReport {
     pub deadlines_removed: u64,
     pub firmware_keys_removed: u64,
     pub active_tasks_cleared: u64,
+    /// LwM2M registrations, locations and timers put back in step.
+    pub lwm2m_fixed: u64,
 }
 
 /// Name of the file in the data dir that keeps the removed records.
@@ -238,6 +267,14 @@ fn remove(txn: &WriteTransaction, key: &RecordKey) -> Result<(), StoreError> {
         RecordKey::History(name, seq) => {
             txn.open_table(schema::HISTORY)?
                 .remove((name.as_str(), *seq))?;
+        }
+        RecordKey::Registrations(name) => {
+            txn.open_table(schema::REGISTRATIONS)?
+                .remove(name.as_str())?;
+        }
+        RecordKey::EndedRegistrations(name) => {
+            txn.open_table(schema::ENDED_REGISTRATIONS)?
+                .remove(name.as_str())?;
         }
     }
     Ok(())
@@ -349,6 +386,7 @@ fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(),
             out.active_tasks_cleared += 1;
         }
     }
+    super::integrity_lwm2m::rebuild(txn, out)?;
     Ok(())
 }
 

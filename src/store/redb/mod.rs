@@ -15,6 +15,7 @@ mod codec;
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
 mod fleet; // issue 10: audit log and assignment rows
 pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
+mod integrity_lwm2m; // issue 9: `lwota check` of the LwM2M tables
 mod lwm2m; // issue 9: LwM2M registrations and their location index
 pub mod recovery; // issue 8 item 7a: reopen after a failed write, write health
 mod schema;
@@ -72,6 +73,7 @@ impl RedbStore {
             txn.open_table(schema::COUNTERS)?;
             txn.open_table(schema::REGISTRATIONS)?;
             txn.open_table(schema::REGISTRATION_LOCATIONS)?;
+            txn.open_table(schema::ENDED_REGISTRATIONS)?;
             txn.open_table(schema::DYNAMIC_CAMPAIGNS)?;
             txn.open_table(schema::PSKS)?;
             txn.open_table(schema::PSK_IDENTITIES)?;

@@ -66,6 +66,10 @@ pub const AUDIT_LEN: &str = "audit_len";
 pub const CLOCK_FLOOR: &str = "clock_floor_ms";
 /// Device (endpoint) name → `RegistrationRecord` (LwM2M).
 pub const REGISTRATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("lwm2m_registrations");
+/// Device name → `EndedRegistration`: the last registration of a device
+/// that de-registered or expired (shown as `"registered": false`).
+pub const ENDED_REGISTRATIONS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("lwm2m_ended_registrations");
 /// Registration location (`/rd/{id}`) → device name.
 pub const REGISTRATION_LOCATIONS: TableDefinition<&str, &str> =
     TableDefinition::new("lwm2m_locations");

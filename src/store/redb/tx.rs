@@ -10,8 +10,8 @@ use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
-    StateCounts, TaskRecord, Timer,
+    EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -237,6 +237,12 @@ macro_rules! impl_read {
 
             fn registration(&self, name: &str) -> Result<Option<RegistrationRecord>> {
                 super::lwm2m::registration(&self.$txn.open_table(schema::REGISTRATIONS)?, name)
+            }
+
+            fn ended_registration(&self, name: &str) -> Result<Option<EndedRegistration>> {
+                let table = self.$txn.open_table(schema::ENDED_REGISTRATIONS)?;
+                let value = table.get(name)?;
+                value.map(|v| decode(v.value())).transpose()
             }
 
             fn registration_name(&self, location: &str) -> Result<Option<String>> {
@@ -604,6 +610,19 @@ impl Tx for RedbTx {
 
     fn delete_registration(&mut self, name: &str, record: &RegistrationRecord) -> Result<()> {
         super::lwm2m::delete(&self.txn, name, record)
+    }
+
+    fn put_ended_registration(
+        &mut self,
+        name: &str,
+        ended: Option<&EndedRegistration>,
+    ) -> Result<()> {
+        let mut table = self.txn.open_table(schema::ENDED_REGISTRATIONS)?;
+        match ended {
+            Some(e) => table.insert(name, encode(e).as_slice())?,
+            None => table.remove(name)?,
+        };
+        Ok(())
     }
 
     fn put_psk(&mut self, device: &str, record: &PskRecord) -> Result<()> {
