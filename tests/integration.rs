@@ -32,6 +32,8 @@ mod firmware_api;
 mod fixtures_replay;
 mod fleet_api;
 mod logs;
+mod lwm2m_coaps;
+mod lwm2m_fleet;
 mod lwm2m_interop;
 mod lwm2m_server;
 mod metrics;

@@ -4,7 +4,7 @@
 //! arrive on that session; the Package URI is `coaps://` on the CoAPS
 //! port). A PSK identity registering another endpoint gets 4.03.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

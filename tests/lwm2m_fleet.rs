@@ -5,7 +5,7 @@
 //! (dropped ACKs, duplicated CONs both ways) that still ends in exactly
 //! one update per device.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};

@@ -429,6 +429,16 @@ impl Flow {
         match self.step {
             Step::ReadDelivery => {
                 self.delivery = self.value(&self.res(9), response).and_then(|v| v.as_int());
+                if matches!(self.delivery, Some(0 | 1)) {
+                    // Protocol Support only decides between pull and push
+                    // when the device takes both: skip the read otherwise.
+                    // A client that silently drops reads of a multi-value
+                    // resource in a format it lacks (lwm2m-node-lib does
+                    // with TLV) would otherwise stall the update for the
+                    // whole CON retransmission window (~90 s).
+                    self.step = Step::ReadState;
+                    return vec![self.read(self.res(self.spec.state), Shape::Single)];
+                }
                 self.step = Step::ReadProtocols;
                 vec![self.read(self.res(8), Shape::Multi)]
             }

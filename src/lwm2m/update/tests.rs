@@ -56,9 +56,18 @@ fn to_delivery(
     let (id, r) = one(&flow.start());
     assert_eq!(r.path.to_string(), "/5/0/9");
     assert_eq!(r.accept, Some(format::TEXT), "reads always carry Accept");
+    let only_one_way = matches!(
+        &delivery,
+        Response::Answer { success: true, payload, .. } if payload == b"0" || payload == b"1"
+    );
     let (id, r) = one(&flow.on_response(id, &delivery));
-    assert_eq!(r.path.to_string(), "/5/0/8");
-    let (id, r) = one(&flow.on_response(id, &text("4.04", "")));
+    let (id, r) = if only_one_way {
+        // Protocol Support cannot change the choice: not read.
+        (id, r)
+    } else {
+        assert_eq!(r.path.to_string(), "/5/0/8");
+        one(&flow.on_response(id, &text("4.04", "")))
+    };
     assert_eq!(r.path.to_string(), "/5/0/3");
     let mut out = flow.on_response(id, &text("2.05", state));
     if state == "2" {
@@ -395,4 +404,15 @@ fn version_reads_follow_the_accept_rule() {
         payload,
     };
     assert_eq!(version_of(&tlv), Some("1.0".into()));
+}
+
+#[test]
+fn protocol_support_is_read_only_when_the_device_takes_both_ways() {
+    for (delivery, reads_protocols) in [("0", false), ("1", false), ("2", true)] {
+        let mut f = flow(Delivery::Pull);
+        let (id, _) = one(&f.start());
+        let (_, r) = one(&f.on_response(id, &text("2.05", delivery)));
+        let expected = if reads_protocols { "/5/0/8" } else { "/5/0/3" };
+        assert_eq!(r.path.to_string(), expected, "delivery method {delivery}");
+    }
 }
