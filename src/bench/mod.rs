@@ -5,6 +5,7 @@
 //! `poll`, `footprint`, `campaign`, `lwm2m`. The server runs as a child process on
 //! 127.0.0.1 with a temp data dir; the load comes from this process.
 
+mod campaign; // issue 10: campaign creation, both insertion orders
 mod dtls; // issue 11: CoAPS handshakes, blocks, idle-session memory
 mod load;
 mod lwm2m;
@@ -33,6 +34,10 @@ pub struct BenchArgs {
     /// Concurrent clients in the poll scenario (default 64, quick 8).
     #[arg(long)]
     poll_clients: Option<usize>,
+    /// Devices of the `campaign` scenario's by-version campaign (default
+    /// 1,000,000, quick 5,000).
+    #[arg(long)]
+    campaign_devices: Option<usize>,
     /// CoAP shards of the server under test (`[coap] shards`; default:
     /// the server's own default, one per core).
     #[arg(long)]
@@ -101,6 +106,9 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
     }
     let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let mut sizes = Sizes::new(args.quick);
+    if let Some(n) = args.campaign_devices {
+        sizes.campaign_all = n.max(sizes.campaign_listed);
+    }
     if let Some(n) = args.poll_clients {
         sizes.poll_workers = n.clamp(1, 4096);
     }
@@ -283,17 +291,15 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         server.stop();
     }
 
-    if wanted("footprint") || wanted("campaign") {
+    if wanted("footprint") {
         let dir = work.path().join("fleet");
         let mut server = ServerProcess::start(&dir, args.shards)?;
         let mut rows = Vec::new();
-        if wanted("footprint") {
-            println!("\n## footprint: server RSS with idle registered devices");
-            println!(
-                "{:<12} {:>16} {:>18} {:>16}",
-                "devices", "RSS after import", "RSS after restart", "bytes/device"
-            );
-        }
+        println!("\n## footprint: server RSS with idle registered devices");
+        println!(
+            "{:<12} {:>16} {:>18} {:>16}",
+            "devices", "RSS after import", "RSS after restart", "bytes/device"
+        );
         let mut registered = 0;
         let mut base = 0u64;
         for &n in &sizes.footprint {
@@ -311,59 +317,37 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
                 base = idle;
             }
             let per_device = (n > 0).then(|| idle.saturating_sub(base) as f64 / n as f64);
-            if wanted("footprint") {
-                println!(
-                    "{:<12} {:>13.1} MB {:>15.1} MB {:>16}",
-                    n,
-                    loaded as f64 / 1e6,
-                    idle as f64 / 1e6,
-                    per_device
-                        .map(|b| format!("{b:.1}"))
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
+            println!(
+                "{:<12} {:>13.1} MB {:>15.1} MB {:>16}",
+                n,
+                loaded as f64 / 1e6,
+                idle as f64 / 1e6,
+                per_device
+                    .map(|b| format!("{b:.1}"))
+                    .unwrap_or_else(|| "-".into())
+            );
             rows.push(json!({"devices": n, "rss_after_import": loaded, "rss_after_restart": idle, "bytes_per_device": per_device, "import_seconds": import_s}));
         }
         report.insert("footprint".into(), json!(rows));
 
-        if wanted("campaign") {
-            println!("\n## campaign: time to create");
-            register(&server, registered, sizes.campaign_all, "bench")?;
-            let fw = upload(&server, "bench", "9.0", &image_path)?;
-            let listed: Vec<String> = (0..sizes.campaign_listed).map(load::device_name).collect();
-            let t = Instant::now();
-            let c = post_json(
-                &server,
-                "/api/v1/campaigns",
-                &json!({"firmware": fw, "target": {"devices": listed}}),
-            )?;
-            let listed_s = t.elapsed().as_secs_f64();
-            let first = c["id"].as_u64().unwrap_or(0);
-            post_json(
-                &server,
-                &format!("/api/v1/campaigns/{first}/cancel"),
-                &json!({}),
-            )?;
-            let t = Instant::now();
-            let c = post_json(
-                &server,
-                "/api/v1/campaigns",
-                // Every device registered is on 1.0: the whole product by
-                // source version (issue 10's benchmark).
-                &json!({"firmware": fw, "target": {"source_versions": ["1.0"]}}),
-            )?;
-            let all_s = t.elapsed().as_secs_f64();
-            println!("{} listed devices: {listed_s:.3} s", sizes.campaign_listed);
-            println!(
-                "all {} devices of a product by source version: {all_s:.3} s ({} tasks)",
-                sizes.campaign_all, c["total"]
-            );
-            report.insert(
-                "campaign".into(),
-                json!({"listed_devices": sizes.campaign_listed, "listed_seconds": listed_s, "all_devices": sizes.campaign_all, "all_seconds": all_s, "all_tasks": c["total"]}),
-            );
-        }
         server.stop();
+    }
+
+    if wanted("campaign") {
+        println!("\n## campaign: time to create (devices inserted in each order)");
+        campaign::print_header();
+        let mut rows = Vec::new();
+        for order in [campaign::Order::Sequential, campaign::Order::Scattered] {
+            rows.push(campaign::run(
+                &work.path().join(format!("campaign-{}", order.name())),
+                args.shards,
+                &image_path,
+                sizes.campaign_listed,
+                sizes.campaign_all,
+                order,
+            )?);
+        }
+        report.insert("campaign".into(), json!(rows));
     }
 
     if wanted("lwm2m") {
