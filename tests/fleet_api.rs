@@ -356,7 +356,7 @@ fn every_mutating_route_leaves_an_audit_entry_naming_its_token() {
         exercised.push((method.to_string(), route.to_string()));
     };
     // Each step: the call, then its audit entries (those after `before`).
-    let mut check = |before: u64, method: &str, route: &str| {
+    let check = |before: u64, method: &str, route: &str| {
         let (_, entries) = server.get(&format!("/api/v1/audit?after={before}"));
         let entries = entries.as_array().unwrap().clone();
         assert!(
@@ -375,25 +375,79 @@ fn every_mutating_route_leaves_an_audit_entry_naming_its_token() {
         }};
     }
 
-    step!("POST", "/api/v1/tokens", call("POST", "/api/v1/tokens", Some(json!({"name": "spare", "role": "read"}))));
-    step!("DELETE", "/api/v1/tokens/{name}", call("DELETE", "/api/v1/tokens/spare", None));
-    let fw2 = step!("POST", "/api/v1/firmware", upload("2.0"))["id"].as_u64().unwrap();
+    step!(
+        "POST",
+        "/api/v1/tokens",
+        call(
+            "POST",
+            "/api/v1/tokens",
+            Some(json!({"name": "spare", "role": "read"}))
+        )
+    );
+    step!(
+        "DELETE",
+        "/api/v1/tokens/{name}",
+        call("DELETE", "/api/v1/tokens/spare", None)
+    );
+    let fw2 = step!("POST", "/api/v1/firmware", upload("2.0"))["id"]
+        .as_u64()
+        .unwrap();
     let (s, fw3) = upload("3.00");
     assert_eq!(s, 201, "{fw3}");
     let fw3 = fw3["id"].as_u64().unwrap();
-    step!("PATCH", "/api/v1/firmware/{id}", call("PATCH", &format!("/api/v1/firmware/{fw2}"), Some(json!({"description": "audited"}))));
-    step!("POST", "/api/v1/devices", call("POST", "/api/v1/devices", Some(json!([
-        {"name": "a", "product": "p", "version": "1.0"},
-        {"name": "b", "product": "p", "version": "1.0"}
-    ]))));
+    step!(
+        "PATCH",
+        "/api/v1/firmware/{id}",
+        call(
+            "PATCH",
+            &format!("/api/v1/firmware/{fw2}"),
+            Some(json!({"description": "audited"}))
+        )
+    );
+    step!(
+        "POST",
+        "/api/v1/devices",
+        call(
+            "POST",
+            "/api/v1/devices",
+            Some(json!([
+                {"name": "a", "product": "p", "version": "1.0"},
+                {"name": "b", "product": "p", "version": "1.0"}
+            ]))
+        )
+    );
     let key = "00112233445566778899aabbccddeeff";
-    step!("PUT", "/api/v1/devices/{name}/psk", call("PUT", "/api/v1/devices/a/psk", Some(json!({"identity": "id-a", "key": key}))));
-    step!("PUT", "/api/v1/psks", call("PUT", "/api/v1/psks", Some(json!({"credentials": [{"device": "b", "identity": "id-b", "key": key}]}))));
+    step!(
+        "PUT",
+        "/api/v1/devices/{name}/psk",
+        call(
+            "PUT",
+            "/api/v1/devices/a/psk",
+            Some(json!({"identity": "id-a", "key": key}))
+        )
+    );
+    step!(
+        "PUT",
+        "/api/v1/psks",
+        call(
+            "PUT",
+            "/api/v1/psks",
+            Some(json!({"credentials": [{"device": "b", "identity": "id-b", "key": key}]}))
+        )
+    );
     // Two waves of one device each; any failure in the first pauses.
-    let c = step!("POST", "/api/v1/campaigns", call("POST", "/api/v1/campaigns", Some(json!({
-        "firmware": fw2, "target": {"devices": ["a", "b"]}, "force": true,
-        "waves": [{"percent": 50, "abort_failure_percent": 0}, {"percent": 100}]
-    }))));
+    let c = step!(
+        "POST",
+        "/api/v1/campaigns",
+        call(
+            "POST",
+            "/api/v1/campaigns",
+            Some(json!({
+                "firmware": fw2, "target": {"devices": ["a", "b"]}, "force": true,
+                "waves": [{"percent": 50, "abort_failure_percent": 0}, {"percent": 100}]
+            }))
+        )
+    );
     let id = c["id"].as_u64().unwrap();
     let mut a = Device::new(server.coap, "a", "p");
     let (task, _) = task_of(&a.poll("1.0"));
@@ -405,21 +459,77 @@ fn every_mutating_route_leaves_an_audit_entry_naming_its_token() {
     );
     assert_eq!(c["status"], "paused");
     let campaign = |action: &str| format!("/api/v1/campaigns/{id}/{action}");
-    step!("POST", "/api/v1/campaigns/{id}/resume", call("POST", &campaign("resume"), Some(json!({}))));
-    step!("POST", "/api/v1/campaigns/{id}/retry", call("POST", &campaign("retry"), Some(json!({}))));
-    step!("POST", "/api/v1/campaigns/{id}/devices/{name}/cancel", call("POST", &campaign("devices/b/cancel"), Some(json!({}))));
-    step!("POST", "/api/v1/campaigns/{id}/devices/{name}/retry", call("POST", &campaign("devices/b/retry"), Some(json!({}))));
-    step!("POST", "/api/v1/campaigns/{id}/cancel-unseen", call("POST", &campaign("cancel-unseen"), Some(json!({}))));
-    step!("POST", "/api/v1/campaigns/{id}/cancel", call("POST", &campaign("cancel"), Some(json!({}))));
-    step!("DELETE", "/api/v1/campaigns/{id}", call("DELETE", &format!("/api/v1/campaigns/{id}"), None));
-    step!("PUT", "/api/v1/products/{product}/firmware", call("PUT", "/api/v1/products/p/firmware", Some(json!({"firmware": fw3}))));
-    step!("PUT", "/api/v1/devices/{name}/firmware", call("PUT", "/api/v1/devices/a/firmware", Some(json!({"firmware": fw2}))));
-    step!("DELETE", "/api/v1/devices/{name}/firmware", call("DELETE", "/api/v1/devices/a/firmware", None));
-    step!("DELETE", "/api/v1/products/{product}/firmware", call("DELETE", "/api/v1/products/p/firmware", None));
+    step!(
+        "POST",
+        "/api/v1/campaigns/{id}/resume",
+        call("POST", &campaign("resume"), Some(json!({})))
+    );
+    step!(
+        "POST",
+        "/api/v1/campaigns/{id}/retry",
+        call("POST", &campaign("retry"), Some(json!({})))
+    );
+    step!(
+        "POST",
+        "/api/v1/campaigns/{id}/devices/{name}/cancel",
+        call("POST", &campaign("devices/b/cancel"), Some(json!({})))
+    );
+    step!(
+        "POST",
+        "/api/v1/campaigns/{id}/devices/{name}/retry",
+        call("POST", &campaign("devices/b/retry"), Some(json!({})))
+    );
+    step!(
+        "POST",
+        "/api/v1/campaigns/{id}/cancel-unseen",
+        call("POST", &campaign("cancel-unseen"), Some(json!({})))
+    );
+    step!(
+        "POST",
+        "/api/v1/campaigns/{id}/cancel",
+        call("POST", &campaign("cancel"), Some(json!({})))
+    );
+    step!(
+        "DELETE",
+        "/api/v1/campaigns/{id}",
+        call("DELETE", &format!("/api/v1/campaigns/{id}"), None)
+    );
+    step!(
+        "PUT",
+        "/api/v1/products/{product}/firmware",
+        call(
+            "PUT",
+            "/api/v1/products/p/firmware",
+            Some(json!({"firmware": fw3}))
+        )
+    );
+    step!(
+        "PUT",
+        "/api/v1/devices/{name}/firmware",
+        call(
+            "PUT",
+            "/api/v1/devices/a/firmware",
+            Some(json!({"firmware": fw2}))
+        )
+    );
+    step!(
+        "DELETE",
+        "/api/v1/devices/{name}/firmware",
+        call("DELETE", "/api/v1/devices/a/firmware", None)
+    );
+    step!(
+        "DELETE",
+        "/api/v1/products/{product}/firmware",
+        call("DELETE", "/api/v1/products/p/firmware", None)
+    );
     let (s, spare) = upload("4.000");
     assert_eq!(s, 201, "{spare}");
     let spare = spare["id"].as_u64().unwrap();
-    step!("DELETE", "/api/v1/firmware/{id}", call("DELETE", &format!("/api/v1/firmware/{spare}"), None));
+    step!(
+        "DELETE",
+        "/api/v1/firmware/{id}",
+        call("DELETE", &format!("/api/v1/firmware/{spare}"), None)
+    );
 
     // Every mutating route of the API was exercised above.
     let (_, doc) = server.get("/api/v1/openapi.json");
@@ -431,10 +541,7 @@ fn every_mutating_route_leaves_an_audit_entry_naming_its_token() {
             }
         }
     }
-    let missing: Vec<_> = mutating
-        .iter()
-        .filter(|m| !exercised.contains(m))
-        .collect();
+    let missing: Vec<_> = mutating.iter().filter(|m| !exercised.contains(m)).collect();
     assert!(
         missing.is_empty(),
         "mutating routes without an audit check here: {missing:?}"

@@ -32,7 +32,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = campaign_id(&id)?;
-    let action = Action::new("campaign.delete", format!("campaign/{id}"), actor.0, json!({}));
+    let action = Action::new(
+        "campaign.delete",
+        format!("campaign/{id}"),
+        actor.0,
+        json!({}),
+    );
     let (now, cap) = (app.now(), app.config.audit.limit);
     // Chunked: each job removes at most `DELETE_CHUNK` tasks, so polls
     // queued behind a large deletion wait for one chunk only. The audit
@@ -91,11 +96,11 @@ pub async fn cancel_unseen(
         }))
     })
     .await?
-        .map_err(|e| match e {
-            e @ CampaignError::UnknownCampaign(_) => {
-                ApiError::not_found("unknown_campaign", e.to_string())
-            }
-            e => ApiError::conflict("campaign_finished", e.to_string()),
-        })?;
+    .map_err(|e| match e {
+        e @ CampaignError::UnknownCampaign(_) => {
+            ApiError::not_found("unknown_campaign", e.to_string())
+        }
+        e => ApiError::conflict("campaign_finished", e.to_string()),
+    })?;
     Ok(Json(json!({"cancelled": cancelled})))
 }

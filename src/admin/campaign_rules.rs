@@ -89,9 +89,13 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    let (requeued, busy) = operate(&app, actor, "retry", format!("campaign/{id}"), move |tx, now| {
-        Ok(operator::retry_failed(tx, now, id)?.map(|r| (r.requeued, r.busy)))
-    })
+    let (requeued, busy) = operate(
+        &app,
+        actor,
+        "retry",
+        format!("campaign/{id}"),
+        move |tx, now| Ok(operator::retry_failed(tx, now, id)?.map(|r| (r.requeued, r.busy))),
+    )
     .await?;
     let mut body = current(&app, id)?;
     body["requeued"] = json!(requeued);
@@ -113,9 +117,13 @@ pub async fn resume(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    operate(&app, actor, "resume", format!("campaign/{id}"), move |tx, _now| {
-        operator::resume(tx, id)
-    })
+    operate(
+        &app,
+        actor,
+        "resume",
+        format!("campaign/{id}"),
+        move |tx, _now| operator::resume(tx, id),
+    )
     .await?;
     Ok(Json(current(&app, id)?))
 }
@@ -156,9 +164,14 @@ pub async fn cancel_device(
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let settings = app.ota_settings();
-    device_action(app, actor, id, name, "cancel_device", move |tx, now, id, who| {
-        operator::cancel_device(tx, now, settings, id, who)
-    })
+    device_action(
+        app,
+        actor,
+        id,
+        name,
+        "cancel_device",
+        move |tx, now, id, who| operator::cancel_device(tx, now, settings, id, who),
+    )
     .await
 }
 
@@ -175,7 +188,10 @@ pub async fn retry_device(
     actor: Actor,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    device_action(app, actor, id, name, "retry_device", operator::retry_device).await
+    device_action(app, actor, id, name, "retry_device", |tx, now, id, who| {
+        operator::retry_device(tx, now, id, who)
+    })
+    .await
 }
 
 /// The per-device actions: parse the path, act (audited), answer with the
@@ -189,14 +205,15 @@ async fn device_action<F>(
     mut act: F,
 ) -> ApiResult<Json<Value>>
 where
-    F: FnMut(&mut dyn Tx, Timestamp, u64, &str) -> WriteOutcome<(), CampaignError>
-        + Send
-        + 'static,
+    F: FnMut(&mut dyn Tx, Timestamp, u64, &str) -> WriteOutcome<(), CampaignError> + Send + 'static,
 {
     let id = parse_campaign_id(&id)?;
     let name = device_name(&name)?;
     let who = name.clone();
     let target = format!("campaign/{id}/device/{name}");
-    operate(&app, actor, what, target, move |tx, now| act(tx, now, id, &who)).await?;
+    operate(&app, actor, what, target, move |tx, now| {
+        act(tx, now, id, &who)
+    })
+    .await?;
     Ok(Json(task_view(&app, id, &name)?))
 }

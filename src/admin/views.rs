@@ -3,7 +3,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::model::{
-    CampaignId, CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, TaskState,
+    CampaignId, CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, StateCounts,
+    TaskRecord, TaskState,
 };
 use crate::ota::campaign::effective_status;
 use crate::ota::task_id;

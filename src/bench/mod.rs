@@ -2,13 +2,14 @@
 //! one run, so the ratios hold even when the machine's speed drifts.
 //!
 //! Scenarios (see docs/BENCHMARKS.md): `block2`, `peers`, `udp-limit`,
-//! `poll`, `footprint`, `campaign`, `lwm2m`. The server runs as a child process on
+//! `poll`, `footprint`, `campaign`, `scheduler`, `lwm2m`. The server runs as a child process on
 //! 127.0.0.1 with a temp data dir; the load comes from this process.
 
 mod campaign; // issue 10: campaign creation, both insertion orders
 mod dtls; // issue 11: CoAPS handshakes, blocks, idle-session memory
 mod load;
 mod lwm2m;
+mod scheduler; // issue 10: scheduler CPU and memory with 100 campaigns
 mod target;
 
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ pub struct BenchArgs {
     /// Also write every figure to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, lwm2m, dtls.
+    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, scheduler, lwm2m, dtls.
     #[arg(long)]
     only: Vec<String>,
     /// Concurrent clients in the poll scenario (default 64, quick 8).
@@ -86,13 +87,14 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "block2",
     "peers",
     "udp-limit",
     "poll",
     "footprint",
     "campaign",
+    "scheduler",
     "lwm2m",
     "dtls",
 ];
@@ -348,6 +350,15 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             )?);
         }
         report.insert("campaign".into(), json!(rows));
+    }
+
+    if wanted("scheduler") {
+        println!("\n## scheduler: CPU and memory with concurrent rate-limited, waved campaigns");
+        let result = scheduler::run(
+            &work.path().join("scheduler"),
+            &scheduler::Sizes::new(args.quick),
+        )?;
+        report.insert("scheduler".into(), result);
     }
 
     if wanted("lwm2m") {

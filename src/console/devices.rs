@@ -49,10 +49,7 @@ struct Row {
     state: Option<&'static str>,
 }
 
-fn task_state(
-    tx: &dyn ReadTx,
-    name: &str,
-) -> Result<Option<&'static str>, StoreError> {
+fn task_state(tx: &dyn ReadTx, name: &str) -> Result<Option<&'static str>, StoreError> {
     Ok(match crate::ota::assignment::pointers(tx, name)?.shown() {
         Some(campaign) => tx.task(campaign, name)?.map(|t| t.state.as_str()),
         None => None,

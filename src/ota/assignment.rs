@@ -268,16 +268,7 @@ pub fn set(
                     if own.slot(software).is_some() {
                         continue;
                     }
-                    queue_one(
-                        tx,
-                        now,
-                        &mut record,
-                        &fw,
-                        software,
-                        &name,
-                        &device,
-                        None,
-                    )?;
+                    queue_one(tx, now, &mut record, &fw, software, &name, &device, None)?;
                     queued += 1;
                 }
             }
@@ -445,8 +436,10 @@ fn needs(
     software: bool,
     fw: &FirmwareRecord,
 ) -> Result<bool, StoreError> {
-    Ok(current_version(device, software) != Some(fw.version.as_str())
-        && active(tx, name, software)?.is_none())
+    Ok(
+        current_version(device, software) != Some(fw.version.as_str())
+            && active(tx, name, software)?.is_none(),
+    )
 }
 
 fn cancel_ctx<'a>(now: Timestamp, settings: OtaSettings, name: &'a str) -> Context<'a> {

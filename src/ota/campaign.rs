@@ -138,32 +138,30 @@ pub fn create_with(
     // Software images compare and occupy the software slot (issue 10 item 9).
     let software = super::assignment::is_software(&fw);
     let reader = &*tx;
-    let mut consider = |name: &str,
-                        device: DeviceRecord,
-                        skipped: &mut Skipped|
-     -> Result<(), StoreError> {
-        if device.product != fw.product {
-            skipped.wrong_product.push(name.to_string());
-        } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
-            skipped.up_to_date.push(name.to_string());
-        } else {
-            let pointers = super::assignment::pointers(reader, name)?;
-            if pointers.active(software).is_some() {
-                skipped.busy.push(name.to_string());
+    let mut consider =
+        |name: &str, device: DeviceRecord, skipped: &mut Skipped| -> Result<(), StoreError> {
+            if device.product != fw.product {
+                skipped.wrong_product.push(name.to_string());
+            } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
+                skipped.up_to_date.push(name.to_string());
             } else {
-                let from = super::assignment::current_version(&device, software)
-                    .unwrap_or("unknown")
-                    .to_string();
-                chosen.push(Chosen {
-                    name: name.to_string(),
-                    from,
-                    version: device.version,
-                    pointers,
-                });
+                let pointers = super::assignment::pointers(reader, name)?;
+                if pointers.active(software).is_some() {
+                    skipped.busy.push(name.to_string());
+                } else {
+                    let from = super::assignment::current_version(&device, software)
+                        .unwrap_or("unknown")
+                        .to_string();
+                    chosen.push(Chosen {
+                        name: name.to_string(),
+                        from,
+                        version: device.version,
+                        pointers,
+                    });
+                }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     match target {
         Target::Devices(names) => {
             let mut seen = HashSet::new();

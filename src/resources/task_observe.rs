@@ -244,10 +244,7 @@ pub fn current(tx: &dyn ReadTx, device: &str) -> Result<Option<PollAnswer>, Stor
         return Ok(None);
     }
     let pointers = crate::ota::assignment::pointers(tx, device)?;
-    for campaign in [pointers.firmware, pointers.software]
-        .into_iter()
-        .flatten()
-    {
+    for campaign in [pointers.firmware, pointers.software].into_iter().flatten() {
         let Some(task) = tx.task(campaign, device)? else {
             continue;
         };

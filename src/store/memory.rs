@@ -12,8 +12,8 @@ use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
-    StateCounts, TaskRecord, Timer,
+    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 

@@ -9,8 +9,7 @@
 
 use super::options::abort_percent;
 use crate::model::{
-    CampaignRecord, CampaignStatus, HistoryEntry, TaskKey, TaskRecord, TaskState,
-    Timer,
+    CampaignRecord, CampaignStatus, HistoryEntry, TaskKey, TaskRecord, TaskState, Timer,
 };
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;

@@ -10,7 +10,10 @@ use super::schema;
 use crate::model::{CampaignId, DeviceRecord, DeviceTasks};
 use crate::store::Result;
 
-pub fn get(table: &impl ReadableTable<&'static str, &'static [u8]>, name: &str) -> Result<DeviceTasks> {
+pub fn get(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    name: &str,
+) -> Result<DeviceTasks> {
     // A corrupt row reads as "no task" (logged, and named by `lwota
     // check`) rather than failing every poll of the device.
     Ok(table

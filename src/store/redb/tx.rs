@@ -10,8 +10,8 @@ use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord, RegistrationRecord,
-    StateCounts, TaskRecord, Timer,
+    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
+    RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
