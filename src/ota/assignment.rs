@@ -111,6 +111,15 @@ pub fn pointers(tx: &(impl ReadTx + ?Sized), name: &str) -> Result<DeviceTasks, 
     tx.device_tasks(name)
 }
 
+/// [`pointers`] of many devices, in order, in one batch read (campaign
+/// creation).
+pub fn pointers_of(
+    tx: &(impl ReadTx + ?Sized),
+    names: &[&str],
+) -> Result<Vec<DeviceTasks>, StoreError> {
+    tx.device_tasks_of(names)
+}
+
 /// Whether `campaign` is the device's software task (decided before a
 /// transition clears the pointer).
 pub fn is_software_task(

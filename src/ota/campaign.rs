@@ -25,7 +25,7 @@ use crate::model::{
     CampaignId, CampaignPolicy, CampaignProgress, CampaignRecord, CampaignStatus, DeviceRecord,
     DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, Timer,
 };
-use crate::store::{StoreError, Tx};
+use crate::store::{ReadTx, StoreError, Tx};
 use crate::time::Timestamp;
 
 /// Largest explicit device list one campaign takes.
@@ -138,30 +138,9 @@ pub fn create_with(
     // Software images compare and occupy the software slot (issue 10 item 9).
     let software = super::assignment::is_software(&fw);
     let reader = &*tx;
-    let mut consider =
-        |name: &str, device: DeviceRecord, skipped: &mut Skipped| -> Result<(), StoreError> {
-            if device.product != fw.product {
-                skipped.wrong_product.push(name.to_string());
-            } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
-                skipped.up_to_date.push(name.to_string());
-            } else {
-                let pointers = super::assignment::pointers(reader, name)?;
-                if pointers.active(software).is_some() {
-                    skipped.busy.push(name.to_string());
-                } else {
-                    let from = super::assignment::current_version(&device, software)
-                        .unwrap_or("unknown")
-                        .to_string();
-                    chosen.push(Chosen {
-                        name: name.to_string(),
-                        from,
-                        version: device.version,
-                        pointers,
-                    });
-                }
-            }
-            Ok(())
-        };
+    // Devices that passed the product and version checks, waiting for
+    // their task pointers to be read in one batch (`device_tasks_of`).
+    let mut candidates: Vec<(String, DeviceRecord)> = Vec::new();
     match target {
         Target::Devices(names) => {
             let mut seen = HashSet::new();
@@ -170,10 +149,13 @@ pub fn create_with(
                     continue;
                 }
                 match reader.device(name)? {
-                    Some(device) => consider(name, device, &mut skipped)?,
+                    Some(device) => {
+                        screen(&fw, software, name, device, &mut skipped, &mut candidates)
+                    }
                     None => skipped.unknown.push(name.clone()),
                 }
             }
+            take_free(reader, software, &mut candidates, &mut skipped, &mut chosen)?;
         }
         Target::All | Target::SourceVersions(_) => {
             let versions: Option<HashSet<&str>> = match target {
@@ -198,8 +180,9 @@ pub fn create_with(
                             continue;
                         }
                     }
-                    consider(&name, device, &mut skipped)?;
+                    screen(&fw, software, &name, device, &mut skipped, &mut candidates);
                 }
+                take_free(reader, software, &mut candidates, &mut skipped, &mut chosen)?;
             }
         }
     }
@@ -273,6 +256,54 @@ pub fn create_with(
 /// Devices handed to one [`Tx::queue_tasks`] call: bounds the batch a
 /// backend builds at once.
 const QUEUE_CHUNK: usize = 10_000;
+
+/// Skips a device of another product or already on the target version;
+/// keeps the others as candidates.
+fn screen(
+    fw: &FirmwareRecord,
+    software: bool,
+    name: &str,
+    device: DeviceRecord,
+    skipped: &mut Skipped,
+    candidates: &mut Vec<(String, DeviceRecord)>,
+) {
+    if device.product != fw.product {
+        skipped.wrong_product.push(name.to_string());
+    } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
+        skipped.up_to_date.push(name.to_string());
+    } else {
+        candidates.push((name.to_string(), device));
+    }
+}
+
+/// Reads the candidates' task pointers in one batch: the busy ones are
+/// skipped, the free ones chosen. Empties `candidates`.
+fn take_free(
+    tx: &(impl ReadTx + ?Sized),
+    software: bool,
+    candidates: &mut Vec<(String, DeviceRecord)>,
+    skipped: &mut Skipped,
+    chosen: &mut Vec<Chosen>,
+) -> Result<(), StoreError> {
+    let names: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
+    let pointers = super::assignment::pointers_of(tx, &names)?;
+    for ((name, device), pointers) in candidates.drain(..).zip(pointers) {
+        if pointers.active(software).is_some() {
+            skipped.busy.push(name);
+        } else {
+            let from = super::assignment::current_version(&device, software)
+                .unwrap_or("unknown")
+                .to_string();
+            chosen.push(Chosen {
+                name,
+                from,
+                version: device.version,
+                pointers,
+            });
+        }
+    }
+    Ok(())
+}
 
 /// A device a new campaign takes: its name, the version it updates from
 /// and its task pointers as read (so queuing writes them without a read).

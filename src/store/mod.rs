@@ -107,6 +107,11 @@ pub trait ReadTx {
     /// apart from the device record so queuing a campaign writes only
     /// these; read through `ota::assignment`.
     fn device_tasks(&self, name: &str) -> Result<DeviceTasks>;
+    /// [`ReadTx::device_tasks`] of many devices, in order (one batch: a
+    /// backend opens its table once, or runs one `WHERE name = ANY($1)`).
+    fn device_tasks_of(&self, names: &[&str]) -> Result<Vec<DeviceTasks>> {
+        names.iter().map(|n| self.device_tasks(n)).collect()
+    }
     fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>>;
     /// Every firmware record, by id (the table is small: `max_per_product`
     /// per product).

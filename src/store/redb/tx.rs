@@ -286,6 +286,14 @@ macro_rules! impl_read {
                 super::device_tasks::get(&table, name)
             }
 
+            fn device_tasks_of(&self, names: &[&str]) -> Result<Vec<DeviceTasks>> {
+                let table = self.$txn.open_table(schema::DEVICE_TASKS)?;
+                names
+                    .iter()
+                    .map(|n| super::device_tasks::get(&table, n))
+                    .collect()
+            }
+
             fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
                 let table = self.$txn.open_table(schema::AUDIT)?;
                 super::fleet::audit_page(&table, after, limit)
