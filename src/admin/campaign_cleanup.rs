@@ -7,6 +7,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult};
 use crate::ota::campaign::CampaignError;
 use crate::ota::cleanup::{self, DeleteError};
@@ -24,14 +26,33 @@ fn campaign_id(id: &str) -> ApiResult<u64> {
         (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
         (status = 409, description = "Campaign still running", body = super::schemas::ErrorBody),
     ))]
-pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let id = campaign_id(&id)?;
+    let action = Action::new(
+        "campaign.delete",
+        format!("campaign/{id}"),
+        actor.0,
+        json!({}),
+    );
+    let (now, cap) = (app.now(), app.config.audit.limit);
     // Chunked: each job removes at most `DELETE_CHUNK` tasks, so polls
-    // queued behind a large deletion wait for one chunk only.
+    // queued behind a large deletion wait for one chunk only. The audit
+    // entry goes with the chunk that removes the campaign record.
     loop {
+        let action = action.clone();
         let done = app
             .store
-            .write(move |tx| cleanup::delete_step(tx, id))
+            .write(move |tx| {
+                let step = cleanup::delete_step(tx, id)?;
+                if let Ok(true) = step {
+                    crate::ota::audit::record(tx, now, cap, &action)?;
+                }
+                Ok(step)
+            })
             .await?
             .map_err(|e| match e {
                 e @ DeleteError::Unknown(_) => {
@@ -58,20 +79,28 @@ pub async fn delete(State(app): State<App>, Path(id): Path<String>) -> ApiResult
     ))]
 pub async fn cancel_unseen(
     State(app): State<App>,
+    actor: Actor,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let id = campaign_id(&id)?;
-    let now = app.now();
     let settings = app.ota_settings();
-    let cancelled = app
-        .store
-        .write(move |tx| cleanup::cancel_unseen(tx, now, settings, id))
-        .await?
-        .map_err(|e| match e {
-            e @ CampaignError::UnknownCampaign(_) => {
-                ApiError::not_found("unknown_campaign", e.to_string())
-            }
-            e => ApiError::conflict("campaign_finished", e.to_string()),
-        })?;
+    let cancelled = audited(&app, move |tx, now| {
+        Ok(cleanup::cancel_unseen(tx, now, settings, id)?.map(|n| {
+            let action = Action::new(
+                "campaign.cancel_unseen",
+                format!("campaign/{id}"),
+                actor.0.clone(),
+                json!({"cancelled": n}),
+            );
+            (n, action)
+        }))
+    })
+    .await?
+    .map_err(|e| match e {
+        e @ CampaignError::UnknownCampaign(_) => {
+            ApiError::not_found("unknown_campaign", e.to_string())
+        }
+        e => ApiError::conflict("campaign_finished", e.to_string()),
+    })?;
     Ok(Json(json!({"cancelled": cancelled})))
 }

@@ -5,16 +5,66 @@ use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::campaigns::{api_error, parse_campaign_id};
 use super::error::{ApiError, ApiResult};
 use super::views;
 use crate::ota::campaign::{operator, CampaignError};
 use crate::state::App;
+use crate::store::{Tx, WriteOutcome};
+use crate::time::Timestamp;
 
 /// `lwota_campaign_actions_total{action}`: operator actions on campaigns
 /// (counted once committed).
 pub(super) fn count_action(action: &'static str) {
     metrics::counter!("lwota_campaign_actions_total", "action" => action).increment(1);
+}
+
+/// One operator action on a campaign or one of its tasks: runs `job` as
+/// one durable write with its audit entry (`campaign.{what}`, naming the
+/// token), then logs and counts it. `details` of the entry come from the
+/// job's result.
+async fn operate<T, F>(
+    app: &App,
+    actor: Actor,
+    what: &'static str,
+    target: String,
+    mut job: F,
+) -> ApiResult<T>
+where
+    T: Send + Clone + serde::Serialize + 'static,
+    F: FnMut(&mut dyn Tx, Timestamp) -> WriteOutcome<T, CampaignError> + Send + 'static,
+{
+    let action_target = target.clone();
+    let done = audited(app, move |tx, now| {
+        Ok(job(tx, now)?.map(|value| {
+            let details = serde_json::to_value(&value).unwrap_or(Value::Null);
+            let action = Action::new(
+                audit_name(what),
+                action_target.clone(),
+                actor.0.clone(),
+                details,
+            );
+            (value, action)
+        }))
+    })
+    .await?
+    .map_err(api_error)?;
+    tracing::info!(action = what, target = %target, "campaign action");
+    count_action(what);
+    Ok(done)
+}
+
+/// The audit log's name for an action (`campaign.retry`, ...).
+fn audit_name(what: &'static str) -> &'static str {
+    match what {
+        "retry" => "campaign.retry",
+        "resume" => "campaign.resume",
+        "cancel_device" => "campaign.cancel_device",
+        "retry_device" => "campaign.retry_device",
+        _ => "campaign.action",
+    }
 }
 
 fn current(app: &App, id: u64) -> ApiResult<Value> {
@@ -33,19 +83,23 @@ fn current(app: &App, id: u64) -> ApiResult<Value> {
         (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
         (status = 409, description = "Campaign cancelled", body = super::schemas::ErrorBody),
     ))]
-pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn retry(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    let now = app.now();
-    let retried = app
-        .store
-        .write(move |tx| operator::retry_failed(tx, now, id))
-        .await?
-        .map_err(api_error)?;
-    tracing::info!(campaign = id, requeued = retried.requeued, "campaign retry");
-    count_action("retry");
+    let (requeued, busy) = operate(
+        &app,
+        actor,
+        "retry",
+        format!("campaign/{id}"),
+        move |tx, now| Ok(operator::retry_failed(tx, now, id)?.map(|r| (r.requeued, r.busy))),
+    )
+    .await?;
     let mut body = current(&app, id)?;
-    body["requeued"] = json!(retried.requeued);
-    body["busy"] = json!(retried.busy);
+    body["requeued"] = json!(requeued);
+    body["busy"] = json!(busy);
     Ok(Json(body))
 }
 
@@ -57,14 +111,20 @@ pub async fn retry(State(app): State<App>, Path(id): Path<String>) -> ApiResult<
         (status = 404, description = "No such campaign", body = super::schemas::ErrorBody),
         (status = 409, description = "Not paused", body = super::schemas::ErrorBody),
     ))]
-pub async fn resume(State(app): State<App>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn resume(
+    State(app): State<App>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = parse_campaign_id(&id)?;
-    app.store
-        .write(move |tx| operator::resume(tx, id))
-        .await?
-        .map_err(api_error)?;
-    tracing::info!(campaign = id, "campaign resumed");
-    count_action("resume");
+    operate(
+        &app,
+        actor,
+        "resume",
+        format!("campaign/{id}"),
+        move |tx, _now| operator::resume(tx, id),
+    )
+    .await?;
     Ok(Json(current(&app, id)?))
 }
 
@@ -100,20 +160,19 @@ fn task_view(app: &App, id: u64, name: &str) -> ApiResult<Value> {
     ))]
 pub async fn cancel_device(
     State(app): State<App>,
+    actor: Actor,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
-    let id = parse_campaign_id(&id)?;
-    let name = device_name(&name)?;
-    let now = app.now();
     let settings = app.ota_settings();
-    let who = name.clone();
-    app.store
-        .write(move |tx| operator::cancel_device(tx, now, settings, id, &who))
-        .await?
-        .map_err(api_error)?;
-    tracing::info!(campaign = id, device = %name, "device task cancelled");
-    count_action("cancel_device");
-    Ok(Json(task_view(&app, id, &name)?))
+    device_action(
+        app,
+        actor,
+        id,
+        name,
+        "cancel_device",
+        move |tx, now, id, who| operator::cancel_device(tx, now, settings, id, who),
+    )
+    .await
 }
 
 /// Queues one device's failed task again.
@@ -126,17 +185,35 @@ pub async fn cancel_device(
     ))]
 pub async fn retry_device(
     State(app): State<App>,
+    actor: Actor,
     Path((id, name)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
+    device_action(app, actor, id, name, "retry_device", |tx, now, id, who| {
+        operator::retry_device(tx, now, id, who)
+    })
+    .await
+}
+
+/// The per-device actions: parse the path, act (audited), answer with the
+/// device's task.
+async fn device_action<F>(
+    app: App,
+    actor: Actor,
+    id: String,
+    name: String,
+    what: &'static str,
+    mut act: F,
+) -> ApiResult<Json<Value>>
+where
+    F: FnMut(&mut dyn Tx, Timestamp, u64, &str) -> WriteOutcome<(), CampaignError> + Send + 'static,
+{
     let id = parse_campaign_id(&id)?;
     let name = device_name(&name)?;
-    let now = app.now();
     let who = name.clone();
-    app.store
-        .write(move |tx| operator::retry_device(tx, now, id, &who))
-        .await?
-        .map_err(api_error)?;
-    tracing::info!(campaign = id, device = %name, "device task retried");
-    count_action("retry_device");
+    let target = format!("campaign/{id}/device/{name}");
+    operate(&app, actor, what, target, move |tx, now| {
+        act(tx, now, id, &who)
+    })
+    .await?;
     Ok(Json(task_view(&app, id, &name)?))
 }

@@ -12,7 +12,8 @@ use super::actor::Actor;
 use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult, Query};
 use super::{page, views};
-use crate::model::{DeviceRecord, TaskRecord};
+use crate::model::{CampaignId, TaskRecord};
+use crate::ota::assignment;
 use crate::ota::devices::{self, NewDevice};
 use crate::state::App;
 use crate::store::{ReadTx, StoreError};
@@ -89,14 +90,14 @@ pub async fn create(
             ));
         }
         let name = &list[0].name;
-        let device = app
-            .store
-            .read()?
+        let tx = app.store.read()?;
+        let device = tx
             .device(name)?
             .ok_or_else(|| ApiError::not_found("unknown_device", name.clone()))?;
+        let (software_task, task) = current_task(tx.as_ref(), name)?;
         return Ok((
             StatusCode::CREATED,
-            Json(views::device(name, &device, None)),
+            Json(views::device(name, &device, software_task, task.as_ref())),
         ));
     }
     Ok((
@@ -186,8 +187,8 @@ pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResu
                     {
                         continue;
                     }
-                    let task = current_task(tx, &name, &device)?;
-                    out.push(views::device(&name, &device, task.as_ref()));
+                    let (software_task, task) = current_task(tx, &name)?;
+                    out.push(views::device(&name, &device, software_task, task.as_ref()));
                     if out.len() >= limit {
                         break;
                     }
@@ -199,15 +200,18 @@ pub async fn list(State(app): State<App>, Query(q): Query<ListQuery>) -> ApiResu
     Ok(Json(Value::Array(out)))
 }
 
+/// The device's unfinished software task, and the task its page shows
+/// (the unfinished firmware task, else the latest).
 fn current_task(
     tx: &dyn ReadTx,
     name: &str,
-    device: &DeviceRecord,
-) -> Result<Option<TaskRecord>, StoreError> {
-    match device.active_task.or(device.last_task) {
-        Some(campaign) => tx.task(campaign, name),
-        None => Ok(None),
-    }
+) -> Result<(Option<CampaignId>, Option<TaskRecord>), StoreError> {
+    let pointers = assignment::pointers(tx, name)?;
+    let task = match pointers.shown() {
+        Some(campaign) => tx.task(campaign, name)?,
+        None => None,
+    };
+    Ok((pointers.software, task))
 }
 
 #[utoipa::path(get, operation_id = "devices_show", path = "/api/v1/devices/{name}", tag = "devices",
@@ -221,8 +225,8 @@ pub async fn show(State(app): State<App>, Path(name): Path<String>) -> ApiResult
     let device = tx
         .device(&name)?
         .ok_or_else(|| ApiError::not_found("unknown_device", format!("unknown device {name}")))?;
-    let task = current_task(tx.as_ref(), &name, &device)?;
-    let mut view = views::device(&name, &device, task.as_ref());
+    let (software_task, task) = current_task(tx.as_ref(), &name)?;
+    let mut view = views::device(&name, &device, software_task, task.as_ref());
     // Issue 9: an LwM2M device's registration, or its last one after a
     // De-register or expiry (`"registered": false`).
     if let Some(mut registration) = tx.registration(&name)? {

@@ -9,6 +9,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::error::{ApiError, ApiResult};
 use crate::dtls::keys::{parse_key, valid_identity};
 use crate::model::PskRecord;
@@ -109,7 +111,7 @@ fn store_all(tx: &mut dyn Tx, creds: &[Credential]) -> crate::store::Result<Resu
     Ok(Ok(()))
 }
 
-async fn apply(app: &App, creds: Vec<Credential>) -> ApiResult<()> {
+async fn apply(app: &App, actor: Actor, creds: Vec<Credential>) -> ApiResult<()> {
     let job_creds: Vec<Credential> = creds
         .iter()
         .map(|c| Credential {
@@ -117,7 +119,22 @@ async fn apply(app: &App, creds: Vec<Credential>) -> ApiResult<()> {
             record: c.record.clone(),
         })
         .collect();
-    let outcome = app.store.write(move |tx| store_all(tx, &job_creds)).await?;
+    // The audit entry names devices and identities, never a key.
+    let (target, details) = match creds.as_slice() {
+        [one] => (
+            format!("device/{}", one.device),
+            json!({"identity": one.record.identity}),
+        ),
+        many => (
+            "psks".to_string(),
+            json!({"count": many.len(), "first": many.first().map(|c| c.device.clone())}),
+        ),
+    };
+    let action = Action::new("psk.set", target, actor.0, details);
+    let outcome = audited(app, move |tx, _now| {
+        Ok(store_all(tx, &job_creds)?.map(|()| ((), action.clone())))
+    })
+    .await?;
     match outcome {
         Ok(()) => {
             for c in &creds {
@@ -157,12 +174,13 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> ApiResult<T> {
     ))]
 pub async fn put(
     State(app): State<App>,
+    actor: Actor,
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<StatusCode> {
     let body: PskBody = parse(&body)?;
     let cred = check(&app, &name, body.identity, &body.key).map_err(ApiError::bad_request)?;
-    apply(&app, vec![cred]).await?;
+    apply(&app, actor, vec![cred]).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -176,7 +194,11 @@ pub async fn put(
         (status = 404, description = "A device is unknown; nothing stored", body = super::schemas::ErrorBody),
         (status = 409, description = "Identity used by another device", body = super::schemas::ErrorBody),
     ))]
-pub async fn put_bulk(State(app): State<App>, body: axum::body::Bytes) -> ApiResult<Json<Value>> {
+pub async fn put_bulk(
+    State(app): State<App>,
+    actor: Actor,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
     let body: BulkBody = parse(&body)?;
     if body.credentials.len() > MAX_BULK {
         return Err(ApiError::bad_request(format!(
@@ -190,6 +212,6 @@ pub async fn put_bulk(State(app): State<App>, body: axum::body::Bytes) -> ApiRes
         creds.push(cred);
     }
     let n = creds.len();
-    apply(&app, creds).await?;
+    apply(&app, actor, creds).await?;
     Ok(Json(json!({ "updated": n })))
 }

@@ -7,6 +7,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::actor::Actor;
+use super::audit::{audited, Action};
 use super::auth::{self, Role, TokenRecord, KIND_TOKEN, MAX_TOKENS};
 use super::error::{ApiError, ApiResult};
 use crate::state::App;
@@ -35,6 +37,7 @@ fn view(record: &TokenRecord) -> Value {
     ))]
 pub async fn create(
     State(app): State<App>,
+    actor: Actor,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let new: NewToken = serde_json::from_slice(&body)
@@ -52,9 +55,16 @@ pub async fn create(
         created_at: app.now(),
     };
     let stored = record.clone();
-    app.store
-        .write(move |tx| auth::insert(tx, &stored))
-        .await??;
+    let action = Action::new(
+        "token.create",
+        format!("token/{}", record.name),
+        actor.0,
+        json!({"role": record.role.as_str()}),
+    );
+    audited(&app, move |tx, _now| {
+        Ok(auth::insert(tx, &stored)?.map(|()| ((), action.clone())))
+    })
+    .await??;
     tracing::info!(name = %record.name, role = record.role.as_str(), "admin token created");
     let mut body = view(&record);
     body["token"] = Value::String(token);
@@ -83,13 +93,23 @@ pub async fn list(State(app): State<App>) -> ApiResult<Json<Value>> {
         (status = 204, description = "Revoked"),
         (status = 404, description = "No such token", body = super::schemas::ErrorBody),
     ))]
-pub async fn revoke(State(app): State<App>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub async fn revoke(
+    State(app): State<App>,
+    actor: Actor,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     let key = name.clone();
-    let existed = app
-        .store
-        .write(move |tx| auth::revoke(tx, &key).map(Ok::<_, ()>))
-        .await?
-        .unwrap_or(false);
+    let action = Action::new("token.revoke", format!("token/{name}"), actor.0, json!({}));
+    // Logged only when a token was revoked (a 404 changes nothing).
+    let existed = audited(&app, move |tx, _now| {
+        Ok(if auth::revoke(tx, &key)? {
+            Ok((true, action.clone()))
+        } else {
+            Err(())
+        })
+    })
+    .await?
+    .unwrap_or(false);
     if !existed {
         return Err(ApiError::not_found(
             "unknown_token",

@@ -3,7 +3,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::model::{
-    CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, TaskState,
+    CampaignId, CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, StateCounts,
+    TaskRecord, TaskState,
 };
 use crate::ota::campaign::effective_status;
 use crate::ota::task_id;
@@ -63,7 +64,12 @@ pub fn task(device: &str, t: &TaskRecord) -> Value {
     })
 }
 
-pub fn device(name: &str, d: &DeviceRecord, current_task: Option<&TaskRecord>) -> Value {
+pub fn device(
+    name: &str,
+    d: &DeviceRecord,
+    software_task: Option<CampaignId>,
+    current_task: Option<&TaskRecord>,
+) -> Value {
     json!({
         "name": name,
         "product": d.product,
@@ -73,7 +79,7 @@ pub fn device(name: &str, d: &DeviceRecord, current_task: Option<&TaskRecord>) -
         "address": d.last_addr,
         "battery": d.battery,
         "software_version": d.software_version,
-        "software_task": d.software_task.map(task_id),
+        "software_task": software_task.map(task_id),
         "task": current_task.map(|t| task(name, t)),
         "state": current_task.map(|t| t.state.as_str()),
     })

@@ -2,12 +2,14 @@
 //! one run, so the ratios hold even when the machine's speed drifts.
 //!
 //! Scenarios (see docs/BENCHMARKS.md): `block2`, `peers`, `udp-limit`,
-//! `poll`, `footprint`, `campaign`, `lwm2m`. The server runs as a child process on
+//! `poll`, `footprint`, `campaign`, `scheduler`, `lwm2m`. The server runs as a child process on
 //! 127.0.0.1 with a temp data dir; the load comes from this process.
 
+mod campaign; // issue 10: campaign creation, both insertion orders
 mod dtls; // issue 11: CoAPS handshakes, blocks, idle-session memory
 mod load;
 mod lwm2m;
+mod scheduler; // issue 10: scheduler CPU and memory with 100 campaigns
 mod target;
 
 use std::path::PathBuf;
@@ -27,12 +29,16 @@ pub struct BenchArgs {
     /// Also write every figure to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, lwm2m, dtls.
+    /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, scheduler, lwm2m, dtls.
     #[arg(long)]
     only: Vec<String>,
     /// Concurrent clients in the poll scenario (default 64, quick 8).
     #[arg(long)]
     poll_clients: Option<usize>,
+    /// Devices of the `campaign` scenario's by-version campaign (default
+    /// 1,000,000, quick 5,000).
+    #[arg(long)]
+    campaign_devices: Option<usize>,
     /// CoAP shards of the server under test (`[coap] shards`; default:
     /// the server's own default, one per core).
     #[arg(long)]
@@ -81,13 +87,14 @@ impl Sizes {
     }
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "block2",
     "peers",
     "udp-limit",
     "poll",
     "footprint",
     "campaign",
+    "scheduler",
     "lwm2m",
     "dtls",
 ];
@@ -101,6 +108,9 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
     }
     let wanted = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let mut sizes = Sizes::new(args.quick);
+    if let Some(n) = args.campaign_devices {
+        sizes.campaign_all = n.max(sizes.campaign_listed);
+    }
     if let Some(n) = args.poll_clients {
         sizes.poll_workers = n.clamp(1, 4096);
     }
@@ -283,17 +293,15 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         server.stop();
     }
 
-    if wanted("footprint") || wanted("campaign") {
+    if wanted("footprint") {
         let dir = work.path().join("fleet");
         let mut server = ServerProcess::start(&dir, args.shards)?;
         let mut rows = Vec::new();
-        if wanted("footprint") {
-            println!("\n## footprint: server RSS with idle registered devices");
-            println!(
-                "{:<12} {:>16} {:>18} {:>16}",
-                "devices", "RSS after import", "RSS after restart", "bytes/device"
-            );
-        }
+        println!("\n## footprint: server RSS with idle registered devices");
+        println!(
+            "{:<12} {:>16} {:>18} {:>16}",
+            "devices", "RSS after import", "RSS after restart", "bytes/device"
+        );
         let mut registered = 0;
         let mut base = 0u64;
         for &n in &sizes.footprint {
@@ -311,59 +319,46 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
                 base = idle;
             }
             let per_device = (n > 0).then(|| idle.saturating_sub(base) as f64 / n as f64);
-            if wanted("footprint") {
-                println!(
-                    "{:<12} {:>13.1} MB {:>15.1} MB {:>16}",
-                    n,
-                    loaded as f64 / 1e6,
-                    idle as f64 / 1e6,
-                    per_device
-                        .map(|b| format!("{b:.1}"))
-                        .unwrap_or_else(|| "-".into())
-                );
-            }
+            println!(
+                "{:<12} {:>13.1} MB {:>15.1} MB {:>16}",
+                n,
+                loaded as f64 / 1e6,
+                idle as f64 / 1e6,
+                per_device
+                    .map(|b| format!("{b:.1}"))
+                    .unwrap_or_else(|| "-".into())
+            );
             rows.push(json!({"devices": n, "rss_after_import": loaded, "rss_after_restart": idle, "bytes_per_device": per_device, "import_seconds": import_s}));
         }
         report.insert("footprint".into(), json!(rows));
 
-        if wanted("campaign") {
-            println!("\n## campaign: time to create");
-            register(&server, registered, sizes.campaign_all, "bench")?;
-            let fw = upload(&server, "bench", "9.0", &image_path)?;
-            let listed: Vec<String> = (0..sizes.campaign_listed).map(load::device_name).collect();
-            let t = Instant::now();
-            let c = post_json(
-                &server,
-                "/api/v1/campaigns",
-                &json!({"firmware": fw, "target": {"devices": listed}}),
-            )?;
-            let listed_s = t.elapsed().as_secs_f64();
-            let first = c["id"].as_u64().unwrap_or(0);
-            post_json(
-                &server,
-                &format!("/api/v1/campaigns/{first}/cancel"),
-                &json!({}),
-            )?;
-            let t = Instant::now();
-            let c = post_json(
-                &server,
-                "/api/v1/campaigns",
-                // Every device registered is on 1.0: the whole product by
-                // source version (issue 10's benchmark).
-                &json!({"firmware": fw, "target": {"source_versions": ["1.0"]}}),
-            )?;
-            let all_s = t.elapsed().as_secs_f64();
-            println!("{} listed devices: {listed_s:.3} s", sizes.campaign_listed);
-            println!(
-                "all {} devices of a product by source version: {all_s:.3} s ({} tasks)",
-                sizes.campaign_all, c["total"]
-            );
-            report.insert(
-                "campaign".into(),
-                json!({"listed_devices": sizes.campaign_listed, "listed_seconds": listed_s, "all_devices": sizes.campaign_all, "all_seconds": all_s, "all_tasks": c["total"]}),
-            );
-        }
         server.stop();
+    }
+
+    if wanted("campaign") {
+        println!("\n## campaign: time to create (devices inserted in each order)");
+        campaign::print_header();
+        let mut rows = Vec::new();
+        for order in [campaign::Order::Sequential, campaign::Order::Scattered] {
+            rows.push(campaign::run(
+                &work.path().join(format!("campaign-{}", order.name())),
+                args.shards,
+                &image_path,
+                sizes.campaign_listed,
+                sizes.campaign_all,
+                order,
+            )?);
+        }
+        report.insert("campaign".into(), json!(rows));
+    }
+
+    if wanted("scheduler") {
+        println!("\n## scheduler: CPU and memory with concurrent rate-limited, waved campaigns");
+        let result = scheduler::run(
+            &work.path().join("scheduler"),
+            &scheduler::Sizes::new(args.quick),
+        )?;
+        report.insert("scheduler".into(), result);
     }
 
     if wanted("lwm2m") {

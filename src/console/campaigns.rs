@@ -217,10 +217,13 @@ async fn run_action(
         "cancel" => api::cancel(app, actor, Path(id.to_string()))
             .await
             .map(|_| ()),
-        // The rules handlers take no `Actor` (the API's retry/resume do
-        // not record one); the console logs the token below.
-        "retry" => rules::retry(app, Path(id.to_string())).await.map(|_| ()),
-        "resume" => rules::resume(app, Path(id.to_string())).await.map(|_| ()),
+        // Audited with the operator's token, like the API's.
+        "retry" => rules::retry(app, actor, Path(id.to_string()))
+            .await
+            .map(|_| ()),
+        "resume" => rules::resume(app, actor, Path(id.to_string()))
+            .await
+            .map(|_| ()),
         _ => Err(ApiError::not_found("not_found", "no such campaign action")),
     }
 }

@@ -49,12 +49,8 @@ struct Row {
     state: Option<&'static str>,
 }
 
-fn task_state(
-    tx: &dyn ReadTx,
-    name: &str,
-    d: &DeviceRecord,
-) -> Result<Option<&'static str>, StoreError> {
-    Ok(match d.active_task.or(d.last_task) {
+fn task_state(tx: &dyn ReadTx, name: &str) -> Result<Option<&'static str>, StoreError> {
+    Ok(match crate::ota::assignment::pointers(tx, name)?.shown() {
         Some(campaign) => tx.task(campaign, name)?.map(|t| t.state.as_str()),
         None => None,
     })
@@ -77,7 +73,7 @@ fn search(tx: &dyn ReadTx, f: &Filter) -> Result<(Vec<Row>, Option<String>), Sto
             {
                 continue;
             }
-            let state = task_state(tx, &name, &device)?;
+            let state = task_state(tx, &name)?;
             if !f.state.is_empty() && state.unwrap_or("none") != f.state {
                 continue;
             }

@@ -61,7 +61,7 @@ pub fn record_version(
     )?;
     device.version = version.to_string();
     device.last_seen = Some(now);
-    if let Some(campaign) = device.active_task {
+    if let Some(campaign) = crate::ota::assignment::active(tx, name, false)? {
         if let Some(task) = tx.task(campaign, name)? {
             if task.target_version == version && !task.state.is_final() {
                 let ctx = Context {
@@ -100,10 +100,10 @@ pub struct Work {
 }
 
 pub fn work(tx: &(impl ReadTx + ?Sized), name: &str) -> Result<Option<Work>, StoreError> {
-    let Some(device) = tx.device(name)? else {
+    if tx.device(name)?.is_none() {
         return Ok(None);
-    };
-    let Some(campaign) = device.active_task else {
+    }
+    let Some(campaign) = crate::ota::assignment::active(tx, name, false)? else {
         return Ok(None);
     };
     let Some(task) = tx.task(campaign, name)? else {

@@ -8,6 +8,7 @@
 
 mod assignment;
 mod audit;
+mod device_tasks;
 mod lwm2m;
 mod policy;
 mod psk;
@@ -17,6 +18,7 @@ mod timer;
 
 pub use assignment::{Assigned, AssignmentScope, Assignments};
 pub use audit::{AuditEntry, AuditId};
+pub use device_tasks::DeviceTasks;
 pub use lwm2m::{EndedRegistration, QueuedOp, RegistrationRecord};
 pub use policy::{
     CampaignPolicy, CampaignProgress, PendingReason, RatePolicy, RetryPolicy, WavePolicy,

@@ -39,21 +39,14 @@ pub struct DeviceRecord {
     pub last_addr: Option<String>,
     #[serde(default)]
     pub battery: Option<u8>,
-    /// Campaign id of the task the device is working on, if any.
-    #[serde(default)]
-    pub active_task: Option<CampaignId>,
-    /// Campaign id of the most recent task, finished or not.
-    #[serde(default)]
-    pub last_task: Option<CampaignId>,
+    // The task pointers (`active_task`, `last_task`, `software_task`)
+    // live in their own table (`DeviceTasks`); records written before
+    // still carry them and are moved by the redb migration at open.
     /// The version of the device's software (firmware of `kind`
     /// `software`), tracked apart from `version`; from the poll's
     /// `software_version`.
     #[serde(default)]
     pub software_version: Option<String>,
-    /// Campaign id of the unfinished software task, if any: a device holds
-    /// one firmware task (`active_task`) and one software task at a time.
-    #[serde(default)]
-    pub software_task: Option<CampaignId>,
 }
 
 impl DeviceRecord {
@@ -66,10 +59,7 @@ impl DeviceRecord {
             last_seen: None,
             last_addr: None,
             battery: None,
-            active_task: None,
-            last_task: None,
             software_version: None,
-            software_task: None,
         }
     }
 }
@@ -108,6 +98,37 @@ pub struct TaskRecord {
     /// When a failed task is handed out again (retry policy).
     #[serde(default)]
     pub retry_at: Option<Timestamp>,
+}
+
+impl TaskRecord {
+    /// A task just queued for a device: the one place a new task is built
+    /// (campaign creation, dynamic admission, assignment catch-up).
+    pub fn queued(
+        campaign: CampaignId,
+        firmware: FirmwareId,
+        target_version: &str,
+        now: Timestamp,
+        wave: u8,
+        timeout_ms: Option<u64>,
+    ) -> TaskRecord {
+        TaskRecord {
+            campaign,
+            firmware,
+            target_version: target_version.to_string(),
+            state: TaskState::Queued,
+            progress: 0,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            last_activity: None,
+            deadline: None,
+            wave,
+            attempt: 0,
+            timeout_ms,
+            pending: None,
+            retry_at: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use super::task::TaskEvent;
 use super::OtaSettings;
 use crate::model::{
     Assigned, AssignmentScope, CampaignId, CampaignRecord, CampaignStatus, DeviceRecord,
-    FirmwareId, FirmwareRecord, HistoryEntry, TaskRecord, TaskState,
+    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, TaskRecord, TaskState,
 };
 use crate::store::{ReadTx, StoreError, Tx};
 use crate::time::Timestamp;
@@ -57,27 +57,77 @@ pub fn current_version(device: &DeviceRecord, software: bool) -> Option<&str> {
     }
 }
 
-/// The device's unfinished task of one kind.
-pub fn active(device: &DeviceRecord, software: bool) -> Option<CampaignId> {
-    if software {
-        device.software_task
-    } else {
-        device.active_task
-    }
+/// The device's unfinished task of one kind. With [`set_active`] and
+/// [`release`], the only place the device's task pointers are read and
+/// written (they live in the store's `DeviceTasks` rows, not in the device
+/// record, so queuing a campaign leaves device records alone).
+pub fn active(
+    tx: &(impl ReadTx + ?Sized),
+    name: &str,
+    software: bool,
+) -> Result<Option<CampaignId>, StoreError> {
+    Ok(tx.device_tasks(name)?.active(software))
 }
 
-pub fn set_active(device: &mut DeviceRecord, software: bool, campaign: Option<CampaignId>) {
-    if software {
-        device.software_task = campaign;
-    } else {
-        device.active_task = campaign;
+/// Points the device's slot of one kind at `campaign` (which also becomes
+/// its latest task) or clears it.
+pub fn set_active(
+    tx: &mut (impl Tx + ?Sized),
+    name: &str,
+    software: bool,
+    campaign: Option<CampaignId>,
+) -> Result<(), StoreError> {
+    let mut pointers = tx.device_tasks(name)?;
+    if pointers.active(software) == campaign && campaign.is_none() {
+        return Ok(());
     }
+    pointers.set_active(software, campaign);
+    tx.put_device_tasks(name, &pointers)
+}
+
+/// Clears whichever of the device's slots holds `campaign` (its task
+/// finished).
+pub fn release(
+    tx: &mut (impl Tx + ?Sized),
+    name: &str,
+    campaign: CampaignId,
+) -> Result<(), StoreError> {
+    let mut pointers = tx.device_tasks(name)?;
+    let before = pointers;
+    for software in [false, true] {
+        if pointers.active(software) == Some(campaign) {
+            pointers.set_active(software, None);
+        }
+    }
+    if pointers != before {
+        tx.put_device_tasks(name, &pointers)?;
+    }
+    Ok(())
+}
+
+/// The device's task pointers, for views: unfinished firmware and software
+/// task, latest task.
+pub fn pointers(tx: &(impl ReadTx + ?Sized), name: &str) -> Result<DeviceTasks, StoreError> {
+    tx.device_tasks(name)
+}
+
+/// [`pointers`] of many devices, in order, in one batch read (campaign
+/// creation).
+pub fn pointers_of(
+    tx: &(impl ReadTx + ?Sized),
+    names: &[&str],
+) -> Result<Vec<DeviceTasks>, StoreError> {
+    tx.device_tasks_of(names)
 }
 
 /// Whether `campaign` is the device's software task (decided before a
 /// transition clears the pointer).
-pub fn is_software_task(device: &DeviceRecord, campaign: CampaignId) -> bool {
-    device.software_task == Some(campaign)
+pub fn is_software_task(
+    tx: &(impl ReadTx + ?Sized),
+    name: &str,
+    campaign: CampaignId,
+) -> Result<bool, StoreError> {
+    Ok(active(tx, name, true)? == Some(campaign))
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -186,7 +236,7 @@ pub fn set(
                 // its unfinished task of the product's assignment.
                 let product_row = tx.assignments(&AssignmentScope::Product(product.clone()))?;
                 if let (Some(p), Some(active_id)) =
-                    (product_row.slot(software), active(&device, software))
+                    (product_row.slot(software), active(tx, name, software)?)
                 {
                     if p.campaign == active_id {
                         if let Some(task) = tx.task(active_id, name)? {
@@ -202,10 +252,11 @@ pub fn set(
                         }
                     }
                 }
-                if needs(&device, software, &fw) {
-                    queue_one(tx, now, &mut record, &fw, software, name, &mut device, None)?;
+                if needs(tx, name, &device, software, &fw)? {
+                    queue_one(tx, now, &mut record, &fw, software, name, &device, None)?;
                     queued += 1;
                 }
+                // What `ledger::transition` changed in the record.
                 tx.put_device(name, &device)?;
                 tx.put_campaign(&record)?;
             }
@@ -218,25 +269,15 @@ pub fn set(
                     break;
                 };
                 after = Some(last.clone());
-                for (name, mut device) in page {
-                    if device.product != *p || !needs(&device, software, &fw) {
+                for (name, device) in page {
+                    if device.product != *p || !needs(tx, &name, &device, software, &fw)? {
                         continue;
                     }
                     let own = tx.assignments(&AssignmentScope::Device(name.clone()))?;
                     if own.slot(software).is_some() {
                         continue;
                     }
-                    queue_one(
-                        tx,
-                        now,
-                        &mut record,
-                        &fw,
-                        software,
-                        &name,
-                        &mut device,
-                        None,
-                    )?;
-                    tx.put_device(&name, &device)?;
+                    queue_one(tx, now, &mut record, &fw, software, &name, &device, None)?;
                     queued += 1;
                 }
             }
@@ -291,10 +332,8 @@ pub fn clear(
     }
     tx.put_assignments(scope, &row)?;
     if let AssignmentScope::Device(name) = scope {
-        if let Some(mut device) = tx.device(name)? {
-            if !catch_up(tx, now, name, &mut device)?.is_empty() {
-                tx.put_device(name, &device)?;
-            }
+        if let Some(device) = tx.device(name)? {
+            catch_up(tx, now, name, &device)?;
         }
     }
     Ok(Ok(cleared))
@@ -322,18 +361,17 @@ pub fn effective(
 
 /// Gives `device` the task of each assignment that applies to it and that
 /// it has not had yet, when it is free for a task of that kind and not on
-/// the assigned version. The caller writes `device`. Returns the
-/// campaigns that queued a task. Called on registration and on every poll
+/// the assigned version. Returns the campaigns that queued a task. Called on registration and on every poll
 /// (two point reads when nothing applies).
 pub fn catch_up(
     tx: &mut (impl Tx + ?Sized),
     now: Timestamp,
     name: &str,
-    device: &mut DeviceRecord,
+    device: &DeviceRecord,
 ) -> Result<Vec<CampaignId>, StoreError> {
     let mut queued = Vec::new();
     for software in [false, true] {
-        if active(device, software).is_some() {
+        if active(tx, name, software)?.is_some() {
             continue;
         }
         let Some((_, a)) = effective(tx, name, device, software)? else {
@@ -384,10 +422,8 @@ pub fn on_registered(
     names: &[String],
 ) -> Result<(), StoreError> {
     for name in names {
-        if let Some(mut device) = tx.device(name)? {
-            if !catch_up(tx, now, name, &mut device)?.is_empty() {
-                tx.put_device(name, &device)?;
-            }
+        if let Some(device) = tx.device(name)? {
+            catch_up(tx, now, name, &device)?;
         }
     }
     Ok(())
@@ -402,9 +438,17 @@ fn target_json(scope: &AssignmentScope, software: bool) -> serde_json::Value {
 }
 
 /// Whether the device should get a task for `fw` now.
-fn needs(device: &DeviceRecord, software: bool, fw: &FirmwareRecord) -> bool {
-    current_version(device, software) != Some(fw.version.as_str())
-        && active(device, software).is_none()
+fn needs(
+    tx: &(impl ReadTx + ?Sized),
+    name: &str,
+    device: &DeviceRecord,
+    software: bool,
+    fw: &FirmwareRecord,
+) -> Result<bool, StoreError> {
+    Ok(
+        current_version(device, software) != Some(fw.version.as_str())
+            && active(tx, name, software)?.is_none(),
+    )
 }
 
 fn cancel_ctx<'a>(now: Timestamp, settings: OtaSettings, name: &'a str) -> Context<'a> {
@@ -439,9 +483,9 @@ fn was_cancelled(task: &TaskRecord) -> bool {
 }
 
 /// Queues one task of `record` for the device (over `previous`, a
-/// cancelled task of the same campaign, if any) and counts it in the
-/// campaign, reopening it if it had finished. The caller writes the device
-/// and the campaign (once for a whole product scan).
+/// cancelled task of the same campaign, if any), points the device's slot
+/// at it and counts it in the campaign, reopening it if it had finished.
+/// The caller writes the campaign (once for a whole product scan).
 #[allow(clippy::too_many_arguments)]
 fn queue_one(
     tx: &mut (impl Tx + ?Sized),
@@ -450,29 +494,19 @@ fn queue_one(
     fw: &FirmwareRecord,
     software: bool,
     name: &str,
-    device: &mut DeviceRecord,
+    device: &DeviceRecord,
     previous: Option<&TaskRecord>,
 ) -> Result<(), StoreError> {
-    let task = TaskRecord {
-        campaign: record.id,
-        firmware: fw.id,
-        target_version: fw.version.clone(),
-        state: TaskState::Queued,
-        progress: 0,
-        error: None,
-        created_at: now,
-        updated_at: now,
-        last_activity: None,
-        deadline: None,
-        wave: 0,
-        attempt: 0,
-        timeout_ms: record.policy.timeout_ms,
-        pending: None,
-        retry_at: None,
-    };
+    let task = TaskRecord::queued(
+        record.id,
+        fw.id,
+        &fw.version,
+        now,
+        0,
+        record.policy.timeout_ms,
+    );
     ledger::put_task(tx, name, previous, &task)?;
-    set_active(device, software, Some(record.id));
-    device.last_task = Some(record.id);
+    set_active(tx, name, software, Some(record.id))?;
     let mut entry = HistoryEntry::note(
         now,
         "queued",

@@ -23,9 +23,9 @@ use super::task::{TaskEvent, TaskState};
 use super::OtaSettings;
 use crate::model::{
     CampaignId, CampaignPolicy, CampaignProgress, CampaignRecord, CampaignStatus, DeviceRecord,
-    FirmwareId, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, Timer,
+    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, Timer,
 };
-use crate::store::{StoreError, Tx};
+use crate::store::{ReadTx, StoreError, Tx};
 use crate::time::Timestamp;
 
 /// Largest explicit device list one campaign takes.
@@ -134,20 +134,13 @@ pub fn create_with(
         return Ok(Err(CampaignError::Unverified(fw.id)));
     }
     let mut skipped = Skipped::default();
-    let mut chosen: Vec<(String, DeviceRecord)> = Vec::new();
+    let mut chosen: Vec<Chosen> = Vec::new();
     // Software images compare and occupy the software slot (issue 10 item 9).
     let software = super::assignment::is_software(&fw);
-    let mut consider = |name: &str, device: DeviceRecord, skipped: &mut Skipped| {
-        if device.product != fw.product {
-            skipped.wrong_product.push(name.to_string());
-        } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
-            skipped.up_to_date.push(name.to_string());
-        } else if super::assignment::active(&device, software).is_some() {
-            skipped.busy.push(name.to_string());
-        } else {
-            chosen.push((name.to_string(), device));
-        }
-    };
+    let reader = &*tx;
+    // Devices that passed the product and version checks, waiting for
+    // their task pointers to be read in one batch (`device_tasks_of`).
+    let mut candidates: Vec<(String, DeviceRecord)> = Vec::new();
     match target {
         Target::Devices(names) => {
             let mut seen = HashSet::new();
@@ -155,11 +148,14 @@ pub fn create_with(
                 if !seen.insert(name.as_str()) {
                     continue;
                 }
-                match tx.device(name)? {
-                    Some(device) => consider(name, device, &mut skipped),
+                match reader.device(name)? {
+                    Some(device) => {
+                        screen(&fw, software, name, device, &mut skipped, &mut candidates)
+                    }
                     None => skipped.unknown.push(name.clone()),
                 }
             }
+            take_free(reader, software, &mut candidates, &mut skipped, &mut chosen)?;
         }
         Target::All | Target::SourceVersions(_) => {
             let versions: Option<HashSet<&str>> = match target {
@@ -168,7 +164,7 @@ pub fn create_with(
             };
             let mut after: Option<String> = None;
             loop {
-                let page = tx.devices(after.as_deref(), SCAN_PAGE)?;
+                let page = reader.devices(after.as_deref(), SCAN_PAGE)?;
                 let Some((last, _)) = page.last() else {
                     break;
                 };
@@ -184,8 +180,9 @@ pub fn create_with(
                             continue;
                         }
                     }
-                    consider(&name, device, &mut skipped);
+                    screen(&fw, software, &name, device, &mut skipped, &mut candidates);
                 }
+                take_free(reader, software, &mut candidates, &mut skipped, &mut chosen)?;
             }
         }
     }
@@ -197,7 +194,7 @@ pub fn create_with(
         Target::Devices(_) => Some(
             chosen
                 .iter()
-                .map(|(_, d)| d.version.clone())
+                .map(|c| c.version.clone())
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect(),
@@ -212,23 +209,7 @@ pub fn create_with(
     let id = tx.next_campaign_id()?;
     let total = chosen.len() as u64;
     let wave_sizes = options::wave_sizes(&policy.waves, total);
-    let template = TaskRecord {
-        campaign: id,
-        firmware: fw.id,
-        target_version: fw.version.clone(),
-        state: TaskState::Queued,
-        progress: 0,
-        error: None,
-        created_at: now,
-        updated_at: now,
-        last_activity: None,
-        deadline: None,
-        wave: 0,
-        attempt: 0,
-        timeout_ms: policy.timeout_ms,
-        pending: None,
-        retry_at: None,
-    };
+    let template = TaskRecord::queued(id, fw.id, &fw.version, now, 0, policy.timeout_ms);
     queue_tasks(tx, now, &template, &fw, &wave_sizes, chosen)?;
     let status = if let Some(start) = policy.start_at {
         tx.set_timer(start, &Timer::CampaignStart(id))?;
@@ -276,17 +257,76 @@ pub fn create_with(
 /// backend builds at once.
 const QUEUE_CHUNK: usize = 10_000;
 
+/// Skips a device of another product or already on the target version;
+/// keeps the others as candidates.
+fn screen(
+    fw: &FirmwareRecord,
+    software: bool,
+    name: &str,
+    device: DeviceRecord,
+    skipped: &mut Skipped,
+    candidates: &mut Vec<(String, DeviceRecord)>,
+) {
+    if device.product != fw.product {
+        skipped.wrong_product.push(name.to_string());
+    } else if super::assignment::current_version(&device, software) == Some(&fw.version) {
+        skipped.up_to_date.push(name.to_string());
+    } else {
+        candidates.push((name.to_string(), device));
+    }
+}
+
+/// Reads the candidates' task pointers in one batch: the busy ones are
+/// skipped, the free ones chosen. Empties `candidates`.
+fn take_free(
+    tx: &(impl ReadTx + ?Sized),
+    software: bool,
+    candidates: &mut Vec<(String, DeviceRecord)>,
+    skipped: &mut Skipped,
+    chosen: &mut Vec<Chosen>,
+) -> Result<(), StoreError> {
+    let names: Vec<&str> = candidates.iter().map(|(n, _)| n.as_str()).collect();
+    let pointers = super::assignment::pointers_of(tx, &names)?;
+    for ((name, device), pointers) in candidates.drain(..).zip(pointers) {
+        if pointers.active(software).is_some() {
+            skipped.busy.push(name);
+        } else {
+            let from = super::assignment::current_version(&device, software)
+                .unwrap_or("unknown")
+                .to_string();
+            chosen.push(Chosen {
+                name,
+                from,
+                version: device.version,
+                pointers,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A device a new campaign takes: its name, the version it updates from
+/// and its task pointers as read (so queuing writes them without a read).
+struct Chosen {
+    name: String,
+    from: String,
+    /// The firmware version (a listed target's `source_versions`).
+    version: String,
+    pointers: DeviceTasks,
+}
+
 /// Queues one task per chosen device through the store's bulk operation,
 /// the first `wave_sizes[0]` devices in wave 0 and so on. The history
 /// entry depends only on the source version, so there is one per version,
 /// not one per device. Queued tasks have no deadline, so no timer is set.
+/// Device records are not written: only their task pointers.
 fn queue_tasks(
     tx: &mut (impl Tx + ?Sized),
     now: Timestamp,
     template: &TaskRecord,
     fw: &FirmwareRecord,
     wave_sizes: &[u64],
-    chosen: Vec<(String, DeviceRecord)>,
+    chosen: Vec<Chosen>,
 ) -> Result<(), StoreError> {
     let id: CampaignId = template.campaign;
     let mut task = template.clone();
@@ -296,7 +336,7 @@ fn queue_tasks(
     let mut entries: Vec<HistoryEntry> = Vec::new();
     let mut by_version: HashMap<String, usize> = HashMap::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK.min(chosen.len()));
-    for (position, (name, mut device)) in (0u64..).zip(chosen) {
+    for (position, chosen) in (0u64..).zip(chosen) {
         while position >= wave_end && usize::from(task.wave) + 1 < wave_sizes.len() {
             // A new wave: flush the chunk under the old wave's template.
             tx.queue_tasks(&task, &entries, &chunk)?;
@@ -304,23 +344,31 @@ fn queue_tasks(
             task.wave += 1;
             wave_end += wave_sizes[usize::from(task.wave)];
         }
-        let from = super::assignment::current_version(&device, software)
-            .unwrap_or("unknown")
-            .to_string();
-        let entry = *by_version.entry(from.clone()).or_insert_with(|| {
-            let mut entry = HistoryEntry::note(
-                now,
-                "queued",
-                format!("campaign {id}: {from} -> {}", fw.version),
-            );
-            entry.campaign = Some(id);
-            entry.to = Some(TaskState::Queued);
-            entries.push(entry);
-            entries.len() - 1
-        });
-        super::assignment::set_active(&mut device, software, Some(id));
-        device.last_task = Some(id);
-        chunk.push((name, device, entry));
+        let Chosen {
+            name,
+            from,
+            mut pointers,
+            ..
+        } = chosen;
+        let entry = match by_version.get(&from) {
+            Some(entry) => *entry,
+            None => {
+                let mut entry = HistoryEntry::note(
+                    now,
+                    "queued",
+                    format!("campaign {id}: {from} -> {}", fw.version),
+                );
+                entry.campaign = Some(id);
+                entry.to = Some(TaskState::Queued);
+                entries.push(entry);
+                by_version.insert(from, entries.len() - 1);
+                entries.len() - 1
+            }
+        };
+        // The bulk form of `assignment::set_active` (the pointers were
+        // read in the same transaction).
+        pointers.set_active(software, Some(id));
+        chunk.push((name, pointers, entry));
         if chunk.len() >= QUEUE_CHUNK {
             tx.queue_tasks(&task, &entries, &chunk)?;
             chunk.clear();

@@ -56,13 +56,13 @@ pub fn register(
             continue;
         }
         let version = new.version.clone().unwrap_or_default();
-        let mut record = DeviceRecord::new(&new.product, &version, now);
+        let record = DeviceRecord::new(&new.product, &version, now);
         tx.append_history(
             &new.name,
             &HistoryEntry::note(now, "registered", format!("by operator on {version:?}")),
         )?;
         // A dynamic campaign (issue 10) takes a device registered after it.
-        super::campaign::dynamic::admit(tx, now, &new.name, &mut record)?;
+        super::campaign::dynamic::admit(tx, now, &new.name, &record)?;
         tx.put_device(&new.name, &record)?;
         out.created.push(new.name.clone());
     }

@@ -47,8 +47,9 @@ pub fn put_task(
 }
 
 /// Applies `event` to `task`. On a change, writes the task (and its
-/// timer) and a history entry, and clears `device.active_task` when the
-/// task finished; the caller writes `device`. Nothing is written when the
+/// timer) and a history entry, and clears the device's task pointer when
+/// the task finished; the caller writes `device` (its version moves when
+/// the task reached `updated`). Nothing is written when the
 /// event is rejected.
 pub fn transition(
     tx: &mut (impl Tx + ?Sized),
@@ -91,7 +92,7 @@ pub fn transition(
     }
     put_task(tx, ctx.device_name, Some(task), &updated)?;
     // A software task (issue 10 item 9) moves the software version.
-    let software = super::assignment::is_software_task(device, task.campaign);
+    let software = super::assignment::is_software_task(tx, ctx.device_name, task.campaign)?;
     if next.state != task.state {
         // Counted when applied: a batch rolled back by a storage failure
         // and re-run counts again (rare; see docs/METRICS.md).
@@ -99,12 +100,7 @@ pub fn transition(
             .increment(1);
     }
     if next.state.is_final() {
-        if device.active_task == Some(task.campaign) {
-            device.active_task = None;
-        }
-        if software {
-            device.software_task = None;
-        }
+        super::assignment::release(tx, ctx.device_name, task.campaign)?;
         lifecycle::finish_if_done(tx, task.campaign, ctx.now)?;
     }
     if next.state == TaskState::Updated {

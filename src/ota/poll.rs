@@ -147,14 +147,14 @@ pub fn poll(
 
     // Assignments (issue 10 item 9): a device new or free for a task gets
     // the one its assignment calls for.
-    super::assignment::catch_up(tx, now, name, &mut device)?;
+    super::assignment::catch_up(tx, now, name, &device)?;
 
     let mut answer = PollAnswer::Nothing;
     // Dynamic campaigns (issue 10) take a device whose version now matches.
-    campaign::dynamic::admit(tx, now, name, &mut device)?;
+    campaign::dynamic::admit(tx, now, name, &device)?;
     // One task per answer: the firmware task first, then the software one.
     for software in [false, true] {
-        let Some(campaign) = super::assignment::active(&device, software) else {
+        let Some(campaign) = super::assignment::active(tx, name, software)? else {
             continue;
         };
         if matches!(answer, PollAnswer::Task(_)) {
@@ -206,7 +206,7 @@ pub fn poll(
                 }
             }
             // A dangling pointer (should not happen): forget it.
-            None => super::assignment::set_active(&mut device, software, None),
+            None => super::assignment::set_active(tx, name, software, None)?,
         }
     }
     let outcome = match &answer {

@@ -65,7 +65,7 @@ pub fn report(
         progress: report.progress,
         error: report.error.clone(),
     };
-    let software = super::assignment::is_software_task(&device, campaign);
+    let software = super::assignment::is_software_task(tx, name, campaign)?;
     let previous_version = device.version.clone();
     let changed = match ledger::transition(tx, &ctx, &mut device, &task, &event)? {
         Err(rejected) => return Ok(Err(ReportError::Conflict(rejected))),

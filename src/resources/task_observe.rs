@@ -240,13 +240,11 @@ pub fn answer_key(answer: &PollAnswer) -> String {
 /// The device's current offer: its unfinished firmware task, else its
 /// unfinished software task, else nothing. `None` for an unknown device.
 pub fn current(tx: &dyn ReadTx, device: &str) -> Result<Option<PollAnswer>, StoreError> {
-    let Some(record) = tx.device(device)? else {
+    if tx.device(device)?.is_none() {
         return Ok(None);
-    };
-    for campaign in [record.active_task, record.software_task]
-        .into_iter()
-        .flatten()
-    {
+    }
+    let pointers = crate::ota::assignment::pointers(tx, device)?;
+    for campaign in [pointers.firmware, pointers.software].into_iter().flatten() {
         let Some(task) = tx.task(campaign, device)? else {
             continue;
         };

@@ -12,14 +12,15 @@ use super::history::{self, HistoryRows};
 use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
-    RegistrationRecord, StateCounts, TaskRecord, Timer,
+    DeviceTasks, EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
+    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, Default)]
 pub struct MemoryTx {
     devices: BTreeMap<String, DeviceRecord>,
+    device_tasks: HashMap<String, DeviceTasks>,
     firmware: BTreeMap<FirmwareId, FirmwareRecord>,
     campaigns: BTreeMap<CampaignId, CampaignRecord>,
     tasks: BTreeMap<(CampaignId, String), TaskRecord>,
@@ -98,6 +99,10 @@ impl ReadTx for MemoryTx {
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn device_tasks(&self, name: &str) -> Result<DeviceTasks> {
+        Ok(self.device_tasks.get(name).copied().unwrap_or_default())
     }
 
     fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>> {
@@ -326,6 +331,15 @@ impl Tx for MemoryTx {
         Ok(())
     }
 
+    fn put_device_tasks(&mut self, name: &str, value: &DeviceTasks) -> Result<()> {
+        if value.is_empty() {
+            self.device_tasks.remove(name);
+        } else {
+            self.device_tasks.insert(name.to_string(), *value);
+        }
+        Ok(())
+    }
+
     fn put_firmware(&mut self, record: &FirmwareRecord) -> Result<()> {
         self.firmware.insert(record.id, record.clone());
         Ok(())
@@ -365,14 +379,14 @@ impl Tx for MemoryTx {
         &mut self,
         task: &TaskRecord,
         entries: &[HistoryEntry],
-        devices: &[(String, DeviceRecord, usize)],
+        devices: &[(String, DeviceTasks, usize)],
     ) -> Result<()> {
-        for (name, device, entry) in devices {
+        for (name, pointers, entry) in devices {
             let entry = entries
                 .get(*entry)
                 .ok_or_else(|| StoreError::Db("queue_tasks: no such history entry".into()))?;
             self.put_task(name, None, task)?;
-            self.put_device(name, device)?;
+            self.put_device_tasks(name, pointers)?;
             self.append_history(name, entry)?;
         }
         Ok(())

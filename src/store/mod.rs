@@ -43,8 +43,8 @@ use std::sync::Arc;
 
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
-    RegistrationRecord, StateCounts, TaskRecord, Timer,
+    DeviceTasks, EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
+    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::time::Timestamp;
 
@@ -103,6 +103,15 @@ pub trait ReadTx {
     fn device(&self, name: &str) -> Result<Option<DeviceRecord>>;
     /// Devices in name order, after `after`, at most `limit`.
     fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeviceRecord)>>;
+    /// A device's task pointers (empty when it never had a task). Kept
+    /// apart from the device record so queuing a campaign writes only
+    /// these; read through `ota::assignment`.
+    fn device_tasks(&self, name: &str) -> Result<DeviceTasks>;
+    /// [`ReadTx::device_tasks`] of many devices, in order (one batch: a
+    /// backend opens its table once, or runs one `WHERE name = ANY($1)`).
+    fn device_tasks_of(&self, names: &[&str]) -> Result<Vec<DeviceTasks>> {
+        names.iter().map(|n| self.device_tasks(n)).collect()
+    }
     fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>>;
     /// Every firmware record, by id (the table is small: `max_per_product`
     /// per product).
@@ -203,14 +212,17 @@ pub trait Tx: ReadTx {
         previous: Option<&TaskRecord>,
         record: &TaskRecord,
     ) -> Result<()>;
-    /// Queues a campaign's tasks in bulk: for each `(name, device, entry)`,
-    /// writes `task` for the device, the device record and the history
-    /// entry `entries[entry]`. One call per chunk of a large campaign.
+    /// Writes a device's task pointers (empty: the row is removed).
+    fn put_device_tasks(&mut self, name: &str, value: &DeviceTasks) -> Result<()>;
+    /// Queues a campaign's tasks in bulk: for each `(name, pointers,
+    /// entry)`, writes `task` for the device, its task pointers and the
+    /// history entry `entries[entry]`; device records are not touched.
+    /// One call per chunk of a large campaign.
     fn queue_tasks(
         &mut self,
         task: &TaskRecord,
         entries: &[HistoryEntry],
-        devices: &[(String, DeviceRecord, usize)],
+        devices: &[(String, DeviceTasks, usize)],
     ) -> Result<()>;
     /// Appends to the device's history (capped, see [`StoreOptions`]).
     fn append_history(&mut self, device: &str, entry: &HistoryEntry) -> Result<()>;

@@ -10,14 +10,14 @@ use crate::time::Timestamp;
 
 /// Gives `device` a task of the first open dynamic campaign of its product
 /// that matches its version and never had a task for it. Returns the
-/// campaign id; the caller writes `device` (its `active_task` is set).
+/// campaign id (the device's firmware slot points at it).
 pub fn admit(
     tx: &mut (impl Tx + ?Sized),
     now: Timestamp,
     name: &str,
-    device: &mut DeviceRecord,
+    device: &DeviceRecord,
 ) -> Result<Option<u64>, StoreError> {
-    if device.active_task.is_some() {
+    if crate::ota::assignment::active(tx, name, false)?.is_some() {
         return Ok(None);
     }
     for id in tx.dynamic_campaigns(&device.product)? {
@@ -42,23 +42,14 @@ pub fn admit(
             continue;
         }
         let wave = c.progress.wave_sizes.len().saturating_sub(1);
-        let task = TaskRecord {
-            campaign: id,
-            firmware: c.firmware,
-            target_version: c.target_version.clone(),
-            state: TaskState::Queued,
-            progress: 0,
-            error: None,
-            created_at: now,
-            updated_at: now,
-            last_activity: None,
-            deadline: None,
-            wave: wave as u8,
-            attempt: 0,
-            timeout_ms: c.policy.timeout_ms,
-            pending: None,
-            retry_at: None,
-        };
+        let task = TaskRecord::queued(
+            id,
+            c.firmware,
+            &c.target_version,
+            now,
+            wave as u8,
+            c.policy.timeout_ms,
+        );
         tx.put_task(name, None, &task)?;
         c.total += 1;
         if let Some(size) = c.progress.wave_sizes.get_mut(wave) {
@@ -71,8 +62,7 @@ pub fn admit(
             c.finished_at = None;
         }
         tx.put_campaign(&c)?;
-        device.active_task = Some(id);
-        device.last_task = Some(id);
+        crate::ota::assignment::set_active(tx, name, false, Some(id))?;
         let mut entry = HistoryEntry::note(
             now,
             "queued",

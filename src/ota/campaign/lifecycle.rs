@@ -9,8 +9,7 @@
 
 use super::options::abort_percent;
 use crate::model::{
-    CampaignRecord, CampaignStatus, DeviceRecord, HistoryEntry, TaskKey, TaskRecord, TaskState,
-    Timer,
+    CampaignRecord, CampaignStatus, HistoryEntry, TaskKey, TaskRecord, TaskState, Timer,
 };
 use crate::store::{StoreError, Tx};
 use crate::time::Timestamp;
@@ -227,10 +226,12 @@ pub fn requeue(
     if task.state != TaskState::Failed {
         return Ok(Err(RequeueError::NotFailed(task.state.as_str())));
     }
-    let Some(mut device) = tx.device(name)? else {
+    if tx.device(name)?.is_none() {
         return Ok(Err(RequeueError::UnknownDevice));
-    };
-    if let Some(other) = device.active_task.filter(|a| *a != task.campaign) {
+    }
+    let software = task_is_software(tx, task)?;
+    let active = crate::ota::assignment::active(tx, name, software)?;
+    if let Some(other) = active.filter(|a| *a != task.campaign) {
         return Ok(Err(RequeueError::Busy(other)));
     }
     let mut next = task.clone();
@@ -263,7 +264,7 @@ pub fn requeue(
         }
         tx.put_campaign(&c)?;
     }
-    queue_on_device(tx, now, name, &mut device, task.campaign)?;
+    crate::ota::assignment::set_active(tx, name, software, Some(task.campaign))?;
     let mut entry = HistoryEntry::note(
         now,
         "retry",
@@ -282,17 +283,12 @@ pub fn requeue(
     Ok(Ok(()))
 }
 
-/// Points the device at its (re-)queued task and writes it.
-pub fn queue_on_device(
-    tx: &mut (impl Tx + ?Sized),
-    _now: Timestamp,
-    name: &str,
-    device: &mut DeviceRecord,
-    campaign: u64,
-) -> Result<(), StoreError> {
-    device.active_task = Some(campaign);
-    device.last_task = Some(campaign);
-    tx.put_device(name, device)
+/// Whether `task` occupies the software slot (its firmware is of kind
+/// `software`; a deleted image counts as firmware).
+fn task_is_software(tx: &(impl Tx + ?Sized), task: &TaskRecord) -> Result<bool, StoreError> {
+    Ok(tx
+        .firmware(task.firmware)?
+        .is_some_and(|fw| crate::ota::assignment::is_software(&fw)))
 }
 
 /// `TaskRetry` due: hands a failed task out again if it is still the

@@ -177,7 +177,10 @@ fn report_moves_forward_is_idempotent_and_finishes_campaign(s: &impl SyncStore) 
     );
     let device = s.read_sync(|tx| tx.device("d")).unwrap().unwrap();
     assert_eq!(device.version, "2.0-b");
-    assert_eq!(device.active_task, None);
+    let pointers = s
+        .read_sync(|tx| crate::ota::assignment::pointers(tx, "d"))
+        .unwrap();
+    assert_eq!(pointers.firmware, None);
     let campaign = s.read_sync(|tx| tx.campaign(id)).unwrap().unwrap();
     assert_eq!(campaign.status, CampaignStatus::Finished);
     assert_eq!(campaign.finished_at, Some(at(4)));

@@ -52,6 +52,11 @@ fn device(s: &impl SyncStore, name: &str) -> crate::model::DeviceRecord {
     s.read_sync(|tx| tx.device(name)).unwrap().unwrap()
 }
 
+fn tasks_of(s: &impl SyncStore, name: &str) -> crate::model::DeviceTasks {
+    s.read_sync(|tx| crate::ota::assignment::pointers(tx, name))
+        .unwrap()
+}
+
 fn offered(answer: &PollAnswer) -> Option<(&str, &str)> {
     match answer {
         PollAnswer::Task(o) => Some((o.task.as_str(), o.version.as_str())),
@@ -154,7 +159,7 @@ fn device_assignment_beats_product_and_falls_back(s: &impl SyncStore) {
     let dc = own.assigned.campaign;
     assert_eq!(own.queued, 1);
     assert_eq!(task(s, pc, "b1").error.as_deref(), Some("cancelled"));
-    assert_eq!(device(s, "b1").active_task, Some(dc));
+    assert_eq!(tasks_of(s, "b1").firmware, Some(dc));
     let answer = poll_at(s, at(2), "b1", "p", "1.0").unwrap();
     assert_eq!(offered(&answer).map(|o| o.1), Some("3.0"));
     // b2 still follows the product.
@@ -201,7 +206,7 @@ fn device_assignment_beats_product_and_falls_back(s: &impl SyncStore) {
     assert_eq!(task(s, dc, "b1").error.as_deref(), Some("cancelled"));
     let pc2 = product2.assigned.campaign;
     assert_eq!(task(s, pc2, "b1").state, TaskState::Queued);
-    assert_eq!(device(s, "b1").active_task, Some(pc2));
+    assert_eq!(tasks_of(s, "b1").firmware, Some(pc2));
 }
 
 fn software_and_firmware_tasks_coexist(s: &impl SyncStore) {
@@ -216,9 +221,9 @@ fn software_and_firmware_tasks_coexist(s: &impl SyncStore) {
         w.queued, 1,
         "the software task does not wait for the firmware one"
     );
-    let d = device(s, "c1");
-    assert_eq!(d.active_task, Some(f.assigned.campaign));
-    assert_eq!(d.software_task, Some(w.assigned.campaign));
+    let d = tasks_of(s, "c1");
+    assert_eq!(d.firmware, Some(f.assigned.campaign));
+    assert_eq!(d.software, Some(w.assigned.campaign));
     // Firmware first.
     let request = PollRequest {
         product: "p".into(),
@@ -247,7 +252,9 @@ fn software_and_firmware_tasks_coexist(s: &impl SyncStore) {
         "a software update leaves the firmware version"
     );
     assert_eq!(d.software_version.as_deref(), Some("app-2"));
-    assert_eq!((d.active_task, d.software_task), (None, None));
+    let pointers = tasks_of(s, "c1");
+    assert_eq!((pointers.firmware, pointers.software), (None, None));
+    assert_eq!(pointers.last, Some(w.assigned.campaign));
     // A software campaign compares software versions.
     let sw3 = add_kind(s, "p", "app-3", "software", 3);
     let created = s
@@ -262,7 +269,7 @@ fn software_and_firmware_tasks_coexist(s: &impl SyncStore) {
         .unwrap()
         .unwrap();
     assert_eq!(created.campaign.total, 1);
-    assert_eq!(device(s, "c1").software_task, Some(created.campaign.id));
+    assert_eq!(tasks_of(s, "c1").software, Some(created.campaign.id));
 }
 
 fn campaign_stats_after_a_small_rollout(s: &impl SyncStore) {

@@ -56,8 +56,10 @@ fn timeout_fails_a_silent_task_exactly_at_its_deadline(s: &impl SyncStore) {
     );
     assert_eq!(events(s, "d").last().map(String::as_str), Some("timeout"));
     assert_eq!(s.read_sync(|tx| scheduler::next_due(tx)).unwrap(), None);
-    let device = s.read_sync(|tx| tx.device("d")).unwrap().unwrap();
-    assert_eq!(device.active_task, None);
+    let pointers = s
+        .read_sync(|tx| crate::ota::assignment::pointers(tx, "d"))
+        .unwrap();
+    assert_eq!(pointers.firmware, None);
 }
 
 fn sign_of_life_moves_the_deadline(s: &impl SyncStore) {

@@ -35,6 +35,7 @@ fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreE
     Ok(copy(src, dst, schema::FIRMWARE)?
         + copy(src, dst, schema::FIRMWARE_KEYS)?
         + copy(src, dst, schema::DEVICES)?
+        + copy(src, dst, schema::DEVICE_TASKS)?
         + copy(src, dst, schema::CAMPAIGNS)?
         + copy(src, dst, schema::TASKS)?
         + copy(src, dst, schema::CAMPAIGN_COUNTS)?

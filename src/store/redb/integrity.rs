@@ -11,7 +11,9 @@
 //!   record's raw bytes to `DATA/quarantine.jsonl`, deletes it, and then
 //!   rebuilds what is derived from the records: `CAMPAIGN_COUNTS` from
 //!   `TASKS`, task timers (`TIMERS`) without their task, `FIRMWARE_KEYS`
-//!   entries without their firmware, devices' `active_task` without a task.
+//!   entries without their firmware, devices' task pointers (`DEVICE_TASKS`)
+//!   to a task that is missing or finished, and pointer rows of devices
+//!   that are gone.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -24,7 +26,8 @@ use serde::de::DeserializeOwned;
 use super::codec::{decode, decode_timer, encode};
 use super::schema;
 use crate::model::{
-    CampaignRecord, DeviceRecord, FirmwareRecord, HistoryEntry, TaskKey, TaskRecord, Timer,
+    CampaignRecord, DeviceRecord, DeviceTasks, FirmwareRecord, HistoryEntry, TaskKey, TaskRecord,
+    Timer,
 };
 use crate::store::StoreError;
 
@@ -38,6 +41,7 @@ pub const MAX_LISTED: usize = 10_000;
 pub enum RecordKey {
     Firmware(u64),
     Devices(String),
+    DeviceTasks(String),
     Campaigns(u64),
     Tasks(u64, String),
     History(String, u64),
@@ -50,6 +54,7 @@ impl fmt::Display for RecordKey {
         match self {
             RecordKey::Firmware(id) => write!(f, "firmware[{id}]"),
             RecordKey::Devices(name) => write!(f, "devices[{name:?}]"),
+            RecordKey::DeviceTasks(name) => write!(f, "device_tasks[{name:?}]"),
             RecordKey::Campaigns(id) => write!(f, "campaigns[{id}]"),
             RecordKey::Tasks(c, name) => write!(f, "tasks[({c}, {name:?})]"),
             RecordKey::History(name, seq) => write!(f, "history[({name:?}, {seq})]"),
@@ -134,6 +139,10 @@ pub fn check(txn: &ReadTransaction) -> Result<IntegrityReport, StoreError> {
     for entry in txn.open_table(schema::DEVICES)?.iter()? {
         let (k, v) = entry?;
         report.note::<DeviceRecord>(|| RecordKey::Devices(k.value().to_string()), v.value());
+    }
+    for entry in txn.open_table(schema::DEVICE_TASKS)?.iter()? {
+        let (k, v) = entry?;
+        report.note::<DeviceTasks>(|| RecordKey::DeviceTasks(k.value().to_string()), v.value());
     }
     for entry in txn.open_table(schema::CAMPAIGNS)?.iter()? {
         let (k, v) = entry?;
@@ -258,6 +267,10 @@ fn remove(txn: &WriteTransaction, key: &RecordKey) -> Result<(), StoreError> {
         RecordKey::Devices(name) => {
             txn.open_table(schema::DEVICES)?.remove(name.as_str())?;
         }
+        RecordKey::DeviceTasks(name) => {
+            txn.open_table(schema::DEVICE_TASKS)?
+                .remove(name.as_str())?;
+        }
         RecordKey::Campaigns(id) => {
             txn.open_table(schema::CAMPAIGNS)?.remove(*id)?;
         }
@@ -284,6 +297,7 @@ fn remove(txn: &WriteTransaction, key: &RecordKey) -> Result<(), StoreError> {
 fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(), StoreError> {
     // CAMPAIGN_COUNTS from TASKS.
     let mut counts: BTreeMap<(u64, u8), u64> = BTreeMap::new();
+    // Unfinished tasks: what a device's task pointer may point at.
     let mut tasks: HashSet<(u64, String)> = HashSet::new();
     let mut deadlines_of: HashSet<(u64, TaskKey)> = HashSet::new();
     for entry in txn.open_table(schema::TASKS)?.iter()? {
@@ -295,7 +309,9 @@ fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(),
         if let Some(at) = task.deadline {
             deadlines_of.insert((at.as_millis(), TaskKey::new(c, name)));
         }
-        tasks.insert((c, name.to_string()));
+        if !task.state.is_final() {
+            tasks.insert((c, name.to_string()));
+        }
     }
     {
         let mut table = txn.open_table(schema::CAMPAIGN_COUNTS)?;
@@ -367,22 +383,38 @@ fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(),
             out.firmware_keys_removed += 1;
         }
     }
-    // Devices whose active task was removed.
+    // Task pointers to a task that is gone or finished, and pointer rows
+    // of devices that are gone.
     {
-        let mut table = txn.open_table(schema::DEVICES)?;
-        let mut fix: Vec<(String, DeviceRecord)> = Vec::new();
+        let devices = txn.open_table(schema::DEVICES)?;
+        let mut table = txn.open_table(schema::DEVICE_TASKS)?;
+        let mut fix: Vec<(String, DeviceTasks)> = Vec::new();
         for entry in table.iter()? {
             let (k, v) = entry?;
-            let mut device: DeviceRecord = decode(v.value())?;
-            if let Some(c) = device.active_task {
-                if !tasks.contains(&(c, k.value().to_string())) {
-                    device.active_task = None;
-                    fix.push((k.value().to_string(), device));
+            let name = k.value();
+            // Every row decodes here: the bad ones were removed above.
+            let before: DeviceTasks = decode(v.value())?;
+            let mut after = before;
+            if devices.get(name)?.is_none() {
+                after = DeviceTasks::default();
+            }
+            for software in [false, true] {
+                if let Some(c) = after.active(software) {
+                    if !tasks.contains(&(c, name.to_string())) {
+                        after.set_active(software, None);
+                    }
                 }
             }
+            if after != before {
+                fix.push((name.to_string(), after));
+            }
         }
-        for (name, device) in fix {
-            table.insert(name.as_str(), encode(&device).as_slice())?;
+        for (name, pointers) in fix {
+            if pointers.is_empty() {
+                table.remove(name.as_str())?;
+            } else {
+                table.insert(name.as_str(), encode(&pointers).as_slice())?;
+            }
             out.active_tasks_cleared += 1;
         }
     }

@@ -12,6 +12,7 @@
 
 pub mod backup; // issue 12 item 7: consistent copy while running
 mod codec;
+mod device_tasks; // issue 10: task pointers apart from device records
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
 mod fleet; // issue 10: audit log and assignment rows
 pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
@@ -64,6 +65,7 @@ impl RedbStore {
             txn.open_table(schema::FIRMWARE)?;
             txn.open_table(schema::FIRMWARE_KEYS)?;
             txn.open_table(schema::DEVICES)?;
+            txn.open_table(schema::DEVICE_TASKS)?;
             txn.open_table(schema::CAMPAIGNS)?;
             txn.open_table(schema::TASKS)?;
             txn.open_table(schema::CAMPAIGN_COUNTS)?;
@@ -82,9 +84,13 @@ impl RedbStore {
             txn.open_table(schema::SECRETS)?;
         }
         let moved = migrate_deadlines(&txn)?;
+        let pointers = device_tasks::migrate(&txn)?;
         txn.commit()?;
         if moved > 0 {
             tracing::info!("moved {moved} task deadlines into the timers table");
+        }
+        if pointers > 0 {
+            tracing::info!("moved the task pointers of {pointers} devices into their own table");
         }
         Ok(RedbStore { db: slot, options })
     }
@@ -227,6 +233,75 @@ mod tests {
         // Opening again finds nothing more to move.
         let store = RedbStore::open(&path, StoreOptions::default()).unwrap();
         assert_eq!(store.read_sync(|tx| tx.timers(10)).unwrap().len(), 1);
+    }
+
+    /// Issue 10: a database written when the task pointers were fields of
+    /// the device record opens with them moved to `DEVICE_TASKS`, the
+    /// device records rewritten without them, and the migration marked.
+    #[test]
+    fn device_records_with_task_pointers_migrate_to_their_own_table() {
+        use crate::model::{DeviceRecord, DeviceTasks};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let legacy = |pointers: &[(&str, u64)]| {
+            let record = DeviceRecord::new("p", "1.0", Timestamp::ZERO);
+            let mut value = ciborium::Value::serialized(&record).unwrap();
+            if let ciborium::Value::Map(fields) = &mut value {
+                for (k, v) in pointers {
+                    fields.push(((*k).into(), (*v).into()));
+                }
+            }
+            let mut bytes = Vec::new();
+            ciborium::into_writer(&value, &mut bytes).unwrap();
+            bytes
+        };
+        {
+            let db = ::redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut devices = txn.open_table(schema::DEVICES).unwrap();
+                let busy = legacy(&[("active_task", 7), ("last_task", 7), ("software_task", 8)]);
+                devices.insert("busy", busy.as_slice()).unwrap();
+                let idle = legacy(&[("last_task", 3)]);
+                devices.insert("idle", idle.as_slice()).unwrap();
+                devices.insert("new", legacy(&[]).as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = RedbStore::open(&path, StoreOptions::default()).unwrap();
+        let read = |name: &str| store.read_sync(|tx| tx.device_tasks(name)).unwrap();
+        assert_eq!(
+            read("busy"),
+            DeviceTasks {
+                firmware: Some(7),
+                software: Some(8),
+                last: Some(7)
+            }
+        );
+        assert_eq!(read("idle").last, Some(3));
+        assert!(read("new").is_empty());
+        // The records still read, and no longer carry the pointers.
+        let device = store.read_sync(|tx| tx.device("busy")).unwrap().unwrap();
+        assert_eq!(device.version, "1.0");
+        {
+            let db = store.db.get().unwrap();
+            let txn = db.begin_read().unwrap();
+            let devices = txn.open_table(schema::DEVICES).unwrap();
+            let raw = devices.get("busy").unwrap().unwrap();
+            let value: ciborium::Value = ciborium::from_reader(raw.value()).unwrap();
+            let text = format!("{value:?}");
+            assert!(!text.contains("active_task"), "{text}");
+        }
+        // Pointers cleared since are not brought back by a second open.
+        store
+            .write_sync(|tx| tx.put_device_tasks("busy", &DeviceTasks::default()))
+            .unwrap();
+        drop(store);
+        let store = RedbStore::open(&path, StoreOptions::default()).unwrap();
+        assert!(store
+            .read_sync(|tx| tx.device_tasks("busy"))
+            .unwrap()
+            .is_empty());
     }
 
     /// Issue 8 item 7c: a record that does not decode is stepped over by

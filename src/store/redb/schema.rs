@@ -4,7 +4,8 @@
 //! with `#[serde(default)]` without a migration. Keys are chosen so that the
 //! hot paths are point lookups or short range scans:
 //!
-//! - a device poll touches `DEVICES[name]`, `TASKS[(campaign, name)]` and
+//! - a device poll touches `DEVICES[name]`, `DEVICE_TASKS[name]`,
+//!   `TASKS[(campaign, name)]` and
 //!   the device's last `HISTORY` key;
 //! - a campaign's devices are the range `TASKS[(campaign, ..)]`;
 //! - a device's history is the range `HISTORY[(name, ..)]`;
@@ -18,6 +19,11 @@ pub const FIRMWARE: TableDefinition<u64, &[u8]> = TableDefinition::new("firmware
 pub const FIRMWARE_KEYS: TableDefinition<(&str, &str), u64> = TableDefinition::new("firmware_keys");
 /// Device name → `DeviceRecord`.
 pub const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices");
+/// Device name → `DeviceTasks` (its unfinished firmware and software task
+/// and its latest task), apart from `DEVICES` so queuing a campaign does
+/// not rewrite device records. Before this table the pointers were fields
+/// of the device record; `device_tasks::migrate` moves them at open.
+pub const DEVICE_TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_tasks");
 /// Campaign id → `CampaignRecord`.
 pub const CAMPAIGNS: TableDefinition<u64, &[u8]> = TableDefinition::new("campaigns");
 /// (campaign id, device name) → `TaskRecord`: one task per device per campaign.
@@ -60,6 +66,8 @@ pub const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters"
 pub const NEXT_FIRMWARE_ID: &str = "next_firmware_id";
 pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
 pub const NEXT_AUDIT_ID: &str = "next_audit_id";
+/// Present once device task pointers live in `DEVICE_TASKS` only.
+pub const DEVICE_TASKS_MIGRATED: &str = "device_tasks_migrated";
 /// Entries in `AUDIT` (kept with it, so the cap needs no count).
 pub const AUDIT_LEN: &str = "audit_len";
 /// The latest "now" the server persisted, in ms (see `Tx::raise_clock_floor`).

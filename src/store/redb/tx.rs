@@ -10,8 +10,8 @@ use super::integrity::decode_or_skip;
 use super::schema;
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
-    EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq, PskRecord,
-    RegistrationRecord, StateCounts, TaskRecord, Timer,
+    DeviceTasks, EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
+    PskRecord, RegistrationRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::history::{self, HistoryRows};
 use crate::store::{ReadTx, Result, StoreError, Tx};
@@ -287,6 +287,19 @@ macro_rules! impl_read {
                 Ok(out)
             }
 
+            fn device_tasks(&self, name: &str) -> Result<DeviceTasks> {
+                let table = self.$txn.open_table(schema::DEVICE_TASKS)?;
+                super::device_tasks::get(&table, name)
+            }
+
+            fn device_tasks_of(&self, names: &[&str]) -> Result<Vec<DeviceTasks>> {
+                let table = self.$txn.open_table(schema::DEVICE_TASKS)?;
+                names
+                    .iter()
+                    .map(|n| super::device_tasks::get(&table, n))
+                    .collect()
+            }
+
             fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
                 let table = self.$txn.open_table(schema::AUDIT)?;
                 super::fleet::audit_page(&table, after, limit)
@@ -412,6 +425,11 @@ impl Tx for RedbTx {
         Ok(())
     }
 
+    fn put_device_tasks(&mut self, name: &str, value: &DeviceTasks) -> Result<()> {
+        let mut table = self.txn.open_table(schema::DEVICE_TASKS)?;
+        super::device_tasks::put(&mut table, name, value)
+    }
+
     fn put_firmware(&mut self, record: &FirmwareRecord) -> Result<()> {
         self.txn
             .open_table(schema::FIRMWARE)?
@@ -470,7 +488,7 @@ impl Tx for RedbTx {
         &mut self,
         task: &TaskRecord,
         entries: &[HistoryEntry],
-        devices: &[(String, DeviceRecord, usize)],
+        devices: &[(String, DeviceTasks, usize)],
     ) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
@@ -482,16 +500,16 @@ impl Tx for RedbTx {
         let mut at_cap: Vec<(&str, usize)> = Vec::new();
         {
             let mut tasks = self.txn.open_table(schema::TASKS)?;
-            let mut devs = self.txn.open_table(schema::DEVICES)?;
+            let mut pointers = self.txn.open_table(schema::DEVICE_TASKS)?;
             let mut history = self.txn.open_table(schema::HISTORY)?;
             let mut lens = self.txn.open_table(schema::HISTORY_LEN)?;
             let mut len_cache: HashMap<&str, u64> = HashMap::new();
-            for (name, device, entry) in devices {
+            for (name, device_tasks, entry) in devices {
                 let entry_bytes = encoded
                     .get(*entry)
                     .ok_or_else(|| StoreError::Db("queue_tasks: no such history entry".into()))?;
                 tasks.insert((task.campaign, name.as_str()), task_bytes.as_slice())?;
-                devs.insert(name.as_str(), encode(device).as_slice())?;
+                super::device_tasks::put(&mut pointers, name, device_tasks)?;
                 let last = {
                     let mut range =
                         history.range((name.as_str(), 0u64)..=(name.as_str(), u64::MAX))?;
