@@ -180,6 +180,16 @@ pub struct CoapConfig {
     /// `coap://HOST:PORT` devices reach this server at (LwM2M Package
     /// URIs); unset: the local address a device registered to.
     pub public_uri: Option<String>,
+    /// Issue 11: a response to an address that has not proven it receives
+    /// our datagrams takes at most this many times the request's bytes on
+    /// the wire (RFC 7252 §11.3, RFC 9175 Echo; docs/PROTOCOL.md);
+    /// 0 = off.
+    pub amplification_factor: usize,
+    /// Seconds an address stays verified after its last proof.
+    pub verified_for_s: u64,
+    /// Verified addresses remembered per shard; the one closest to expiry
+    /// makes room (`lwota_coap_verified_evicted_total`).
+    pub max_verified: usize,
 }
 
 impl Default for CoapConfig {
@@ -191,6 +201,9 @@ impl Default for CoapConfig {
             max_retransmit: 4,
             nstart: 1,
             public_uri: None,
+            amplification_factor: 3,
+            verified_for_s: 3600,
+            max_verified: 100_000,
         }
     }
 }
