@@ -73,6 +73,11 @@ pub struct AbuseConfig {
     /// past them the poll is answered 4.29 with Max-Age.
     pub auto_register_per_min_per_source: u32,
     pub auto_register_per_min: u32,
+    /// An unknown device is self-registered only while the store holds
+    /// fewer device records than this (all devices count, so the bound
+    /// holds across restarts); past it its poll or LwM2M Register gets
+    /// 5.03 with Max-Age 3600. 0 = no cap.
+    pub auto_register_max_devices: u64,
 }
 
 impl Default for AbuseConfig {
@@ -82,6 +87,7 @@ impl Default for AbuseConfig {
             burst: 20_000,
             auto_register_per_min_per_source: 1_000,
             auto_register_per_min: 10_000,
+            auto_register_max_devices: 100_000,
         }
     }
 }
@@ -220,6 +226,10 @@ pub struct ServerConfig {
     pub coap_enabled: bool,
     /// CoAPS on `coaps_bind`.
     pub coaps_enabled: bool,
+    /// Issue 11: PEM certificate chain and private key for TLS on the
+    /// admin listener (`https://`); both or neither. Unset: plain HTTP.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -257,6 +267,8 @@ impl Default for ServerConfig {
             coaps_bind: SocketAddr::from(([0, 0, 0, 0], 5684)),
             coap_enabled: true,
             coaps_enabled: true,
+            http_tls_cert: None,
+            http_tls_key: None,
         }
     }
 }

@@ -103,6 +103,9 @@ pub trait ReadTx {
     fn device(&self, name: &str) -> Result<Option<DeviceRecord>>;
     /// Devices in name order, after `after`, at most `limit`.
     fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeviceRecord)>>;
+    /// Device records in the store, without a scan (issue 11: the cap on
+    /// self-registration).
+    fn device_count(&self) -> Result<u64>;
     fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>>;
     /// Every firmware record, by id (the table is small: `max_per_product`
     /// per product).
