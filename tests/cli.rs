@@ -329,14 +329,14 @@ fn admin_api_over_tls_with_a_self_signed_certificate() {
 
     // The CLI, trusting the certificate by --ca-cert and by LWOTA_CA_CERT.
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["device", "list", "--server", &https, "--ca-cert"])
+        .args(["device", "ls", "--server", &https, "--ca-cert"])
         .arg(&cert_path)
         .env("LWOTA_TOKEN", &server.token)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["firmware", "list", "--server", &https])
+        .args(["firmware", "ls", "--server", &https])
         .env("LWOTA_CA_CERT", &cert_path)
         .env("LWOTA_TOKEN", &server.token)
         .output()
@@ -344,7 +344,7 @@ fn admin_api_over_tls_with_a_self_signed_certificate() {
     assert!(o.status.success(), "{}", stderr(&o));
     // Without trusting it: a certificate error, exit non-zero.
     let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["device", "list", "--server", &https])
+        .args(["device", "ls", "--server", &https])
         .env("LWOTA_TOKEN", &server.token)
         .env_remove("LWOTA_CA_CERT")
         .output()
