@@ -343,3 +343,119 @@ fn smaller_block(
 fn encoded_len(packet: &Packet) -> usize {
     packet.to_bytes().map_or(usize::MAX, |b| b.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coap_lite::MessageType;
+
+    fn guard(max_verified: usize) -> (Guard, Instant) {
+        let t0 = Instant::now();
+        let config = AmplificationConfig {
+            factor: 3,
+            verified_for: Duration::from_secs(60),
+            max_verified,
+            secret: [7; 32],
+            epoch: t0,
+        };
+        (Guard::new(config), t0)
+    }
+
+    fn block_response(num: u32, szx: u8, payload: usize) -> Packet {
+        let mut p = Packet::new();
+        p.header.set_type(MessageType::Acknowledgement);
+        p.header.code = MessageClass::Response(ResponseType::Content);
+        p.add_option(
+            CoapOption::Block2,
+            Block {
+                num,
+                more: true,
+                szx,
+            }
+            .encode(),
+        );
+        p.payload = vec![0xab; payload];
+        p
+    }
+
+    #[test]
+    fn echo_values_verify_only_their_address_and_only_while_fresh() {
+        let (mut g, t0) = guard(10);
+        let a: SocketAddr = "192.0.2.1:5683".parse().unwrap();
+        let b: SocketAddr = "192.0.2.2:5683".parse().unwrap();
+        let value = g.echo_value(t0, a.ip());
+        assert_eq!(value.len(), 12);
+        assert!(g.limit(t0, b, 20, Some(&value)).is_some(), "other address");
+        let late = t0 + ECHO_LIFETIME + Duration::from_secs(1);
+        assert!(g.limit(late, a, 20, Some(&value)).is_some(), "stale");
+        assert_eq!(g.limit(t0, a, 20, Some(&value)), None, "valid");
+        let other_port = SocketAddr::new(a.ip(), 9999);
+        assert_eq!(g.limit(t0, other_port, 20, None), None, "per IP");
+        assert!(g.limit(t0 + Duration::from_secs(61), a, 20, None).is_some(), "expired");
+        assert_eq!(g.poll_verified(), Some(a.ip()));
+    }
+
+    #[test]
+    fn limit_counts_wire_headers_like_rfc_9175() {
+        let (mut g, t0) = guard(10);
+        let v4: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert_eq!(g.limit(t0, v4, 13, None), Some(3 * (13 + 42) - 42));
+        // RFC 9175 §2.4: a 4-byte request may get 136 bytes over IPv6.
+        assert_eq!(g.limit(t0, v6, 4, None), Some(136));
+    }
+
+    #[test]
+    fn table_is_bounded_and_evicts_the_closest_to_expiry() {
+        let (mut g, t0) = guard(3);
+        for i in 0..10u8 {
+            let ip = IpAddr::from([10, 0, 0, i]);
+            g.verify(t0 + Duration::from_secs(u64::from(i)), ip, Proof::Echo);
+            assert!(g.len() <= 3);
+        }
+        assert!(g.is_verified(t0 + Duration::from_secs(9), IpAddr::from([10, 0, 0, 9])));
+        assert!(!g.is_verified(t0 + Duration::from_secs(9), IpAddr::from([10, 0, 0, 0])));
+    }
+
+    #[test]
+    fn blocks_shrink_at_the_same_offset_errors_lose_text_the_rest_is_challenged() {
+        let echo = [1u8; 12];
+        // Block 3 of 1024 bytes, 123 bytes allowed: 64-byte block 48.
+        let mut r = block_response(3, 6, 1024);
+        assert_eq!(fit(&mut r, 123, &echo, None, true), Fitted::Shrunk);
+        let b = Block::parse(r.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+        assert_eq!((b.num, b.szx, b.more), (48, 2, true));
+        assert_eq!(r.payload.len(), 64);
+        assert!(r.to_bytes().unwrap().len() <= 123);
+        assert_eq!(r.get_first_option(ECHO).unwrap().as_slice(), &echo);
+
+        let mut small = block_response(0, 6, 10);
+        assert_eq!(fit(&mut small, 123, &echo, None, true), Fitted::AsIs);
+
+        let mut err = Packet::new();
+        err.header.code = MessageClass::Response(ResponseType::NotFound);
+        err.payload = vec![b'x'; 200];
+        assert_eq!(fit(&mut err, 60, &echo, None, true), Fitted::Trimmed);
+        assert!(err.payload.is_empty());
+
+        let mut answer = Packet::new();
+        answer.header.code = MessageClass::Response(ResponseType::Content);
+        answer.set_token(vec![1, 2]);
+        answer.payload = vec![0; 300];
+        assert_eq!(fit(&mut answer, 60, &echo, None, false), Fitted::Challenged);
+        assert_eq!(
+            answer.header.code,
+            MessageClass::Response(ResponseType::Unauthorized)
+        );
+        assert_eq!(answer.get_token(), &[1, 2]);
+        assert!(answer.to_bytes().unwrap().len() <= 60);
+
+        // A GET's whole 2.05 body becomes block 0.
+        let mut whole = Packet::new();
+        whole.header.code = MessageClass::Response(ResponseType::Content);
+        whole.payload = vec![5; 500];
+        assert_eq!(fit(&mut whole, 123, &echo, None, true), Fitted::Shrunk);
+        let b = Block::parse(whole.get_first_option(CoapOption::Block2).unwrap()).unwrap();
+        assert_eq!((b.num, b.more), (0, true));
+    }
+}
