@@ -298,8 +298,10 @@ fn self_signed() -> (Vec<u8>, Vec<u8>) {
     cert.set_subject_name(&name).unwrap();
     cert.set_issuer_name(&name).unwrap();
     cert.set_pubkey(&key).unwrap();
-    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    cert.set_not_after(&Asn1Time::days_from_now(2).unwrap()).unwrap();
+    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
     let san = SubjectAlternativeName::new()
         .ip("127.0.0.1")
         .dns("localhost")
@@ -352,7 +354,8 @@ fn admin_api_over_tls_with_a_self_signed_certificate() {
     assert!(!o.status.success());
 
     // Another HTTP client (openssl's) reaches the API over https.
-    let mut connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+    let mut connector =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
     connector
         .cert_store_mut()
         .add_cert(openssl::x509::X509::from_pem(&cert).unwrap())
@@ -381,7 +384,11 @@ fn admin_api_over_tls_with_a_self_signed_certificate() {
         .unwrap();
     let mut buf = Vec::new();
     let _ = plain.read_to_end(&mut buf);
-    assert!(!buf.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&buf));
+    assert!(
+        !buf.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
 }
 
 #[test]

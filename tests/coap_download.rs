@@ -385,7 +385,13 @@ fn unverified_addresses_get_at_most_three_times_their_bytes() {
     let mut next: Option<(u32, u8)> = None;
     for mid in 100u16.. {
         let options: Vec<_> = next.map(|(n, s)| block2(n, s)).into_iter().collect();
-        let req = request(mid, RequestType::Get, &format!("ota/fw/{id}"), &options, vec![]);
+        let req = request(
+            mid,
+            RequestType::Get,
+            &format!("ota/fw/{id}"),
+            &options,
+            vec![],
+        );
         let answer = raw.send(&req).expect("block");
         assert!(wire(answer.len()) <= 3 * wire(req.len()));
         let p = Packet::from_bytes(&answer).unwrap();

@@ -303,14 +303,21 @@ fn self_registration_stops_at_the_device_cap_across_restarts() {
     };
     refused(&server, "cap-c");
     let (_, metrics) = server.get_text("/metrics");
-    assert!(metrics.contains("lwota_coap_registrations_capped_total"), "{metrics}");
+    assert!(
+        metrics.contains("lwota_coap_registrations_capped_total"),
+        "{metrics}"
+    );
     // Known devices still poll.
-    assert!(Device::new(server.coap, "cap-a", "p").poll("1.0").is_empty());
+    assert!(Device::new(server.coap, "cap-a", "p")
+        .poll("1.0")
+        .is_empty());
 
     // The count comes from the store: a restart does not reset it.
     server.stop();
     let server = TestServer::start_with(config, None);
     refused(&server, "cap-d");
-    assert!(Device::new(server.coap, "cap-b", "p").poll("1.0").is_empty());
+    assert!(Device::new(server.coap, "cap-b", "p")
+        .poll("1.0")
+        .is_empty());
     drop(tmp);
 }

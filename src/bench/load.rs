@@ -81,9 +81,19 @@ pub async fn block2(
             // (RFC 9175 Echo, `coap/amplification.rs`): one small request
             // picks up its Echo value, the next carries it, and from then
             // on blocks come at full size. Measured: verified clients.
-            let probe = Block { num: 0, more: false, szx: 0 }.encode();
+            let probe = Block {
+                num: 0,
+                more: false,
+                szx: 0,
+            }
+            .encode();
             let _ = client
-                .request(RequestType::Get, &path, &[(CoapOption::Block2, probe)], Vec::new())
+                .request(
+                    RequestType::Get,
+                    &path,
+                    &[(CoapOption::Block2, probe)],
+                    Vec::new(),
+                )
                 .await;
             for num in 0..blocks {
                 let option = Block {

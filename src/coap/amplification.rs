@@ -391,7 +391,10 @@ mod tests {
         assert_eq!(g.limit(t0, a, 20, Some(&value)), None, "valid");
         let other_port = SocketAddr::new(a.ip(), 9999);
         assert_eq!(g.limit(t0, other_port, 20, None), None, "per IP");
-        assert!(g.limit(t0 + Duration::from_secs(61), a, 20, None).is_some(), "expired");
+        assert!(
+            g.limit(t0 + Duration::from_secs(61), a, 20, None).is_some(),
+            "expired"
+        );
         assert_eq!(g.poll_verified(), Some(a.ip()));
     }
 

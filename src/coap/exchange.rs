@@ -298,7 +298,8 @@ impl Exchanges {
             let before = ex.template.get_first_option(ECHO).cloned();
             ex.template.clear_option(ECHO);
             ex.template.add_option(ECHO, echo.clone());
-            let challenge = packet.header.code == MessageClass::Response(ResponseType::Unauthorized);
+            let challenge =
+                packet.header.code == MessageClass::Response(ResponseType::Unauthorized);
             if challenge && before.as_ref() != Some(&echo) {
                 self.next_message(ctx, now, id);
                 return;

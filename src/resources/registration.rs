@@ -78,7 +78,11 @@ pub fn check(app: &App, device: &str, peer: SocketAddr) -> Result<(), Packet> {
     }
     let cap = app.config.abuse.auto_register_max_devices;
     if cap > 0 && devices >= cap {
-        tracing::debug!(devices, cap, "self-registration refused: device cap reached");
+        tracing::debug!(
+            devices,
+            cap,
+            "self-registration refused: device cap reached"
+        );
         metrics::counter!(CAPPED).increment(1);
         let mut packet = error_response(
             ResponseType::ServiceUnavailable,

@@ -16,8 +16,7 @@ use tokio_rustls::TlsAcceptor;
 /// The acceptor for `cert` (a chain, leaf first) and `key`.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     let read = |path: &Path, what: &str| {
-        std::fs::read(path)
-            .with_context(|| format!("cannot read TLS {what} {}", path.display()))
+        std::fs::read(path).with_context(|| format!("cannot read TLS {what} {}", path.display()))
     };
     let cert_pem = read(cert, "certificate (http_tls_cert)")?;
     let key_pem = read(key, "private key (http_tls_key)")?;
