@@ -41,7 +41,9 @@ impl ServerProcess {
         command.arg("serve");
         if shards.is_some() || !coap_lines.is_empty() {
             let file = data_dir.with_extension("toml");
-            let shards = shards.map(|n| format!("shards = {n}\n")).unwrap_or_default();
+            let shards = shards
+                .map(|n| format!("shards = {n}\n"))
+                .unwrap_or_default();
             std::fs::write(&file, format!("[coap]\n{shards}{coap_lines}"))
                 .with_context(|| format!("cannot write {}", file.display()))?;
             command.arg("--config").arg(file);
