@@ -73,6 +73,11 @@ pub struct AbuseConfig {
     /// past them the poll is answered 4.29 with Max-Age.
     pub auto_register_per_min_per_source: u32,
     pub auto_register_per_min: u32,
+    /// An unknown device is self-registered only while the store holds
+    /// fewer device records than this (all devices count, so the bound
+    /// holds across restarts); past it its poll or LwM2M Register gets
+    /// 5.03 with Max-Age 3600. 0 = no cap.
+    pub auto_register_max_devices: u64,
 }
 
 impl Default for AbuseConfig {
@@ -82,6 +87,7 @@ impl Default for AbuseConfig {
             burst: 20_000,
             auto_register_per_min_per_source: 1_000,
             auto_register_per_min: 10_000,
+            auto_register_max_devices: 100_000,
         }
     }
 }
@@ -180,6 +186,16 @@ pub struct CoapConfig {
     /// `coap://HOST:PORT` devices reach this server at (LwM2M Package
     /// URIs); unset: the local address a device registered to.
     pub public_uri: Option<String>,
+    /// Issue 11: a response to an address that has not proven it receives
+    /// our datagrams takes at most this many times the request's bytes on
+    /// the wire (RFC 7252 §11.3, RFC 9175 Echo; docs/PROTOCOL.md);
+    /// 0 = off.
+    pub amplification_factor: usize,
+    /// Seconds an address stays verified after its last proof.
+    pub verified_for_s: u64,
+    /// Verified addresses remembered per shard; the one closest to expiry
+    /// makes room (`lwota_coap_verified_evicted_total`).
+    pub max_verified: usize,
 }
 
 impl Default for CoapConfig {
@@ -191,6 +207,9 @@ impl Default for CoapConfig {
             max_retransmit: 4,
             nstart: 1,
             public_uri: None,
+            amplification_factor: 3,
+            verified_for_s: 3600,
+            max_verified: 100_000,
         }
     }
 }
@@ -207,6 +226,10 @@ pub struct ServerConfig {
     pub coap_enabled: bool,
     /// CoAPS on `coaps_bind`.
     pub coaps_enabled: bool,
+    /// Issue 11: PEM certificate chain and private key for TLS on the
+    /// admin listener (`https://`); both or neither. Unset: plain HTTP.
+    pub http_tls_cert: Option<PathBuf>,
+    pub http_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -244,6 +267,8 @@ impl Default for ServerConfig {
             coaps_bind: SocketAddr::from(([0, 0, 0, 0], 5684)),
             coap_enabled: true,
             coaps_enabled: true,
+            http_tls_cert: None,
+            http_tls_key: None,
         }
     }
 }

@@ -266,3 +266,167 @@ fn serve_runs_on_the_local_test_config_fixture() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A self-signed certificate for 127.0.0.1 and localhost, made for this
+/// test only (openssl crate): (certificate PEM, private key PEM).
+fn self_signed() -> (Vec<u8>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "lwota test").unwrap();
+    let name = name.build();
+    let mut cert = X509::builder().unwrap();
+    cert.set_version(2).unwrap();
+    cert.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    cert.set_subject_name(&name).unwrap();
+    cert.set_issuer_name(&name).unwrap();
+    cert.set_pubkey(&key).unwrap();
+    cert.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    cert.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip("127.0.0.1")
+        .dns("localhost")
+        .build(&cert.x509v3_context(None, None))
+        .unwrap();
+    cert.append_extension(san).unwrap();
+    cert.sign(&key, MessageDigest::sha256()).unwrap();
+    (
+        cert.build().to_pem().unwrap(),
+        key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+#[test]
+fn admin_api_over_tls_with_a_self_signed_certificate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cert, key) = self_signed();
+    let (cert_path, key_path) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = test_config(data.path());
+    config.server.http_tls_cert = Some(cert_path.clone());
+    config.server.http_tls_key = Some(key_path.clone());
+    let server = TestServer::start_with(config, None);
+    let https = format!("https://{}", server.http);
+
+    // The CLI, trusting the certificate by --ca-cert and by LWOTA_CA_CERT.
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["device", "ls", "--server", &https, "--ca-cert"])
+        .arg(&cert_path)
+        .env("LWOTA_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["firmware", "ls", "--server", &https])
+        .env("LWOTA_CA_CERT", &cert_path)
+        .env("LWOTA_TOKEN", &server.token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Without trusting it: a certificate error, exit non-zero.
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["device", "ls", "--server", &https])
+        .env("LWOTA_TOKEN", &server.token)
+        .env_remove("LWOTA_CA_CERT")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+
+    // Another HTTP client (openssl's) reaches the API over https.
+    let mut connector =
+        openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls()).unwrap();
+    connector
+        .cert_store_mut()
+        .add_cert(openssl::x509::X509::from_pem(&cert).unwrap())
+        .unwrap();
+    let connector = connector.build();
+    let tcp = std::net::TcpStream::connect(server.http).unwrap();
+    let mut tls = connector.connect("localhost", tcp).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        tls,
+        "GET /api/v1/devices HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        server.token
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = tls.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let mut plain = std::net::TcpStream::connect(server.http).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf);
+    assert!(
+        !buf.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+#[test]
+fn bad_tls_paths_stop_start_up_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("server.toml");
+    let missing = tmp.path().join("missing.pem");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhttp_bind = \"127.0.0.1:0\"\ncoap_bind = \"127.0.0.1:0\"\ncoaps_bind = \"127.0.0.1:0\"\nhttp_tls_cert = {:?}\nhttp_tls_key = {:?}\n",
+            missing.display().to_string(),
+            missing.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("cannot read TLS certificate"), "{err}");
+    assert!(err.contains("missing.pem"), "{err}");
+    // A key file holding no key.
+    let cert = tmp.path().join("cert.pem");
+    std::fs::write(&cert, self_signed().0).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nhttp_bind = \"127.0.0.1:0\"\ncoap_bind = \"127.0.0.1:0\"\ncoaps_bind = \"127.0.0.1:0\"\nhttp_tls_cert = {:?}\nhttp_tls_key = {:?}\n",
+            cert.display().to_string(),
+            cert.display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("private key"), "{}", stderr(&o));
+}

@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
 
+/// RFC 9175 Echo.
+const ECHO: CoapOption = CoapOption::Unknown(252);
+
 fn coap_client_get(server: &TestServer, id: u64, block: usize, expected: &[u8]) {
     let out = tempfile::NamedTempFile::new().unwrap();
     let status = Command::new(coap_client())
@@ -60,6 +63,10 @@ fn libcoap_client_downloads_1_and_3_mib_at_every_block_size() {
     let large = image(3 * MIB + 123, 2);
     let small_id = server.upload_ok("p", "1", &small);
     let large_id = server.upload_ok("p", "3", &large);
+    // First contact: the server's first answer is bounded and offers Echo;
+    // libcoap echoes it in its next request, which verifies 127.0.0.1.
+    coap_client_get(&server, small_id, 1024, &small);
+    assert_address_verified(&server, small_id, &small);
     for block in [16, 64, 256, 1024] {
         coap_client_get(&server, small_id, block, &small);
         coap_client_get(&server, large_id, block, &large);
@@ -74,6 +81,7 @@ fn aiocoap_downloads_both_images() {
     let small_id = server.upload_ok("p", "1", &small);
     let large_id = server.upload_ok("p", "3", &large);
     aiocoap_get(&server, small_id, None, &small);
+    assert_address_verified(&server, small_id, &small);
     aiocoap_get(&server, large_id, None, &large);
     // Small blocks on a smaller image: 64-byte blocks of the 1 MiB image
     // were 16,384 Python round trips, most of the suite's run time, and
@@ -83,6 +91,13 @@ fn aiocoap_downloads_both_images() {
     aiocoap_get(&server, tiny_id, Some(2), &tiny);
 }
 
+/// 127.0.0.1 is verified: a new socket gets a full-size block, no Echo.
+fn assert_address_verified(server: &TestServer, id: u64, img: &[u8]) {
+    let full = Raw::unverified(server).get(9, &format!("ota/fw/{id}"), &[]);
+    assert_eq!(full.payload, img[..1024], "full-size block");
+    assert!(full.get_first_option(ECHO).is_none(), "no Echo: verified");
+}
+
 /// A tiny raw client for protocol details.
 struct Raw {
     socket: UdpSocket,
@@ -90,7 +105,18 @@ struct Raw {
 }
 
 impl Raw {
+    /// A client whose address is verified (it echoed the server's Echo
+    /// value), so responses come at full size.
     fn new(server: &TestServer) -> Raw {
+        let raw = Raw::unverified(server);
+        let first = raw.get(60_000, ".well-known/core", &[]);
+        let echo = first.get_first_option(ECHO).expect("Echo offered").clone();
+        let second = raw.get(60_001, ".well-known/core", &[(ECHO, echo)]);
+        assert!(second.get_first_option(ECHO).is_none(), "verified");
+        raw
+    }
+
+    fn unverified(server: &TestServer) -> Raw {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         socket
             .set_read_timeout(Some(Duration::from_secs(3)))
@@ -305,4 +331,125 @@ fn well_known_core_lists_resources() {
     let body = String::from_utf8(resp.payload).unwrap();
     assert!(body.contains(&format!("</ota/fw/{id}>")), "{body}");
     assert!(body.contains("</ota>"), "{body}");
+}
+
+/// Bytes on the wire of a UDP/IPv4 datagram with `coap` bytes of CoAP
+/// (Ethernet 14 + IP 20 + UDP 8, as RFC 9175 §2.4 counts).
+fn wire(coap: usize) -> usize {
+    coap + 42
+}
+
+fn metric(server: &TestServer, line_start: &str) -> u64 {
+    let (_, text) = server.get_text("/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[test]
+fn unverified_addresses_get_at_most_three_times_their_bytes() {
+    let server = TestServer::start();
+    let img = image(3000, 9);
+    let id = server.upload_ok("p", "1", &img);
+    let raw = Raw::unverified(&server);
+
+    // The audit's 13-byte probe: CON GET /ota/fw/ID with no token.
+    let mut probe = Packet::new();
+    probe.header.set_type(MessageType::Confirmable);
+    probe.header.code = MessageClass::Request(RequestType::Get);
+    for seg in ["ota", "fw", &id.to_string()] {
+        probe.add_option(CoapOption::UriPath, seg.as_bytes().to_vec());
+    }
+    let wk = request(7, RequestType::Get, ".well-known/core", &[], vec![]);
+    for (mid, mut bytes) in (1..=20u16).map(|mid| {
+        let mut p = probe.clone();
+        p.header.message_id = mid;
+        (mid, p.to_bytes().unwrap())
+    }) {
+        if mid % 2 == 0 {
+            bytes = wk.clone();
+            bytes[3] = mid as u8;
+        }
+        let answer = raw.send(&bytes).expect("answered");
+        assert!(
+            wire(answer.len()) <= 3 * wire(bytes.len()),
+            "{} bytes for a {}-byte request",
+            answer.len(),
+            bytes.len()
+        );
+        let p = Packet::from_bytes(&answer).unwrap();
+        assert!(p.get_first_option(ECHO).is_some(), "Echo offered");
+        assert_eq!(p.header.code, MessageClass::Response(ResponseType::Content));
+    }
+    assert!(metric(&server, "lwota_coap_amplification_bounded_total") >= 20);
+
+    // A client that ignores Echo still gets the whole image, in the
+    // smaller blocks the server picked, each within the bound.
+    let mut got = Vec::new();
+    let mut next: Option<(u32, u8)> = None;
+    for mid in 100u16.. {
+        let options: Vec<_> = next.map(|(n, s)| block2(n, s)).into_iter().collect();
+        let req = request(
+            mid,
+            RequestType::Get,
+            &format!("ota/fw/{id}"),
+            &options,
+            vec![],
+        );
+        let answer = raw.send(&req).expect("block");
+        assert!(wire(answer.len()) <= 3 * wire(req.len()));
+        let p = Packet::from_bytes(&answer).unwrap();
+        let b = lwota::coap::block::Block::parse(p.get_first_option(CoapOption::Block2).unwrap())
+            .unwrap();
+        assert!(b.szx < 6, "smaller than the server's 1024-byte blocks");
+        assert_eq!(b.num as usize * b.size(), got.len());
+        got.extend_from_slice(&p.payload);
+        if !b.more {
+            break;
+        }
+        next = Some((b.num + 1, b.szx));
+    }
+    assert_eq!(got, img, "the whole image, block by block");
+
+    // A forged Echo value verifies nothing.
+    let forged = request(
+        300,
+        RequestType::Get,
+        &format!("ota/fw/{id}"),
+        &[(ECHO, vec![0u8; 12])],
+        vec![],
+    );
+    let answer = raw.send(&forged).unwrap();
+    assert!(wire(answer.len()) <= 3 * wire(forged.len()));
+    assert!(metric(&server, "lwota_coap_echo_received_total{result=\"invalid\"") >= 1);
+
+    // Echoing the server's value verifies the address: full-size blocks,
+    // no more Echo, for every port of this IP address.
+    let echo = Packet::from_bytes(&answer)
+        .unwrap()
+        .get_first_option(ECHO)
+        .unwrap()
+        .clone();
+    let full = raw.get(301, &format!("ota/fw/{id}"), &[(ECHO, echo)]);
+    assert_eq!(full.payload, img[..1024]);
+    assert!(full.get_first_option(ECHO).is_none());
+    let other_port = Raw::unverified(&server);
+    let full = other_port.get(302, &format!("ota/fw/{id}"), &[]);
+    assert_eq!(full.payload, img[..1024], "verification is per IP address");
+    assert!(metric(&server, "lwota_coap_addresses_verified_total{how=\"echo\"") >= 1);
+}
+
+#[test]
+fn amplification_bound_can_be_switched_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.coap.amplification_factor = 0;
+    let server = TestServer::start_with(config, None);
+    let img = image(3000, 3);
+    let id = server.upload_ok("p", "1", &img);
+    let raw = Raw::unverified(&server);
+    let full = raw.get(1, &format!("ota/fw/{id}"), &[]);
+    assert_eq!(full.payload, img[..1024]);
+    assert!(full.get_first_option(ECHO).is_none());
 }

@@ -33,6 +33,27 @@ fn replay(server: &TestServer, socket: &UdpSocket, bytes: &[u8]) -> Packet {
     Packet::from_bytes(&buf[..n]).expect("a decodable answer")
 }
 
+/// Proves 127.0.0.1 to the server (RFC 9175 Echo): the recordings were
+/// made against a server whose clients had, so full-size answers follow.
+fn verify_loopback(server: &TestServer) {
+    let socket = client();
+    let mut probe = Packet::new();
+    probe.header.set_type(MessageType::Confirmable);
+    probe.header.code = MessageClass::Request(coap_lite::RequestType::Get);
+    probe.header.message_id = 1;
+    probe.add_option(CoapOption::UriPath, b".well-known".to_vec());
+    probe.add_option(CoapOption::UriPath, b"core".to_vec());
+    let first = replay(server, &socket, &probe.to_bytes().unwrap());
+    let echo = first
+        .get_first_option(CoapOption::Unknown(252))
+        .expect("Echo offered")
+        .clone();
+    probe.header.message_id = 2;
+    probe.add_option(CoapOption::Unknown(252), echo);
+    let second = replay(server, &socket, &probe.to_bytes().unwrap());
+    assert!(second.get_first_option(CoapOption::Unknown(252)).is_none());
+}
+
 fn client() -> UdpSocket {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -76,6 +97,7 @@ fn recorded_client_datagrams_get_the_documented_answers() {
         &json!({"firmware": fw, "target": {"devices": ["fixture-dev"]}}),
     );
     assert_eq!(status, 201, "{body}");
+    verify_loopback(&server);
 
     // Block2 downloads at the sizes each client asked for.
     for (name, size) in [

@@ -279,3 +279,45 @@ fn datagrams_per_source_are_rate_limited() {
     let mut other = Device::new(server.coap, "d", "p");
     assert!(other.poll("1.0").is_empty());
 }
+
+#[test]
+fn self_registration_stops_at_the_device_cap_across_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut config = test_config(tmp.path());
+    config.abuse.auto_register_max_devices = 2;
+    let mut server = TestServer::start_with(config.clone(), None);
+    for name in ["cap-a", "cap-b"] {
+        assert!(Device::new(server.coap, name, "p").poll("1.0").is_empty());
+    }
+    let refused = |server: &TestServer, name: &str| {
+        let mut d = Device::new(server.coap, name, "p");
+        let body = common::device::cbor(&[
+            ("product", common::device::text("p")),
+            ("version", common::device::text("1.0")),
+        ]);
+        let answer = d.post("poll", body);
+        assert_eq!(code(&answer), ResponseType::ServiceUnavailable);
+        let text = String::from_utf8_lossy(&answer.payload).into_owned();
+        assert!(text.contains("device limit"), "{text}");
+        assert_eq!(server.get(&format!("/api/v1/devices/{name}")).0, 404);
+    };
+    refused(&server, "cap-c");
+    let (_, metrics) = server.get_text("/metrics");
+    assert!(
+        metrics.contains("lwota_coap_registrations_capped_total"),
+        "{metrics}"
+    );
+    // Known devices still poll.
+    assert!(Device::new(server.coap, "cap-a", "p")
+        .poll("1.0")
+        .is_empty());
+
+    // The count comes from the store: a restart does not reset it.
+    server.stop();
+    let server = TestServer::start_with(config, None);
+    refused(&server, "cap-d");
+    assert!(Device::new(server.coap, "cap-b", "p")
+        .poll("1.0")
+        .is_empty());
+    drop(tmp);
+}

@@ -32,6 +32,10 @@ pub struct BenchArgs {
     /// Run only these scenarios (repeatable): block2, peers, udp-limit, poll, footprint, campaign, scheduler, lwm2m, dtls.
     #[arg(long)]
     only: Vec<String>,
+    /// `[coap] amplification_factor` of the block2 server (default: the
+    /// server's, 3; 0 turns the bound off, to compare its cost).
+    #[arg(long, value_name = "N")]
+    amplification_factor: Option<usize>,
     /// Concurrent clients in the poll scenario (default 64, quick 8).
     #[arg(long)]
     poll_clients: Option<usize>,
@@ -129,7 +133,12 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
 
     let mut lwota_block2: Vec<(usize, Throughput)> = Vec::new();
     if wanted("block2") || wanted("peers") || wanted("udp-limit") {
-        let server = ServerProcess::start(&work.path().join("block2"), args.shards)?;
+        let coap_lines = args
+            .amplification_factor
+            .map(|n| format!("amplification_factor = {n}\n"))
+            .unwrap_or_default();
+        let server =
+            ServerProcess::start_with(&work.path().join("block2"), args.shards, &coap_lines)?;
         let id = upload(&server, "bench", "2.0", &image_path)?;
         let path = format!("/ota/fw/{id}");
         println!(

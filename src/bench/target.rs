@@ -27,12 +27,24 @@ impl ServerProcess {
     /// Starts `lwota serve`; `shards` sets `[coap] shards` through a
     /// config file written beside `data_dir`.
     pub fn start(data_dir: &Path, shards: Option<usize>) -> anyhow::Result<ServerProcess> {
+        ServerProcess::start_with(data_dir, shards, "")
+    }
+
+    /// Like [`start`](Self::start), with more `[coap]` lines (`key = value`).
+    pub fn start_with(
+        data_dir: &Path,
+        shards: Option<usize>,
+        coap_lines: &str,
+    ) -> anyhow::Result<ServerProcess> {
         let exe = std::env::current_exe().context("cannot find own executable")?;
         let mut command = Command::new(exe);
         command.arg("serve");
-        if let Some(n) = shards {
+        if shards.is_some() || !coap_lines.is_empty() {
             let file = data_dir.with_extension("toml");
-            std::fs::write(&file, format!("[coap]\nshards = {n}\n"))
+            let shards = shards
+                .map(|n| format!("shards = {n}\n"))
+                .unwrap_or_default();
+            std::fs::write(&file, format!("[coap]\n{shards}{coap_lines}"))
                 .with_context(|| format!("cannot write {}", file.display()))?;
             command.arg("--config").arg(file);
         }

@@ -12,6 +12,8 @@ use std::io::Read;
 use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 
+use std::path::Path;
+
 use super::output::escape;
 
 /// Longest listing one command collects, so a runaway server (or a loop of
@@ -59,19 +61,28 @@ impl Client {
     /// Checks the URL first: without a scheme (`127.0.0.1:8080`) the
     /// operator is told to add `http://` instead of a misleading "cannot
     /// reach".
+    #[cfg(test)]
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Client> {
+        Client::with_ca_cert(base, token, None)
+    }
+
+    /// Like [`new`](Self::new); `ca_cert` (PEM) is the only authority
+    /// trusted for an https:// server (a self-signed admin certificate).
+    /// Without it https:// uses the usual public roots.
+    pub fn with_ca_cert(
+        base: &str,
+        token: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> anyhow::Result<Client> {
         let trimmed = base.trim().trim_end_matches('/');
         let lower = trimmed.to_ascii_lowercase();
         let rest = if let Some(rest) = lower.strip_prefix("http://") {
             rest
-        } else if lower.starts_with("https://") {
-            bail!(
-                "invalid --server URL {}: this build speaks plain http:// only; put a TLS proxy's plain side here",
-                escape(base)
-            )
+        } else if let Some(rest) = lower.strip_prefix("https://") {
+            rest
         } else if lower.contains("://") {
             bail!(
-                "invalid --server URL {}: the scheme must be http://",
+                "invalid --server URL {}: the scheme must be http:// or https://",
                 escape(base)
             )
         } else {
@@ -84,9 +95,13 @@ impl Client {
         if rest.is_empty() || rest.starts_with('/') {
             bail!("invalid --server URL {}: no host", escape(base));
         }
+        let mut agent = ureq::AgentBuilder::new();
+        if let Some(path) = ca_cert {
+            agent = agent.tls_config(tls_trusting(path)?);
+        }
         Ok(Client {
             base: trimmed.to_string(),
-            agent: ureq::AgentBuilder::new().build(),
+            agent: agent.build(),
             token: token.filter(|t| !t.is_empty()),
         })
     }
@@ -338,6 +353,31 @@ pub fn encode(value: &str) -> String {
         }
     }
     out
+}
+
+/// A TLS client configuration trusting only the certificates in `path`.
+fn tls_trusting(path: &Path) -> anyhow::Result<std::sync::Arc<rustls::ClientConfig>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let pem = std::fs::read(path)
+        .map_err(|e| anyhow::anyhow!("cannot read --ca-cert {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert =
+            cert.map_err(|e| anyhow::anyhow!("bad PEM in --ca-cert {}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| anyhow::anyhow!("unusable certificate in {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        bail!("no certificate in --ca-cert {}", path.display());
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
 }
 
 #[cfg(test)]

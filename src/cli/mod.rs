@@ -44,7 +44,8 @@ const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 /// Options every command takes, before or after the subcommand.
 #[derive(Debug, Clone, clap::Args)]
 struct GlobalArgs {
-    /// Admin API base URL, with its scheme (http://HOST:PORT).
+    /// Admin API base URL, with its scheme (http://HOST:PORT, or
+    /// https://HOST:PORT when the server has `http_tls_cert`).
     #[arg(
         long,
         global = true,
@@ -64,6 +65,16 @@ struct GlobalArgs {
         display_order = 901
     )]
     token: Option<String>,
+    /// PEM certificate (or CA) to trust for an https:// --server, e.g. the
+    /// admin listener's self-signed `http_tls_cert`.
+    #[arg(
+        long,
+        global = true,
+        env = "LWOTA_CA_CERT",
+        value_name = "PEM",
+        display_order = 902
+    )]
+    ca_cert: Option<std::path::PathBuf>,
     /// What client commands print: human (tables) or json (the API's JSON,
     /// one document per command; one line per refresh with --watch).
     #[arg(
@@ -143,8 +154,14 @@ impl Ctx {
         Ok(Ctx {
             // An empty LWOTA_SERVER (exported but unset) means the default.
             client: match global.server.trim() {
-                "" => client::Client::new(DEFAULT_SERVER, token(global))?,
-                server => client::Client::new(server, token(global))?,
+                "" => client::Client::with_ca_cert(
+                    DEFAULT_SERVER,
+                    token(global),
+                    global.ca_cert.as_deref(),
+                )?,
+                server => {
+                    client::Client::with_ca_cert(server, token(global), global.ca_cert.as_deref())?
+                }
             },
             output: global.output,
         })

@@ -37,6 +37,7 @@ use std::time::Instant;
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType, ResponseType};
 
+use super::amplification::{self, AmplificationConfig, Fitted, Guard, Proof};
 use super::block::Block;
 use super::block1::{Assemblies, Block1Limits, Piece};
 use super::ctx::Ctx;
@@ -77,6 +78,13 @@ pub struct RequestMeta {
     /// The last Block1 piece of a reassembled body; its echo (M=0) is added
     /// to the response (RFC 7959 §2.3).
     pub block1: Option<Block>,
+    /// The request's Block2 option, if any.
+    pub block2: Option<Block>,
+    /// A GET or FETCH (its 2.05 body may be cut into blocks).
+    pub safe: bool,
+    /// Most bytes the response may take: the peer's address is not
+    /// verified (`amplification.rs`); `None` when it is, or over DTLS.
+    pub response_limit: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -158,6 +166,9 @@ pub struct EndpointConfig {
     /// Take requests with Accept (17) to the application instead of
     /// answering 4.02 (for applications that choose a representation).
     pub understand_accept: bool,
+    /// Bound responses to unverified addresses (RFC 7252 §11.3, RFC 9175
+    /// Echo); `None`: no bound (a DTLS endpoint, tests).
+    pub amplification: Option<AmplificationConfig>,
 }
 
 impl Default for EndpointConfig {
@@ -170,6 +181,7 @@ impl Default for EndpointConfig {
             block1: Block1Limits::default(),
             forward_unmatched: false,
             understand_accept: false,
+            amplification: None,
         }
     }
 }
@@ -184,6 +196,8 @@ pub struct Endpoint {
     understand_accept: bool,
     /// The identity of the datagram being handled ([`Endpoint::handle_secure`]).
     identity: Option<Arc<PeerIdentity>>,
+    /// Verified addresses and the Echo key (`amplification.rs`).
+    guard: Option<Guard>,
 }
 
 impl Endpoint {
@@ -196,6 +210,7 @@ impl Endpoint {
             forward_unmatched: config.forward_unmatched,
             understand_accept: config.understand_accept,
             identity: None,
+            guard: config.amplification.map(Guard::new),
         }
     }
 
@@ -236,7 +251,7 @@ impl Endpoint {
     /// Answers a request delivered as [`Event::Request`]. `response`
     /// carries code, options and payload; the rest is filled in: a
     /// piggybacked ACK for a CON, a NON for a NON.
-    pub fn respond(&mut self, _now: Instant, meta: RequestMeta, mut response: Packet) {
+    pub fn respond(&mut self, now: Instant, meta: RequestMeta, mut response: Packet) {
         response.header.set_version(1);
         if meta.confirmable {
             response.header.set_type(MessageType::Acknowledgement);
@@ -250,6 +265,20 @@ impl Endpoint {
             if response.get_first_option(CoapOption::Block1).is_none() {
                 let echo = Block { more: false, ..b };
                 response.add_option(CoapOption::Block1, echo.encode());
+            }
+        }
+        if let (Some(limit), Some(guard)) = (meta.response_limit, self.guard.as_ref()) {
+            let echo = guard.echo_value(now, meta.peer.ip());
+            let fitted = amplification::fit(&mut response, limit, &echo, meta.block2, meta.safe);
+            let action = match fitted {
+                Fitted::AsIs => None,
+                Fitted::Shrunk => Some("shrunk"),
+                Fitted::Trimmed => Some("trimmed"),
+                Fitted::Challenged => Some("challenged"),
+            };
+            if let Some(action) = action {
+                tracing::debug!(peer = %meta.peer, action, "response to an unverified address bounded");
+                metrics::counter!(amplification::BOUNDED, "action" => action).increment(1);
             }
         }
         let bytes: Arc<[u8]> = match response.to_bytes() {
@@ -399,6 +428,31 @@ impl Endpoint {
         }
     }
 
+    /// Marks `ip` as receiving our datagrams (RFC 9175 §2.4 item 3): its
+    /// responses are no longer bounded. For proofs the endpoint cannot see
+    /// itself, e.g. another shard's Echo or a response it matched.
+    pub fn mark_verified(&mut self, now: Instant, ip: std::net::IpAddr) {
+        if let Some(guard) = self.guard.as_mut() {
+            guard.verify(now, ip, Proof::Application);
+        }
+    }
+
+    /// An address this endpoint verified (valid Echo, or an answer to a
+    /// request it sent), for the shell to pass to
+    /// [`mark_verified`](Self::mark_verified) of its other endpoints.
+    #[must_use]
+    pub fn poll_verified(&mut self) -> Option<std::net::IpAddr> {
+        self.guard.as_mut().and_then(Guard::poll_verified)
+    }
+
+    /// Verified addresses remembered (for metrics and tests).
+    pub fn verified_addresses(&mut self, now: Instant) -> usize {
+        self.guard.as_mut().map_or(0, |g| {
+            g.expire(now);
+            g.len()
+        })
+    }
+
     /// Number of remembered exchanges (for metrics and tests).
     pub fn remembered_exchanges(&self) -> usize {
         self.ctx.dedup.len()
@@ -469,11 +523,18 @@ impl Endpoint {
                     }
                 }
             },
-            MessageClass::Request(method) => self.on_request(now, local, peer, packet, method),
-            // §5.8: codes 0.08-0.31 are methods this server does not know.
-            MessageClass::Reserved(code) if code >> 5 == 0 => {
-                self.on_request(now, local, peer, packet, RequestType::UnKnown)
+            MessageClass::Request(method) => {
+                self.on_request(now, local, peer, packet, method, datagram.len())
             }
+            // §5.8: codes 0.08-0.31 are methods this server does not know.
+            MessageClass::Reserved(code) if code >> 5 == 0 => self.on_request(
+                now,
+                local,
+                peer,
+                packet,
+                RequestType::UnKnown,
+                datagram.len(),
+            ),
             MessageClass::Response(_) => {
                 self.on_response(now, local, peer, packet, datagram, may_forward)
             }
@@ -498,6 +559,7 @@ impl Endpoint {
         peer: SocketAddr,
         mut packet: Packet,
         method: RequestType,
+        datagram_len: usize,
     ) {
         let kind = packet.header.get_type();
         if matches!(kind, MessageType::Acknowledgement | MessageType::Reset) {
@@ -521,7 +583,19 @@ impl Endpoint {
             remembered,
             observe: method == RequestType::Get && observe_value == Some(0),
             block1: None,
+            block2: packet
+                .get_first_option(CoapOption::Block2)
+                .and_then(|v| Block::parse(v).ok()),
+            safe: matches!(method, RequestType::Get | RequestType::Fetch),
+            response_limit: None,
         };
+        if self.identity.is_none() {
+            if let Some(guard) = self.guard.as_mut() {
+                let echo = packet.get_first_option(amplification::ECHO);
+                meta.response_limit =
+                    guard.limit(now, peer, datagram_len, echo.map(|v| v.as_slice()));
+            }
+        }
         if remembered {
             let seen = self.ctx.dedup.check(now, peer, meta.message_id);
             self.ctx.refresh_dedup_timer();
@@ -657,6 +731,11 @@ impl Endpoint {
             }
         }
         if self.exchanges.on_response(&mut self.ctx, now, peer, packet) {
+            // It answered a request of ours, token and all: it receives
+            // our datagrams (RFC 9175 §2.4 item 3).
+            if let Some(guard) = self.guard.as_mut() {
+                guard.verify(now, peer.ip(), Proof::Response);
+            }
             return;
         }
         if may_forward {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use coap_lite::{CoapOption, MessageClass, MessageType, Packet, ResponseType};
 
+use super::amplification::ECHO;
 use super::block::Block;
 use super::ctx::Ctx;
 use super::endpoint::{Event, Why};
@@ -291,6 +292,19 @@ impl Exchanges {
         let Some(ex) = self.map.get_mut(&id) else {
             return;
         };
+        // RFC 9175 §2.3: a response's Echo value goes into our next
+        // message to the peer; a 4.01 with a new one repeats the request.
+        if let Some(echo) = packet.get_first_option(ECHO).cloned() {
+            let before = ex.template.get_first_option(ECHO).cloned();
+            ex.template.clear_option(ECHO);
+            ex.template.add_option(ECHO, echo.clone());
+            let challenge =
+                packet.header.code == MessageClass::Response(ResponseType::Unauthorized);
+            if challenge && before.as_ref() != Some(&echo) {
+                self.next_message(ctx, now, id);
+                return;
+            }
+        }
         let success = message::is_success(packet.header.code);
         if ex.observe && success && packet.get_first_option(CoapOption::Observe).is_some() {
             let seq = packet

@@ -19,7 +19,9 @@
 //! | `ctx.rs` | the output every part writes to |
 //! | `rng.rs` | seeded generator for tokens, Message IDs, jitter |
 //! | `rate.rs` | per-source token buckets (abuse limits) |
+//! | `amplification.rs` | bounded responses to unverified addresses, Echo (RFC 9175) |
 
+pub mod amplification; // issue 11: RFC 9175 Echo, bounded responses
 pub mod block;
 mod block1;
 mod ctx;
@@ -35,6 +37,7 @@ pub mod timer;
 #[cfg(test)]
 mod tests;
 
+pub use amplification::AmplificationConfig;
 pub use block1::Block1Limits;
 pub use endpoint::{
     ClientLimits, Endpoint, EndpointConfig, Event, ExchangeId, IncomingRequest, NotifyError,

@@ -104,6 +104,11 @@ pub fn register(app: &App, request: &IncomingRequest) -> Reply {
         return Reply::Now(refused);
     }
     let secure = request.identity.is_some();
+    // Issue 11: an unknown endpoint would be self-registered: same rate
+    // limits and device cap as a poll.
+    if let Err(refused) = super::registration::check(app, &name, request.meta.peer) {
+        return Reply::Now(refused);
+    }
     let location = new_location();
     let peer = request.meta.peer.to_string();
     let local = request.local.to_string();

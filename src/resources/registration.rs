@@ -3,7 +3,9 @@
 //! per second from one client); now an unknown device's poll is admitted
 //! only within `[abuse] auto_register_per_min_per_source` (per source IP)
 //! and `auto_register_per_min` (in total), else 4.29 Too Many Requests
-//! with Max-Age (RFC 8516). Known devices are not affected.
+//! with Max-Age (RFC 8516). Known devices are not affected. And once the
+//! store holds `auto_register_max_devices` devices, no unknown device is
+//! self-registered at all (5.03, Max-Age 3600).
 //!
 //! The buckets use the monotonic clock of the caller's process: this is
 //! the I/O shell's side of the resource, like the block-fetch table.
@@ -18,6 +20,9 @@ use crate::coap::endpoint::error_response;
 use crate::coap::rate::RateLimiter;
 use crate::config::AbuseConfig;
 use crate::state::App;
+
+/// Self-registrations refused at `[abuse] auto_register_max_devices`.
+pub const CAPPED: &str = "lwota_coap_registrations_capped_total";
 
 /// Source IPs with a registration bucket.
 const SOURCES: usize = 100_000;
@@ -63,13 +68,30 @@ pub fn check(app: &App, device: &str, peer: SocketAddr) -> Result<(), Packet> {
     }
     // A known device never counts; a store error lets the poll go on (the
     // write path reports it).
-    let known = app
+    let (known, devices) = app
         .store
         .read()
-        .and_then(|tx| tx.device(device))
-        .map(|d| d.is_some())
-        .unwrap_or(true);
-    if known || app.registrations.admit(Instant::now(), peer.ip()) {
+        .and_then(|tx| Ok((tx.device(device)?.is_some(), tx.device_count()?)))
+        .unwrap_or((true, 0));
+    if known {
+        return Ok(());
+    }
+    let cap = app.config.abuse.auto_register_max_devices;
+    if cap > 0 && devices >= cap {
+        tracing::debug!(
+            devices,
+            cap,
+            "self-registration refused: device cap reached"
+        );
+        metrics::counter!(CAPPED).increment(1);
+        let mut packet = error_response(
+            ResponseType::ServiceUnavailable,
+            "device limit reached; ask the operator to register this device",
+        );
+        packet.add_option(CoapOption::MaxAge, crate::coap::message::uint(3600));
+        return Err(packet);
+    }
+    if app.registrations.admit(Instant::now(), peer.ip()) {
         return Ok(());
     }
     metrics::counter!("lwota_coap_registrations_refused_total").increment(1);

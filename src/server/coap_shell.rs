@@ -13,7 +13,7 @@ use std::sync::Arc;
 use coap_lite::Packet;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::coap::{Endpoint, EndpointConfig, TransmissionParams, Why};
+use crate::coap::{AmplificationConfig, Endpoint, EndpointConfig, TransmissionParams, Why};
 use crate::config::CoapConfig;
 use crate::state::App;
 
@@ -221,9 +221,25 @@ pub fn spawn(
                 .get(shard)
                 .is_some_and(|tx| tx.try_send(ShardMsg::Notify { relation, packet }).is_ok())
         }));
+    // One Echo key and epoch for all shards: an Echo value handed out by
+    // one is good at every other. Over DTLS the handshake's cookie
+    // exchange already verified the address: no bound.
+    let amplification = (config.amplification_factor > 0 && dtls.is_none()).then(|| {
+        use rand::RngCore;
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        AmplificationConfig {
+            factor: config.amplification_factor,
+            verified_for: std::time::Duration::from_secs(config.verified_for_s),
+            max_verified: config.max_verified,
+            secret,
+            epoch: std::time::Instant::now(),
+        }
+    });
     let mut tasks = Vec::with_capacity(n);
     for (index, (socket, rx)) in sockets.into_iter().zip(receivers).enumerate() {
         let mut endpoint_config = endpoint_config(config, n);
+        endpoint_config.amplification = amplification.clone();
         // A DTLS peer stays on the socket that holds its session, so no
         // datagram of it can belong to another shard.
         endpoint_config.forward_unmatched &= dtls.is_none();

@@ -15,18 +15,18 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
-/// One admin connection (handed to hyper by `http_serve.rs`).
-pub struct JsonErrorStream {
-    inner: TcpStream,
+/// One admin connection (handed to hyper by `http_serve.rs`): TCP, or TLS
+/// over TCP.
+pub struct JsonErrorStream<S> {
+    inner: S,
     /// A rewritten response not yet fully written; bounded by the size of
     /// one header block plus a short body.
     pending: Vec<u8>,
 }
 
-impl JsonErrorStream {
-    pub fn new(inner: TcpStream) -> JsonErrorStream {
+impl<S: AsyncWrite + Unpin> JsonErrorStream<S> {
+    pub fn new(inner: S) -> JsonErrorStream<S> {
         JsonErrorStream {
             inner,
             pending: Vec::new(),
@@ -101,7 +101,7 @@ fn with_json_body(buf: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-impl AsyncRead for JsonErrorStream {
+impl<S: AsyncRead + Unpin> AsyncRead for JsonErrorStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -111,7 +111,7 @@ impl AsyncRead for JsonErrorStream {
     }
 }
 
-impl AsyncWrite for JsonErrorStream {
+impl<S: AsyncWrite + Unpin> AsyncWrite for JsonErrorStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -6,6 +6,7 @@ pub mod coap_shell;
 mod directory;
 mod http_io; // issue 8 item 8: JSON body on hyper's own 400s
 mod http_serve; // issue 11 item 6: header timeout, connection limit
+mod http_tls; // issue 11: optional TLS on the admin listener
 mod lwm2m_shell; // issue 9: LwM2M sessions around lwm2m::update
 mod observation; // latest-wins notification queue of an Observation
 mod scheduler;
@@ -74,6 +75,8 @@ pub async fn start_on(
     } else {
         Vec::new()
     };
+    // A bad certificate or key path stops start-up with a clear message.
+    let http_tls = http_tls::from_config(&config.server)?;
     let http_listener = std::net::TcpListener::bind(config.server.http_bind)
         .with_context(|| format!("cannot bind HTTP {}", config.server.http_bind))?;
     std::fs::create_dir_all(&data_dir)
@@ -205,6 +208,7 @@ pub async fn start_on(
         http_listener,
         router,
         limits,
+        http_tls,
         signal,
     )));
     Ok(Running {

@@ -73,6 +73,9 @@ pub enum ShardMsg {
         relation: crate::coap::RelationId,
         packet: Packet,
     },
+    /// Another shard verified this address (RFC 9175 Echo, or an answer
+    /// to its request): responses to it are no longer bounded here either.
+    Verified(std::net::IpAddr),
     /// A response no exchange of the previous shard matched.
     Forwarded {
         local: SocketAddr,
@@ -127,6 +130,7 @@ struct ShardMeters {
     observe: Gauge,
     block1: Gauge,
     exchanges: Gauge,
+    verified: Gauge,
 }
 
 impl ShardMeters {
@@ -139,7 +143,8 @@ impl ShardMeters {
             dedup: metrics::gauge!(telemetry::DEDUP_ENTRIES, "shard" => shard.clone()),
             observe: metrics::gauge!(telemetry::OBSERVE_RELATIONS, "shard" => shard.clone()),
             block1: metrics::gauge!(telemetry::BLOCK1_BODIES, "shard" => shard.clone()),
-            exchanges: metrics::gauge!(telemetry::OUTGOING_EXCHANGES, "shard" => shard),
+            exchanges: metrics::gauge!(telemetry::OUTGOING_EXCHANGES, "shard" => shard.clone()),
+            verified: metrics::gauge!("lwota_coap_verified_addresses", "shard" => shard),
         }
     }
 }
@@ -309,6 +314,7 @@ impl Shard {
                 };
                 self.waiters.insert(id, waiter);
             }
+            ShardMsg::Verified(ip) => self.endpoint.mark_verified(now, ip),
             ShardMsg::Notify { relation, packet } => {
                 if self.endpoint.notify(now, relation, packet).is_err() {
                     self.app.task_observers.ended(self.index, relation);
@@ -354,8 +360,18 @@ impl Shard {
                 progressed = true;
                 self.send_datagram(peer, &bytes).await;
             }
+            while let Some(ip) = self.endpoint.poll_verified() {
+                for (i, tx) in self.shards.iter().enumerate() {
+                    if i != self.index && tx.try_send(ShardMsg::Verified(ip)).is_err() {
+                        // That shard verifies the address itself later.
+                        tracing::debug!(%ip, "verified address not passed on: shard busy");
+                    }
+                }
+            }
             if !progressed {
                 let (exchanges, relations, bodies) = self.endpoint.load();
+                let verified = self.endpoint.verified_addresses(Instant::now());
+                self.meters.verified.set(verified as f64);
                 self.meters.exchanges.set(exchanges as f64);
                 self.meters.observe.set(relations as f64);
                 self.meters.block1.set(bodies as f64);

@@ -9,6 +9,8 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use rand::Rng;
 use tokio::net::UdpSocket;
 
+use crate::coap::amplification::ECHO;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("no response after {0} transmissions")]
@@ -45,6 +47,10 @@ pub struct CoapClient {
     next_token: u32,
     config: ClientConfig,
     buf: Vec<u8>,
+    /// The server's last Echo value (RFC 9175 §2.3), sent with the next
+    /// request: it proves this address receives the server's datagrams, so
+    /// the server stops bounding its responses (`coap/amplification.rs`).
+    echo: Option<Vec<u8>>,
 }
 
 impl CoapClient {
@@ -62,6 +68,7 @@ impl CoapClient {
             next_token: rand::random(),
             config,
             buf: vec![0; 2048],
+            echo: None,
         })
     }
 
@@ -69,8 +76,32 @@ impl CoapClient {
         self.server = server;
     }
 
-    /// Sends a CON request and waits for its response.
+    /// Sends a CON request and waits for its response. A 4.01 carrying a
+    /// new Echo value is answered by repeating the request with it.
     pub async fn request(
+        &mut self,
+        method: RequestType,
+        path: &str,
+        options: &[(CoapOption, Vec<u8>)],
+        payload: Vec<u8>,
+    ) -> Result<Packet, ClientError> {
+        let sent_echo = self.echo.clone();
+        let reply = self
+            .request_once(method, path, options, payload.clone())
+            .await?;
+        let echo = reply.get_first_option(ECHO).cloned();
+        let challenged = reply.header.code
+            == MessageClass::Response(coap_lite::ResponseType::Unauthorized)
+            && echo.is_some()
+            && echo != sent_echo;
+        self.echo = echo;
+        if challenged {
+            return self.request_once(method, path, options, payload).await;
+        }
+        Ok(reply)
+    }
+
+    async fn request_once(
         &mut self,
         method: RequestType,
         path: &str,
@@ -91,6 +122,9 @@ impl CoapClient {
         }
         for (option, value) in options {
             packet.add_option(*option, value.clone());
+        }
+        if let Some(echo) = self.echo.take() {
+            packet.add_option(ECHO, echo);
         }
         packet.payload = payload;
         let bytes = packet

@@ -92,6 +92,10 @@ impl ReadTx for MemoryTx {
         Ok(self.devices.get(name).cloned())
     }
 
+    fn device_count(&self) -> Result<u64> {
+        Ok(self.devices.len() as u64)
+    }
+
     fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeviceRecord)>> {
         Ok(self
             .devices

@@ -112,6 +112,9 @@ pub trait ReadTx {
     fn device_tasks_of(&self, names: &[&str]) -> Result<Vec<DeviceTasks>> {
         names.iter().map(|n| self.device_tasks(n)).collect()
     }
+    /// Device records in the store, without a scan (issue 11: the cap on
+    /// self-registration).
+    fn device_count(&self) -> Result<u64>;
     fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>>;
     /// Every firmware record, by id (the table is small: `max_per_product`
     /// per product).

@@ -13,6 +13,9 @@ pub struct Device {
     pub product: String,
     rt: tokio::runtime::Runtime,
     client: CoapClient,
+    /// Whether this device has proven its address (RFC 9175 Echo), so
+    /// blocks come at the size asked for.
+    verified: bool,
 }
 
 pub fn cbor(entries: &[(&str, Value)]) -> Vec<u8> {
@@ -52,6 +55,7 @@ impl Device {
             product: product.into(),
             rt,
             client,
+            verified: false,
         }
     }
 
@@ -95,6 +99,23 @@ impl Device {
     }
 
     pub fn get_block(&mut self, uri: &str, num: u32, szx: u8) -> Packet {
+        if !self.verified {
+            // The server bounds answers to an unverified address and
+            // offers an Echo value; the client sends it with its next
+            // request (docs/PROTOCOL.md), which verifies the address.
+            let probe = Block {
+                num: 0,
+                more: false,
+                szx: 0,
+            };
+            let _ = self.rt.block_on(self.client.request(
+                RequestType::Get,
+                "/.well-known/core",
+                &[(CoapOption::Block2, probe.encode())],
+                vec![],
+            ));
+            self.verified = true;
+        }
         let block = Block {
             num,
             more: false,

@@ -71,6 +71,12 @@ macro_rules! impl_read {
                 value.map(|v| decode(v.value())).transpose()
             }
 
+            fn device_count(&self) -> Result<u64> {
+                use redb::ReadableTableMetadata;
+                // The B-tree header keeps the length: no scan.
+                Ok(self.$txn.open_table(schema::DEVICES)?.len()?)
+            }
+
             fn devices(
                 &self,
                 after: Option<&str>,
