@@ -416,6 +416,16 @@ fn every_mutating_route_leaves_an_audit_entry_naming_its_token() {
             ]))
         )
     );
+    step!(
+        "POST",
+        "/api/v1/products/{product}/signing-key",
+        call("POST", "/api/v1/products/p/signing-key", None)
+    );
+    step!(
+        "DELETE",
+        "/api/v1/products/{product}/signing-key",
+        call("DELETE", "/api/v1/products/p/signing-key", None)
+    );
     let key = "00112233445566778899aabbccddeeff";
     step!(
         "PUT",

@@ -3,8 +3,11 @@
 //! client answers 4.06 Not Acceptable.
 //!
 //! LwM2M 1.0 made TLV the one format every client must speak; plain text
-//! is optional there, and TLV-only 1.0 clients answer 4.06 to a text
-//! Accept. From 1.1 on, plain text is the single-resource format clients
+//! is optional there. Single values are still asked for in text first:
+//! text-only 1.0 clients exist (lwm2m-node-lib, Wakaama built without TLV)
+//! and some of them drop a TLV read without any answer, which would stall
+//! the update for a whole CON retransmission window, while TLV-only 1.0
+//! clients answer a text Accept with 4.06 and are asked again in TLV. From 1.1 on, plain text is the single-resource format clients
 //! speak (Wakaama has no TLV compiled in by default and answers 5.00 to
 //! a read without Accept), and SenML-JSON the multi-value one. A client
 //! that refuses the first choice with 4.06 is asked again in the next
@@ -32,8 +35,8 @@ impl Preference {
     pub fn for_version(version: &str) -> Preference {
         if version == "1.0" {
             Preference {
-                single: vec![format::TLV, format::TEXT],
-                multi: vec![format::TLV],
+                single: vec![format::TEXT, format::TLV],
+                multi: vec![format::TLV, format::SENML_JSON],
             }
         } else {
             Preference {
@@ -81,18 +84,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lwm2m_10_asks_for_tlv_first_then_text() {
+    fn lwm2m_10_asks_for_text_first_then_tlv() {
         let mut p = Preference::for_version("1.0");
-        assert_eq!(p.accept(Shape::Single), format::TLV);
+        assert_eq!(p.accept(Shape::Single), format::TEXT);
         assert_eq!(p.accept(Shape::Multi), format::TLV);
-        assert_eq!(p.refused(Shape::Single, format::TLV), Some(format::TEXT));
+        assert_eq!(p.refused(Shape::Single, format::TEXT), Some(format::TLV));
+        assert_eq!(p.accept(Shape::Single), format::TLV, "kept for later reads");
+        assert_eq!(p.refused(Shape::Single, format::TLV), None, "none left");
         assert_eq!(
-            p.accept(Shape::Single),
-            format::TEXT,
-            "kept for later reads"
+            p.refused(Shape::Multi, format::TLV),
+            Some(format::SENML_JSON)
         );
-        assert_eq!(p.refused(Shape::Single, format::TEXT), None, "none left");
-        assert_eq!(p.refused(Shape::Multi, format::TLV), None);
     }
 
     #[test]

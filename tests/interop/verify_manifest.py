@@ -68,7 +68,16 @@ def verify_manifest(manifest, key, kid, tamper=False):
 
 async def post(ctx, base, path, body):
     msg = Message(code=Code.POST, uri=base + path, payload=cbor2.dumps(body), content_format=CBOR)
-    return await ctx.request(msg).response
+    resp = await ctx.request(msg).response
+    if resp.code == Code.UNAUTHORIZED and resp.opt.echo is not None:
+        # RFC 9175: a signed answer is larger than lwota sends to an
+        # address that has not proven it receives (3x the request); the
+        # server answers 4.01 with an Echo value and the device repeats
+        # the request with it (a poll is safe to repeat).
+        msg = Message(code=Code.POST, uri=base + path, payload=cbor2.dumps(body), content_format=CBOR)
+        msg.opt.echo = resp.opt.echo
+        resp = await ctx.request(msg).response
+    return resp
 
 
 async def main(hostport, device, product, version, key_arg, tamper):

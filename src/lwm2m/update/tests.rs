@@ -289,21 +289,20 @@ fn tlv_single(resource: u16, value: i64) -> Response {
 }
 
 #[test]
-fn lwm2m_10_reads_and_observes_ask_for_tlv() {
+fn tlv_only_lwm2m_10_client_is_read_and_observed_in_tlv() {
+    // A TLV-only 1.0 client refuses the text Accept: asked again in TLV,
+    // the mandatory 1.0 format, which is then kept.
     let mut f = Flow::new(FIRMWARE, "1.0", "coap://h:1/x".into(), Delivery::Push);
     let (id, r) = one(&f.start());
-    assert_eq!(
-        r.accept,
-        Some(format::TLV),
-        "1.0: TLV is the mandatory format"
-    );
+    assert_eq!(r.accept, Some(format::TEXT), "1.0: text first");
+    let (id, r) = one(&f.on_response(id, &text("4.06", "")));
+    assert_eq!(r.accept, Some(format::TLV), "then the mandatory TLV");
+    // Delivery Method 1 (push only): Protocol Support is not read.
     let (id, r) = one(&f.on_response(id, &tlv_single(9, 1)));
     assert_eq!(
         (r.path.to_string(), r.accept),
-        ("/5/0/8".into(), Some(format::TLV))
+        ("/5/0/3".into(), Some(format::TLV))
     );
-    let (id, r) = one(&f.on_response(id, &text("4.04", "")));
-    assert_eq!(r.accept, Some(format::TLV));
     let (st, r) = one(&f.on_response(id, &tlv_single(3, 0)));
     assert!(r.observe);
     assert_eq!(r.accept, Some(format::TLV));
@@ -319,31 +318,29 @@ fn lwm2m_10_reads_and_observes_ask_for_tlv() {
 
 #[test]
 fn not_acceptable_moves_to_the_next_format_and_keeps_it() {
-    // A 1.0 client that speaks text only (lwm2m-node-lib) refuses TLV.
+    // A 1.0 client that speaks TLV only refuses text.
     let mut f = Flow::new(FIRMWARE, "1.0", "coap://h:1/x".into(), Delivery::Pull);
     let (id, r) = one(&f.start());
-    assert_eq!(r.accept, Some(format::TLV));
+    assert_eq!(r.accept, Some(format::TEXT));
     let (retry, r) = one(&f.on_response(id, &text("4.06", "")));
     assert_ne!(retry, id, "a new request");
     assert_eq!(
         (r.path.to_string(), r.accept),
-        ("/5/0/9".into(), Some(format::TEXT))
+        ("/5/0/9".into(), Some(format::TLV))
     );
     // The late answer of the refused request changes nothing.
     assert!(f.on_response(id, &text("2.05", "1")).is_empty());
-    let (id, r) = one(&f.on_response(retry, &text("2.05", "0")));
-    assert_eq!(r.path.to_string(), "/5/0/8");
-    let (id, r) = one(&f.on_response(id, &text("4.04", "")));
-    assert_eq!(r.accept, Some(format::TEXT), "the accepted format is kept");
-    let (st, r) = one(&f.on_response(id, &text("2.05", "0")));
-    assert_eq!((r.observe, r.accept), (true, Some(format::TEXT)));
+    let (id, r) = one(&f.on_response(retry, &tlv_single(9, 0)));
+    assert_eq!(r.path.to_string(), "/5/0/3");
+    assert_eq!(r.accept, Some(format::TLV), "the accepted format is kept");
+    let (st, r) = one(&f.on_response(id, &tlv_single(3, 0)));
+    assert_eq!((r.observe, r.accept), (true, Some(format::TLV)));
 
     // 1.1: an observe refused in text is observed again in SenML-JSON,
     // and its notifications count under the new id.
     let mut g = flow(Delivery::Pull);
     let (id, _) = one(&g.start());
     let (id, _) = one(&g.on_response(id, &text("2.05", "0")));
-    let (id, _) = one(&g.on_response(id, &text("4.04", "")));
     let (obs, r) = one(&g.on_response(id, &text("2.05", "0")));
     assert_eq!((r.observe, r.accept), (true, Some(format::TEXT)));
     let (obs2, r) = one(&g.on_response(obs, &text("4.06", "")));
@@ -378,7 +375,7 @@ fn not_acceptable_moves_to_the_next_format_and_keeps_it() {
 fn version_reads_follow_the_accept_rule() {
     let accepts =
         |v: &str| -> Vec<Option<u16>> { read_version(v).iter().map(|r| r.accept).collect() };
-    assert_eq!(accepts("1.0"), vec![Some(format::TLV), Some(format::TEXT)]);
+    assert_eq!(accepts("1.0"), vec![Some(format::TEXT), Some(format::TLV)]);
     assert_eq!(
         accepts("1.1"),
         vec![
