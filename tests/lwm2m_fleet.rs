@@ -21,21 +21,8 @@ const WAIT: Duration = Duration::from_secs(120);
 
 fn fleet(server: SocketAddr, devices: usize, prefix: &str) -> Lwm2mConfig {
     Lwm2mConfig {
-        server,
-        devices,
-        prefix: prefix.into(),
-        version: "1.0".into(),
-        new_version: Some("2.0".into()),
-        update_interval: Duration::from_secs(1),
-        queue_window: Duration::from_millis(500),
-        install_time: Duration::from_millis(200),
-        duration: Duration::from_secs(150),
         start_spread: Duration::from_secs(1),
-        params: lwota::coap::TransmissionParams {
-            ack_timeout: Duration::from_millis(500),
-            ..Default::default()
-        },
-        ..Default::default()
+        ..common::lwm2m::fleet_config(server, devices, prefix, Duration::from_secs(150))
     }
 }
 

@@ -216,22 +216,7 @@ fn lwm2m_node_lib_client_registers_and_takes_write_and_execute() {
 }
 
 fn sim_config(server: &TestServer, devices: usize, prefix: &str) -> lwota::sim::lwm2m::Lwm2mConfig {
-    lwota::sim::lwm2m::Lwm2mConfig {
-        server: server.coap,
-        devices,
-        prefix: prefix.into(),
-        version: "1.0".into(),
-        new_version: Some("2.0".into()),
-        update_interval: Duration::from_secs(1),
-        queue_window: Duration::from_millis(500),
-        install_time: Duration::from_millis(200),
-        duration: Duration::from_secs(90),
-        params: lwota::coap::TransmissionParams {
-            ack_timeout: Duration::from_millis(500),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
+    common::lwm2m::fleet_config(server.coap, devices, prefix, Duration::from_secs(90))
 }
 
 #[test]

@@ -313,8 +313,9 @@ impl Endpoint {
         mut response: Packet,
     ) -> Option<RelationId> {
         let relation = if meta.observe && message::is_success(response.header.code) {
+            let unverified = meta.response_limit.is_some() && self.guard.is_some();
             self.relations
-                .establish(&mut self.ctx, now, meta.peer, &meta.token)
+                .establish(&mut self.ctx, now, meta.peer, &meta.token, unverified)
         } else {
             None
         };

@@ -74,6 +74,12 @@ struct Relation {
     last_con: Instant,
     inflight: Option<InFlight>,
     recent: VecDeque<u16>,
+    /// Registered from an address that has not proven it receives our
+    /// datagrams (RFC 7252 §11.3, `amplification.rs`): notifications are
+    /// CON until one is acknowledged, so a registration with a spoofed
+    /// source earns its victim one notification and its retransmissions,
+    /// then the relation ends, instead of a stream of NONs.
+    unconfirmed_peer: bool,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +120,7 @@ impl Relations {
         now: Instant,
         peer: SocketAddr,
         token: &[u8],
+        unconfirmed_peer: bool,
     ) -> Option<(RelationId, u32)> {
         // Two registrations with one token answered late: the newer wins.
         self.end_key(ctx, peer, token, Why::Replaced);
@@ -132,6 +139,7 @@ impl Relations {
                 last_con: now,
                 inflight: None,
                 recent: VecDeque::new(),
+                unconfirmed_peer,
             },
         );
         self.by_key.insert((peer, token.to_vec()), id);
@@ -153,8 +161,11 @@ impl Relations {
         let rel = self.map.get_mut(&id).ok_or(NotifyError::NoRelation)?;
         let last = !message::is_success(packet.header.code);
         rel.seq = (rel.seq + 1) & SEQ_MASK;
-        let con =
-            !last && (confirmable || rel.inflight.is_some() || now >= rel.last_con + CON_INTERVAL);
+        let con = !last
+            && (confirmable
+                || rel.unconfirmed_peer
+                || rel.inflight.is_some()
+                || now >= rel.last_con + CON_INTERVAL);
         let mid = ctx.message_id();
         packet.header.set_version(1);
         packet.header.set_type(if con {
@@ -234,6 +245,7 @@ impl Relations {
             if rel.inflight.as_ref().is_some_and(|f| f.mid == mid) {
                 rel.inflight = None;
                 rel.last_con = now;
+                rel.unconfirmed_peer = false;
                 ctx.timers.cancel(Timer::NotificationRetransmit(id));
             }
         }

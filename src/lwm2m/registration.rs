@@ -342,18 +342,7 @@ pub fn expire(
     if expiry_timer_at(&record) != at {
         return Ok(false);
     }
-    remove(tx, name, &record, now, "expired")?;
-    tx.append_history(
-        name,
-        &HistoryEntry::note(
-            now,
-            "lwm2m-expired",
-            format!(
-                "registration /rd/{} expired: no Update for {} s",
-                record.location, record.lifetime
-            ),
-        ),
-    )?;
+    end_expired(tx, now, name, &record)?;
     Ok(true)
 }
 
@@ -374,7 +363,19 @@ pub fn lapse(
     if record.location != location || record.expires_at > now {
         return Ok(false);
     }
-    remove(tx, name, &record, now, "expired")?;
+    end_expired(tx, now, name, &record)?;
+    Ok(true)
+}
+
+/// Removes an expired registration and says so in the device history (the
+/// stored timer and the in-memory lapse end a registration the same way).
+fn end_expired(
+    tx: &mut (impl Tx + ?Sized),
+    now: Timestamp,
+    name: &str,
+    record: &RegistrationRecord,
+) -> Result<(), StoreError> {
+    remove(tx, name, record, now, "expired")?;
     tx.append_history(
         name,
         &HistoryEntry::note(
@@ -385,6 +386,5 @@ pub fn lapse(
                 record.location, record.lifetime
             ),
         ),
-    )?;
-    Ok(true)
+    )
 }

@@ -414,3 +414,29 @@ pub fn code(p: &Packet) -> ResponseType {
 }
 
 pub const PAYLOAD: &str = "</1/0>,</3/0>,</5/0>";
+
+/// A simulated LwM2M 1.0 fleet against `server`: Updates every second,
+/// short queue windows and installs, fast retransmissions, for `duration`.
+pub fn fleet_config(
+    server: SocketAddr,
+    devices: usize,
+    prefix: &str,
+    duration: Duration,
+) -> lwota::sim::lwm2m::Lwm2mConfig {
+    lwota::sim::lwm2m::Lwm2mConfig {
+        server,
+        devices,
+        prefix: prefix.into(),
+        version: "1.0".into(),
+        new_version: Some("2.0".into()),
+        update_interval: Duration::from_secs(1),
+        queue_window: Duration::from_millis(500),
+        install_time: Duration::from_millis(200),
+        duration,
+        params: lwota::coap::TransmissionParams {
+            ack_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}

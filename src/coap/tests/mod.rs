@@ -541,3 +541,40 @@ fn retransmitted_fetch_block1_piece_is_not_a_gap() {
     assert_eq!(sent(&mut ep), first, "the same 2.31 again");
     assert_eq!(code(&first), MessageClass::Response(ResponseType::Continue));
 }
+
+/// RFC 7252 §11.3: an Observe registration from an address that has not
+/// proven it receives our datagrams (its source may be spoofed) gets CON
+/// notifications until one is acknowledged; after the ACK they are NON
+/// again, like any relation's.
+#[test]
+fn unverified_observer_gets_con_notifications_until_one_is_acked() {
+    let now = Instant::now();
+    let mut ep = Endpoint::new(
+        EndpointConfig {
+            amplification: Some(super::amplification::AmplificationConfig {
+                factor: 3,
+                verified_for: Duration::from_secs(3600),
+                max_verified: 16,
+                secret: [7; 32],
+                epoch: now,
+            }),
+            ..EndpointConfig::default()
+        },
+        7,
+    );
+    let mut p = request_packet(MessageType::Confirmable, RequestType::Get, 1, "x");
+    p.set_observe_value(0);
+    let req = feed(&mut ep, now, &p.to_bytes().unwrap()).unwrap();
+    assert!(req.meta.response_limit.is_some(), "the peer is unverified");
+    let rel = ep.accept_observe(now, req.meta, content(b"0")).unwrap();
+    let _ = sent(&mut ep);
+    ep.notify(now, rel, content(b"1")).unwrap();
+    let n1 = sent(&mut ep);
+    assert_eq!(n1.header.get_type(), MessageType::Confirmable);
+    let ack = super::message::empty(MessageType::Acknowledgement, n1.header.message_id);
+    ep.handle(now, local(), peer(), &ack);
+    while ep.poll_event().is_some() {}
+    ep.notify(now, rel, content(b"2")).unwrap();
+    let n2 = sent(&mut ep);
+    assert_eq!(n2.header.get_type(), MessageType::NonConfirmable);
+}
