@@ -6,9 +6,7 @@
 //! stays a self-contained module; run one with `cargo test --release --test
 //! integration FILE::` (for example `lwm2m_server::`).
 
-#[allow(dead_code)]
-mod common;
-#[allow(dead_code)]
+mod common; // both allow dead_code inside: not every file uses every helper
 mod simnet;
 
 mod admin_auth;
