@@ -386,47 +386,34 @@ fn admin_api_over_tls_with_a_self_signed_certificate() {
 #[test]
 fn bad_tls_paths_stop_start_up_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = tmp.path().join("server.toml");
-    let missing = tmp.path().join("missing.pem");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhttp_bind = \"127.0.0.1:0\"\ncoap_bind = \"127.0.0.1:0\"\ncoaps_bind = \"127.0.0.1:0\"\nhttp_tls_cert = {:?}\nhttp_tls_key = {:?}\n",
-            missing.display().to_string(),
-            missing.display().to_string()
-        ),
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .output()
+    let serve_with = |cert: &std::path::Path, key: &std::path::Path| {
+        let config = tmp.path().join("server.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhttp_bind = \"127.0.0.1:0\"\ncoap_bind = \"127.0.0.1:0\"\ncoaps_bind = \"127.0.0.1:0\"\nhttp_tls_cert = {:?}\nhttp_tls_key = {:?}\n",
+                cert.display().to_string(),
+                key.display().to_string()
+            ),
+        )
         .unwrap();
-    assert!(!o.status.success());
-    let err = stderr(&o);
+        let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(tmp.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        stderr(&o)
+    };
+    let missing = tmp.path().join("missing.pem");
+    let err = serve_with(&missing, &missing);
     assert!(err.contains("cannot read TLS certificate"), "{err}");
     assert!(err.contains("missing.pem"), "{err}");
     // A key file holding no key.
     let cert = tmp.path().join("cert.pem");
     std::fs::write(&cert, self_signed().0).unwrap();
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nhttp_bind = \"127.0.0.1:0\"\ncoap_bind = \"127.0.0.1:0\"\ncoaps_bind = \"127.0.0.1:0\"\nhttp_tls_cert = {:?}\nhttp_tls_key = {:?}\n",
-            cert.display().to_string(),
-            cert.display().to_string()
-        ),
-    )
-    .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_lwota"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .output()
-        .unwrap();
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("private key"), "{}", stderr(&o));
+    let err = serve_with(&cert, &cert);
+    assert!(err.contains("private key"), "{err}");
 }
