@@ -391,6 +391,13 @@ impl Endpoint {
         self.cancel(now, id)
     }
 
+    /// `peer` can hear us now (a queue-mode LwM2M device sent an
+    /// Update): requests to it waiting for an ACK are retransmitted at
+    /// once rather than at their back-off.
+    pub fn peer_awake(&mut self, now: Instant, peer: SocketAddr) {
+        self.exchanges.peer_awake(&mut self.ctx, now, peer);
+    }
+
     /// The next event for the application (contract step 5).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -97,6 +97,10 @@ struct Exchange {
 struct PeerSlots {
     active: usize,
     queue: VecDeque<ExchangeId>,
+    /// Exchanges whose CON went out, for [`Exchanges::peer_awake`]; the
+    /// ones no longer waiting for an ACK are dropped at each send, so it
+    /// holds at most NSTART + 1.
+    sent: Vec<ExchangeId>,
 }
 
 #[derive(Debug, Default)]
@@ -284,6 +288,37 @@ impl Exchanges {
                 self.end(ctx, now, id, Some(Why::TimedOut));
             }
             _ => {}
+        }
+    }
+
+    /// `peer` hears us now (a queue-mode device just woke up, RFC 7252
+    /// leaves when to retransmit to the sender): each CON to it still
+    /// waiting for an ACK goes out again at once instead of at its
+    /// back-off. Each counts as a retransmission, so an exchange still
+    /// gives up after MAX_RETRANSMIT.
+    pub fn peer_awake(&mut self, ctx: &mut Ctx, now: Instant, peer: SocketAddr) {
+        let Some(slots) = self.peers.get(&peer) else {
+            return;
+        };
+        for id in slots.sent.clone() {
+            let Some(ex) = self.map.get_mut(&id) else {
+                continue;
+            };
+            let State::AwaitAck {
+                bytes,
+                retransmits,
+                timeout,
+                ..
+            } = &mut ex.state
+            else {
+                continue;
+            };
+            if ex.peer != peer || *retransmits >= ctx.params.max_retransmit {
+                continue;
+            }
+            *retransmits += 1;
+            ctx.timers.set(Timer::Retransmit(id), now + *timeout);
+            ctx.send(peer, bytes.clone());
         }
     }
 
@@ -495,6 +530,14 @@ impl Exchanges {
                 timeout,
             };
             ctx.timers.set(Timer::Retransmit(id), now + timeout);
+            if let Some(slots) = self.peers.get_mut(&peer) {
+                let map = &self.map;
+                slots.sent.retain(|sent| {
+                    map.get(sent)
+                        .is_some_and(|e| matches!(e.state, State::AwaitAck { .. }))
+                });
+                slots.sent.push(id);
+            }
         } else {
             ex.state = State::AwaitResponse { mid };
             ctx.timers.set(

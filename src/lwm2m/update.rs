@@ -159,6 +159,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
+    CheckVersion,
     ReadDelivery,
     ReadProtocols,
     ReadState,
@@ -199,6 +200,13 @@ pub struct Flow {
     /// result left from an earlier update is not this one's.
     first_result: Option<i64>,
     result_moved: bool,
+    /// Set for a flow that resumes a task an earlier flow handed out:
+    /// the version it installs, checked first so a device that already
+    /// runs it is not sent the package again.
+    resumed_target: Option<String>,
+    /// Re-reads sent on a wake-up: (id, resource); their answers count
+    /// as notifications of that resource.
+    resync: Vec<(u32, u16)>,
 }
 
 impl Flow {
@@ -222,7 +230,18 @@ impl Flow {
             executed: false,
             first_result: None,
             result_moved: false,
+            resumed_target: None,
+            resync: Vec::new(),
         }
+    }
+
+    /// A flow for a task an earlier flow already handed out (it ended
+    /// when the device fell silent or asleep): it first reads `/3/0/3`,
+    /// and a device that already runs `target` is done without a second
+    /// delivery.
+    pub fn resuming(mut self, target: &str) -> Flow {
+        self.resumed_target = Some(target.to_string());
+        self
     }
 
     fn res(&self, r: u16) -> Path {
@@ -320,6 +339,14 @@ impl Flow {
     }
 
     pub fn start(&mut self) -> Vec<Command> {
+        if self.resumed_target.is_some() {
+            self.step = Step::CheckVersion;
+            return vec![self.read(Path::resource(3, 0, 3), Shape::Single)];
+        }
+        self.first_read()
+    }
+
+    fn first_read(&mut self) -> Vec<Command> {
         if self.spec.object == 5 {
             self.step = Step::ReadDelivery;
             vec![self.read(self.res(9), Shape::Single)]
@@ -401,8 +428,61 @@ impl Flow {
         out
     }
 
+    /// The device woke up while this flow runs (an Update or, with
+    /// `register`, a new Register). A notification lost on the way, or
+    /// observations the device dropped (a Register ends them), would
+    /// leave the flow waiting until the task times out: after delivery,
+    /// State and Update Result are read again, and their answers count
+    /// as notifications. After a Register they are observed again.
+    pub fn on_wake(&mut self, register: bool) -> Vec<Command> {
+        if !self.delivered || self.step == Step::Done {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for r in [self.spec.state, self.spec.result] {
+            let id = self.next_id;
+            self.next_id += 1;
+            if register {
+                // The new observation replaces the old one's id.
+                if r == self.spec.state {
+                    self.observe_state = Some(id);
+                } else {
+                    self.observe_result = Some(id);
+                }
+            } else {
+                // Bounded: only the latest wake-up's reads matter.
+                if self.resync.len() >= 8 {
+                    self.resync.drain(..2);
+                }
+                self.resync.push((id, r));
+            }
+            let request = Request {
+                method: Method::Get,
+                path: self.res(r),
+                accept: Some(self.formats.accept(Shape::Single)),
+                content_format: None,
+                body: Body::None,
+                observe: register,
+            };
+            out.push(Command::Send { id, request });
+        }
+        out
+    }
+
     /// The outcome of request `id`.
     pub fn on_response(&mut self, id: u32, response: &Response) -> Vec<Command> {
+        if let Some(at) = self.resync.iter().position(|(sent, _)| *sent == id) {
+            let (_, r) = self.resync.remove(at);
+            let observed = if r == self.spec.state {
+                self.observe_state
+            } else {
+                self.observe_result
+            };
+            return match observed {
+                Some(obs) => self.observed(obs, response),
+                None => Vec::new(),
+            };
+        }
         if let Some(retry) = self.retry_in_next_format(id, response) {
             return vec![retry];
         }
@@ -427,6 +507,17 @@ impl Flow {
             Response::Failed(why) => why.clone(),
         };
         match self.step {
+            Step::CheckVersion => {
+                let version = version_of(response);
+                if version.is_some() && version == self.resumed_target {
+                    self.step = Step::Done;
+                    let mut out = vec![Command::Task(TaskEvent::ReachedTarget)];
+                    out.extend(version.map(Command::Version));
+                    out.push(Command::Done);
+                    return out;
+                }
+                self.first_read()
+            }
             Step::ReadDelivery => {
                 self.delivery = self.value(&self.res(9), response).and_then(|v| v.as_int());
                 if matches!(self.delivery, Some(0 | 1)) {
@@ -540,7 +631,9 @@ impl Flow {
     }
 
     fn observed(&mut self, id: u32, response: &Response) -> Vec<Command> {
-        if self.step == Step::Done {
+        // Once the result is in, later copies of it (a notification and
+        // a wake-up's re-read) change nothing.
+        if matches!(self.step, Step::Done | Step::ReadVersion | Step::Activate) {
             return Vec::new();
         }
         if Some(id) == self.observe_result {

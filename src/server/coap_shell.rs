@@ -139,6 +139,14 @@ impl CoapHandle {
         Ok(Observation { rx })
     }
 
+    /// `peer` can hear us now (a queue-mode device woke up): requests to
+    /// it waiting for an ACK go out again at once. Best effort: a busy
+    /// shard leaves them to their back-off.
+    pub fn peer_awake(&self, peer: SocketAddr) {
+        let shard = self.directory.shard_for(peer, self.shards.len());
+        let _ = self.shards[shard].try_send(ShardMsg::PeerAwake(peer));
+    }
+
     async fn send(
         &self,
         peer: SocketAddr,

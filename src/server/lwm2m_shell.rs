@@ -43,6 +43,16 @@ struct Session {
     /// No new flow before this (ms): a flow that ended unfinished (the
     /// device went silent) is not restarted at once.
     not_before: u64,
+    /// Tells the running flow the device woke up (`Flow::on_wake`).
+    wake: Option<mpsc::Sender<Wake>>,
+}
+
+/// The device of a running flow sent an Update or a Register.
+#[derive(Debug, Clone, Copy)]
+struct Wake {
+    register: bool,
+    /// Where it speaks from now (a NAT may have given it a new port).
+    peer: SocketAddr,
 }
 
 enum Msg {
@@ -99,6 +109,7 @@ async fn run(
                         busy: false,
                         queued: None,
                         not_before: 0,
+                        wake: None,
                     },
                 );
             }
@@ -238,6 +249,7 @@ fn on_event(
                 busy: false,
                 queued: None,
                 not_before: 0,
+                wake: None,
             });
             // It is awake now: a flow may start at once.
             session.not_before = 0;
@@ -246,6 +258,14 @@ fn on_event(
                 session.queued = None;
             }
             let peer = session.record.peer.parse::<SocketAddr>().ok();
+            if let (Some(wake), Some(peer)) = (&session.wake, peer) {
+                // Requests of its flow still waiting for an ACK go out
+                // again now instead of at their back-off (a queue-mode
+                // device hears only while awake), and the flow re-reads
+                // what it may have missed.
+                coap.for_record(&session.record).peer_awake(peer);
+                let _ = wake.try_send(Wake { register, peer });
+            }
             if let (true, Some(peer)) = (register || queued, peer) {
                 // After a Register: what firmware does it run now? Also
                 // the requests queued while it slept go out first.
@@ -271,6 +291,7 @@ fn on_event(
             // that to the periodic check, so thousands of Updates a
             // second cost no extra reads.
             let now_awake = register || session.record.queue_mode;
+            tracing::debug!(device = %name, register, queued, busy = session.busy, "lwm2m: registration event");
             if now_awake && !session.busy {
                 check(app, sessions, msg_tx, vec![name]);
             }
@@ -328,8 +349,10 @@ fn on_msg(
 ) {
     match msg {
         Msg::Done(name, finished) => {
+            tracing::debug!(device = %name, finished, "lwm2m: flow ended");
             if let Some(s) = sessions.get_mut(&name) {
                 s.busy = false;
+                s.wake = None;
                 if !finished {
                     s.not_before = app.now().as_millis().saturating_add(UNFINISHED_BACKOFF_MS);
                 }
@@ -367,10 +390,18 @@ fn on_msg(
             let flow = new_flow(app, &name, record, &work);
             let queue_mode = record.queue_mode;
             let coap = coap.for_record(record);
+            let (wake_tx, wake_rx) = mpsc::channel(4);
+            session.wake = Some(wake_tx);
             metrics::counter!("lwota_lwm2m_flows_started_total").increment(1);
             let (app, msg_tx) = (app.clone(), msg_tx.clone());
             tokio::spawn(async move {
-                let finished = drive(&app, &coap, &name, peer, *work, flow, queue_mode).await;
+                let link = Link {
+                    coap,
+                    peer,
+                    queue_mode,
+                    wake: wake_rx,
+                };
+                let finished = drive(&app, link, &name, *work, flow).await;
                 let _ = msg_tx.send(Msg::Done(name, finished)).await;
             });
         }
@@ -418,7 +449,13 @@ fn new_flow(app: &App, name: &str, record: &RegistrationRecord, work: &Work) -> 
         "{host}{}",
         crate::ota::poll::task_uri(work.firmware.id, name, work.campaign)
     );
-    Flow::new(spec, &record.lwm2m_version, uri, app.config.lwm2m.delivery)
+    let flow = Flow::new(spec, &record.lwm2m_version, uri, app.config.lwm2m.delivery);
+    // An earlier flow handed this task out already.
+    if work.state == crate::model::TaskState::Queued {
+        flow
+    } else {
+        flow.resuming(&work.firmware.version)
+    }
 }
 
 async fn read_version(
@@ -541,19 +578,31 @@ enum Outcome {
     Notify(u32, Response),
 }
 
+enum Input {
+    Outcome(Option<Outcome>),
+    Wake(Wake),
+}
+
+/// How a flow reaches its device.
+struct Link {
+    coap: CoapHandle,
+    peer: SocketAddr,
+    queue_mode: bool,
+    wake: mpsc::Receiver<Wake>,
+}
+
 /// Runs one update flow to its end (`true`), or until the device is
 /// silent for the task timeout (the task's own timer fails it then) or,
 /// in queue mode, stops answering: it fell asleep, so the update is
 /// queued for its next wake-up (`false`).
-async fn drive(
-    app: &App,
-    coap: &CoapHandle,
-    name: &str,
-    peer: SocketAddr,
-    work: Work,
-    mut flow: Flow,
-    queue_mode: bool,
-) -> bool {
+async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) -> bool {
+    let Link {
+        coap,
+        mut peer,
+        queue_mode,
+        mut wake,
+    } = link;
+    let coap = &coap;
     let mut finished = false;
     let (tx, mut rx) = mpsc::channel::<Outcome>(64);
     let mut observers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -651,7 +700,33 @@ async fn drive(
                 }
             }
         }
-        match tokio::time::timeout(silence, rx.recv()).await {
+        let next = tokio::time::timeout(silence, async {
+            tokio::select! {
+                outcome = rx.recv() => Input::Outcome(outcome),
+                Some(woke) = wake.recv() => Input::Wake(woke),
+            }
+        })
+        .await;
+        let next = match next {
+            Ok(Input::Wake(woke)) => {
+                tracing::debug!(device = %name, ?woke, "lwm2m: device woke during its flow");
+                peer = woke.peer;
+                queue.extend(flow.on_wake(woke.register));
+                continue;
+            }
+            Ok(Input::Outcome(outcome)) => Ok(outcome),
+            Err(e) => Err(e),
+        };
+        match &next {
+            Ok(Some(Outcome::Response(id, r))) => {
+                tracing::debug!(device = %name, id, ?r, "lwm2m: response")
+            }
+            Ok(Some(Outcome::Notify(id, r))) => {
+                tracing::debug!(device = %name, id, ?r, "lwm2m: notification")
+            }
+            _ => tracing::debug!(device = %name, "lwm2m: flow silent"),
+        }
+        match next {
             Ok(Some(Outcome::Response(_, Response::Failed(why)))) if queue_mode => {
                 tracing::debug!(device = %name, "lwm2m: queue-mode device asleep ({why}); update queued");
                 enqueue(app, name, work.campaign);

@@ -73,6 +73,8 @@ pub enum ShardMsg {
         relation: crate::coap::RelationId,
         packet: Packet,
     },
+    /// The peer woke up: retransmit what waits for its ACK now.
+    PeerAwake(SocketAddr),
     /// Another shard verified this address (RFC 9175 Echo, or an answer
     /// to its request): responses to it are no longer bounded here either.
     Verified(std::net::IpAddr),
@@ -315,6 +317,7 @@ impl Shard {
                 self.waiters.insert(id, waiter);
             }
             ShardMsg::Verified(ip) => self.endpoint.mark_verified(now, ip),
+            ShardMsg::PeerAwake(peer) => self.endpoint.peer_awake(now, peer),
             ShardMsg::Notify { relation, packet } => {
                 if self.endpoint.notify(now, relation, packet).is_err() {
                     self.app.task_observers.ended(self.index, relation);

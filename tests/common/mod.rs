@@ -75,6 +75,13 @@ impl TestServer {
         clock: Option<Arc<ManualClock>>,
         opener: Option<lwota::store::recovery::Opener>,
     ) -> TestServer {
+        // `LWOTA_TEST_LOG=lwota=debug` shows the in-process server's log.
+        if let Ok(filter) = std::env::var("LWOTA_TEST_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -298,7 +305,11 @@ impl ChildServer {
             .args(extra)
             .args(["--coap-bind", coap_bind, "--http-bind", http_bind])
             .args(["--coaps-bind", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
+            // `LWOTA_TEST_LOG=lwota=debug` shows the server's log in a test run.
+            .env(
+                "RUST_LOG",
+                std::env::var("LWOTA_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

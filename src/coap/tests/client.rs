@@ -267,3 +267,73 @@ fn unnamed_response_code_still_answers_the_exchange() {
     ep.handle(now, local(), peer(), &bytes);
     assert!(matches!(ep.poll_event(), Some(Event::Response { id: got, .. }) if got == id));
 }
+
+#[test]
+fn a_woken_peer_gets_waiting_cons_at_once_within_the_retransmit_bound() {
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let id = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "5/0/3"),
+    );
+    let first = sent(&mut ep);
+    let backoff = ep.poll_timeout().unwrap();
+    // Another peer waking changes nothing.
+    let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+    ep.peer_awake(now + Duration::from_millis(10), other);
+    assert!(ep.poll_transmit().is_none());
+    // The peer wakes before the back-off: the same message goes out now.
+    let mut t = now + Duration::from_millis(100);
+    let mut kicks = 0;
+    loop {
+        ep.peer_awake(t, peer());
+        match ep.poll_transmit() {
+            Some(tx) => {
+                let p = Packet::from_bytes(&tx.bytes).unwrap();
+                assert_eq!(p.header.message_id, first.header.message_id);
+                kicks += 1;
+            }
+            None => break,
+        }
+        assert!(ep.poll_timeout().unwrap() > t);
+        t += Duration::from_millis(100);
+    }
+    // Each wake-up counts as a retransmission: MAX_RETRANSMIT of them,
+    // then the exchange still gives up on its timer, once.
+    assert_eq!(kicks, 4);
+    assert!(backoff < ep.poll_timeout().unwrap());
+    let mut failed = Vec::new();
+    while failed.is_empty() {
+        let due = ep.poll_timeout().unwrap();
+        ep.handle_timeout(due);
+        while let Some(e) = ep.poll_event() {
+            if let Event::Failed { id, why } = e {
+                failed.push((id, why));
+            }
+        }
+        assert!(ep.poll_transmit().is_none(), "no retransmission left");
+    }
+    assert_eq!(failed, vec![(id, Why::TimedOut)]);
+}
+
+#[test]
+fn a_woken_peer_with_its_con_acked_gets_nothing_again() {
+    let now = Instant::now();
+    let mut ep = endpoint();
+    let _ = ep.request(
+        now,
+        peer(),
+        request_packet(MessageType::Confirmable, RequestType::Get, 0, "5/0/3"),
+    );
+    let first = sent(&mut ep);
+    // An empty ACK: now waiting for the separate response, not an ACK.
+    ep.handle(
+        now,
+        local(),
+        peer(),
+        &crate::coap::message::empty(MessageType::Acknowledgement, first.header.message_id),
+    );
+    ep.peer_awake(now + Duration::from_millis(10), peer());
+    assert!(ep.poll_transmit().is_none());
+}

@@ -413,3 +413,84 @@ fn protocol_support_is_read_only_when_the_device_takes_both_ways() {
         assert_eq!(r.path.to_string(), expected, "delivery method {delivery}");
     }
 }
+
+#[test]
+fn a_wake_up_re_reads_what_the_flow_missed_and_counts_it_once() {
+    let mut f = flow(Delivery::Pull);
+    // Nothing is re-read before delivery: the flow's own requests are
+    // still on their way.
+    assert!(f.on_wake(false).is_empty());
+    let (st, res, (wid, _), _) = to_delivery(&mut f, text("2.05", "2"), "0");
+    assert!(f.on_response(wid, &text("2.04", "")).is_empty());
+    // The Downloaded notification was lost; the device sends an Update.
+    let reads = sent(&f.on_wake(false));
+    assert_eq!(reads.len(), 2);
+    assert!(reads
+        .iter()
+        .all(|(_, r)| !r.observe && r.method == Method::Get));
+    assert_eq!(reads[0].1.path.to_string(), "/5/0/3");
+    assert_eq!(reads[1].1.path.to_string(), "/5/0/5");
+    let out = f.on_response(reads[0].0, &text("2.05", "2"));
+    assert_eq!(tasks(&out), vec![report(TaskState::Downloaded)]);
+    let (eid, e) = one(&out);
+    assert_eq!(e.path.to_string(), "/5/0/2");
+    assert!(f.on_response(reads[1].0, &text("2.05", "0")).is_empty());
+    // The late notification does not execute a second time.
+    assert!(sent(&f.on_notify(st, &text("2.05", "2"))).is_empty());
+    f.on_response(eid, &text("2.04", ""));
+    // Installed; the result notification is lost too. The next wake-up
+    // reads it: success, once, even when the notification comes after.
+    let reads = sent(&f.on_wake(false));
+    let out = f.on_response(reads[1].0, &text("2.05", "1"));
+    assert_eq!(tasks(&out), vec![TaskEvent::ReachedTarget]);
+    let (vid, v) = one(&out);
+    assert_eq!(v.path.to_string(), "/3/0/3");
+    assert!(f.on_notify(res, &text("2.05", "1")).is_empty());
+    assert!(f.on_response(reads[0].0, &text("2.05", "0")).is_empty());
+    let out = f.on_response(vid, &text("2.05", "2.0"));
+    assert_eq!(out, vec![Command::Version("2.0".into()), Command::Done]);
+    assert!(f.on_wake(false).is_empty(), "a finished flow reads nothing");
+}
+
+#[test]
+fn a_re_register_during_the_flow_observes_again() {
+    let mut f = flow(Delivery::Pull);
+    let (st, res, (wid, _), _) = to_delivery(&mut f, text("2.05", "2"), "0");
+    f.on_response(wid, &text("2.04", ""));
+    let observes = sent(&f.on_wake(true));
+    assert_eq!(observes.len(), 2);
+    assert!(observes.iter().all(|(_, r)| r.observe));
+    let (new_st, new_res) = (observes[0].0, observes[1].0);
+    assert!(new_st != st && new_res != res);
+    // The old observations are over: their notifications count no more.
+    assert!(f.on_notify(st, &text("2.05", "2")).is_empty());
+    let out = f.on_response(new_st, &text("2.05", "2"));
+    assert_eq!(tasks(&out), vec![report(TaskState::Downloaded)]);
+    let (eid, _) = one(&out);
+    f.on_response(eid, &text("2.04", ""));
+    f.on_response(new_res, &text("2.05", "0"));
+    let out = f.on_notify(new_res, &text("2.05", "1"));
+    assert_eq!(tasks(&out), vec![TaskEvent::ReachedTarget]);
+}
+
+#[test]
+fn a_resumed_flow_checks_the_version_before_delivering_again() {
+    // The device already runs the target: done, nothing delivered.
+    let mut f = flow(Delivery::Pull).resuming("2.0");
+    let (id, r) = one(&f.start());
+    assert_eq!(r.path.to_string(), "/3/0/3");
+    let out = f.on_response(id, &text("2.05", "2.0"));
+    assert_eq!(tasks(&out), vec![TaskEvent::ReachedTarget]);
+    assert!(sent(&out).is_empty());
+    assert_eq!(out.last(), Some(&Command::Done));
+    // It does not: the usual flow follows.
+    let mut g = flow(Delivery::Pull).resuming("2.0");
+    let (id, _) = one(&g.start());
+    let (_, r) = one(&g.on_response(id, &text("2.05", "1.0")));
+    assert_eq!(r.path.to_string(), "/5/0/9");
+    // No answer at all: the usual flow too (its reads decide).
+    let mut h = flow(Delivery::Pull).resuming("2.0");
+    let (id, _) = one(&h.start());
+    let (_, r) = one(&h.on_response(id, &Response::Failed("timeout".into())));
+    assert_eq!(r.path.to_string(), "/5/0/9");
+}
