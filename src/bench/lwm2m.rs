@@ -88,7 +88,9 @@ pub fn run_scenario(
     // rate is measured over `window` once all are registered (or the
     // registration deadline passed).
     let live = Arc::new(LiveCounts::default());
-    let spread = Duration::from_secs(if n > 1_000 { 10 } else { 1 });
+    // Offered: n Registers over 2 s (5,000/s at full size), then one
+    // Update per client per second.
+    let spread = Duration::from_secs(if n > 1_000 { 2 } else { 1 });
     let register_deadline = spread + Duration::from_secs(60);
     let mut config = fleet(&server, "lwb-", n);
     config.stop_when_done = false;
@@ -97,9 +99,26 @@ pub fn run_scenario(
     config.duration = register_deadline + sizes.window + Duration::from_secs(5);
     let started = Instant::now();
     let handle = runtime.spawn(run(config));
-    while live.registered.load(Ordering::Relaxed) < n && started.elapsed() < register_deadline {
-        std::thread::sleep(Duration::from_millis(100));
+    // The registration rate between 10% and 90% registered: start-up
+    // and the last stragglers' retransmissions are left out.
+    let (mut t10, mut t90) = (None, None);
+    loop {
+        let registered = live.registered.load(Ordering::Relaxed);
+        if t10.is_none() && registered * 10 >= n {
+            t10 = Some(started.elapsed());
+        }
+        if t90.is_none() && registered * 10 >= n * 9 {
+            t90 = Some(started.elapsed());
+        }
+        if registered >= n || started.elapsed() >= register_deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let registrations_per_second = match (t10, t90) {
+        (Some(a), Some(b)) if b > a => Some((n * 8 / 10) as f64 / (b - a).as_secs_f64()),
+        _ => None,
+    };
     let register_seconds = started.elapsed().as_secs_f64();
     let registered = live.registered.load(Ordering::Relaxed);
     let before = live.updates.load(Ordering::Relaxed);
@@ -117,7 +136,11 @@ pub fn run_scenario(
     handle.abort();
     let _ = runtime.block_on(handle);
     let per_device = rss.saturating_sub(base_rss) as f64 / registered.max(1) as f64;
-    println!("registered clients            {registered} of {n} in {register_seconds:.1} s");
+    println!("registered clients            {registered} of {n} in {register_seconds:.1} s (offered over {:.0} s)", spread.as_secs_f64());
+    match registrations_per_second {
+        Some(r) => println!("registrations/s               {r:.0} (from 10% to 90% registered)"),
+        None => println!("registrations/s               not measured (90% not reached)"),
+    }
     println!("registration updates/s        {per_second:.0} ({updates} in {update_seconds:.1} s, offered {n}/s)");
     println!("store writes in that window    {write_jobs} write jobs in {commits} commits ({:.3} per update)", write_jobs as f64 / updates.max(1) as f64);
     println!(
@@ -154,6 +177,8 @@ pub fn run_scenario(
     server.stop();
     Ok(json!({
         "devices": n, "registered": registered, "register_seconds": register_seconds,
+        "register_spread_seconds": spread.as_secs_f64(),
+        "registrations_per_second": registrations_per_second,
         "registration_updates": updates, "update_seconds": update_seconds,
         "registration_updates_per_second": per_second,
         "write_jobs_during_updates": write_jobs, "commits_during_updates": commits,
