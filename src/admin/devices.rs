@@ -276,7 +276,7 @@ pub async fn history(
             if tx.device(&lookup)?.is_none() {
                 return Ok(None);
             }
-            tx.history(&lookup, q.after, limit).map(Some)
+            crate::ota::history::page(tx, &lookup, q.after, limit).map(Some)
         })
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_device", format!("unknown device {name}")))?;

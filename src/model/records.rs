@@ -98,6 +98,13 @@ pub struct TaskRecord {
     /// When a failed task is handed out again (retry policy).
     #[serde(default)]
     pub retry_at: Option<Timestamp>,
+    /// Queued in bulk (campaign creation) without the device's `queued`
+    /// history entry: a million-device campaign would write a million.
+    /// The entry is stored, dated `created_at`, when the task leaves
+    /// `queued` (`ota::ledger`); until then history reads show it from
+    /// the task (`ota::history`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued_unnoted: bool,
 }
 
 impl TaskRecord {
@@ -127,7 +134,24 @@ impl TaskRecord {
             timeout_ms,
             pending: None,
             retry_at: None,
+            queued_unnoted: false,
         }
+    }
+
+    /// The device's `queued` history entry of this task, `from` the
+    /// version it updates from.
+    pub fn queued_entry(&self, from: &str) -> HistoryEntry {
+        let mut entry = HistoryEntry::note(
+            self.created_at,
+            "queued",
+            format!(
+                "campaign {}: {from} -> {}",
+                self.campaign, self.target_version
+            ),
+        );
+        entry.campaign = Some(self.campaign);
+        entry.to = Some(TaskState::Queued);
+        entry
     }
 }
 

@@ -14,7 +14,7 @@ pub mod lifecycle;
 pub mod operator;
 pub mod options;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ use super::task::{TaskEvent, TaskState};
 use super::OtaSettings;
 use crate::model::{
     CampaignId, CampaignPolicy, CampaignProgress, CampaignRecord, CampaignStatus, DeviceRecord,
-    DeviceTasks, FirmwareId, FirmwareRecord, HistoryEntry, StateCounts, TaskRecord, Timer,
+    DeviceTasks, FirmwareId, FirmwareRecord, StateCounts, TaskRecord, Timer,
 };
 use crate::store::{ReadTx, StoreError, Tx};
 use crate::time::Timestamp;
@@ -209,8 +209,9 @@ pub fn create_with(
     let id = tx.next_campaign_id()?;
     let total = chosen.len() as u64;
     let wave_sizes = options::wave_sizes(&policy.waves, total);
-    let template = TaskRecord::queued(id, fw.id, &fw.version, now, 0, policy.timeout_ms);
-    queue_tasks(tx, now, &template, &fw, &wave_sizes, chosen)?;
+    let mut template = TaskRecord::queued(id, fw.id, &fw.version, now, 0, policy.timeout_ms);
+    template.queued_unnoted = true;
+    queue_tasks(tx, &template, &fw, &wave_sizes, chosen)?;
     let status = if let Some(start) = policy.start_at {
         tx.set_timer(start, &Timer::CampaignStart(id))?;
         CampaignStatus::Scheduled
@@ -291,12 +292,8 @@ fn take_free(
         if pointers.active(software).is_some() {
             skipped.busy.push(name);
         } else {
-            let from = super::assignment::current_version(&device, software)
-                .unwrap_or("unknown")
-                .to_string();
             chosen.push(Chosen {
                 name,
-                from,
                 version: device.version,
                 pointers,
             });
@@ -305,24 +302,22 @@ fn take_free(
     Ok(())
 }
 
-/// A device a new campaign takes: its name, the version it updates from
-/// and its task pointers as read (so queuing writes them without a read).
+/// A device a new campaign takes: its name and its task pointers as read
+/// (so queuing writes them without a read).
 struct Chosen {
     name: String,
-    from: String,
     /// The firmware version (a listed target's `source_versions`).
     version: String,
     pointers: DeviceTasks,
 }
 
 /// Queues one task per chosen device through the store's bulk operation,
-/// the first `wave_sizes[0]` devices in wave 0 and so on. The history
-/// entry depends only on the source version, so there is one per version,
-/// not one per device. Queued tasks have no deadline, so no timer is set.
-/// Device records are not written: only their task pointers.
+/// the first `wave_sizes[0]` devices in wave 0 and so on. The devices'
+/// `queued` history entries are not written now (`queued_unnoted`).
+/// Queued tasks have no deadline, so no timer is set. Device records are
+/// not written: only their task pointers.
 fn queue_tasks(
     tx: &mut (impl Tx + ?Sized),
-    now: Timestamp,
     template: &TaskRecord,
     fw: &FirmwareRecord,
     wave_sizes: &[u64],
@@ -333,48 +328,28 @@ fn queue_tasks(
     let software = super::assignment::is_software(fw);
     // Wave of each position: index into `wave_sizes` by running total.
     let mut wave_end = wave_sizes.first().copied().unwrap_or(u64::MAX);
-    let mut entries: Vec<HistoryEntry> = Vec::new();
-    let mut by_version: HashMap<String, usize> = HashMap::new();
     let mut chunk = Vec::with_capacity(QUEUE_CHUNK.min(chosen.len()));
     for (position, chosen) in (0u64..).zip(chosen) {
         while position >= wave_end && usize::from(task.wave) + 1 < wave_sizes.len() {
             // A new wave: flush the chunk under the old wave's template.
-            tx.queue_tasks(&task, &entries, &chunk)?;
+            tx.queue_tasks(&task, &chunk)?;
             chunk.clear();
             task.wave += 1;
             wave_end += wave_sizes[usize::from(task.wave)];
         }
         let Chosen {
-            name,
-            from,
-            mut pointers,
-            ..
+            name, mut pointers, ..
         } = chosen;
-        let entry = match by_version.get(&from) {
-            Some(entry) => *entry,
-            None => {
-                let mut entry = HistoryEntry::note(
-                    now,
-                    "queued",
-                    format!("campaign {id}: {from} -> {}", fw.version),
-                );
-                entry.campaign = Some(id);
-                entry.to = Some(TaskState::Queued);
-                entries.push(entry);
-                by_version.insert(from, entries.len() - 1);
-                entries.len() - 1
-            }
-        };
         // The bulk form of `assignment::set_active` (the pointers were
         // read in the same transaction).
         pointers.set_active(software, Some(id));
-        chunk.push((name, pointers, entry));
+        chunk.push((name, pointers));
         if chunk.len() >= QUEUE_CHUNK {
-            tx.queue_tasks(&task, &entries, &chunk)?;
+            tx.queue_tasks(&task, &chunk)?;
             chunk.clear();
         }
     }
-    tx.queue_tasks(&task, &entries, &chunk)
+    tx.queue_tasks(&task, &chunk)
 }
 
 /// Tasks read per step of a cancel.

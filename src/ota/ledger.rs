@@ -90,9 +90,16 @@ pub fn transition(
         // Retry, waves, verification (issue 10): may set `retry_at`.
         lifecycle::on_final(tx, ctx.now, ctx.device_name, &mut updated, ctx.cause)?;
     }
-    put_task(tx, ctx.device_name, Some(task), &updated)?;
     // A software task (issue 10 item 9) moves the software version.
     let software = super::assignment::is_software_task(tx, ctx.device_name, task.campaign)?;
+    if task.queued_unnoted && next.state != TaskState::Queued {
+        // Queued in bulk without its history entry: stored now that the
+        // task moves on, before the entry of this move.
+        let from = super::assignment::current_version(device, software).unwrap_or("unknown");
+        tx.append_history(ctx.device_name, &task.queued_entry(from))?;
+        updated.queued_unnoted = false;
+    }
+    put_task(tx, ctx.device_name, Some(task), &updated)?;
     if next.state != task.state {
         // Counted when applied: a batch rolled back by a storage failure
         // and re-run counts again (rare; see docs/METRICS.md).

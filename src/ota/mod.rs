@@ -11,6 +11,7 @@ pub mod cleanup; // issue 11: campaign deletion, never-seen devices
 pub mod devices;
 pub mod firmware;
 pub mod firmware_edit;
+pub mod history;
 pub mod ledger;
 pub mod poll;
 pub mod progress;

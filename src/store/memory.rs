@@ -9,7 +9,7 @@ use std::ops::Bound;
 use std::sync::Mutex;
 
 use super::history::{self, HistoryRows};
-use super::{ReadTx, Result, StoreError, StoreOptions, SyncStore, Tx};
+use super::{ReadTx, Result, StoreOptions, SyncStore, Tx};
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
     DeviceTasks, EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
@@ -171,6 +171,14 @@ impl ReadTx for MemoryTx {
             .take(limit)
             .map(|((_, s), e)| (*s, e.clone()))
             .collect())
+    }
+
+    fn last_history_seq(&self, device: &str) -> Result<Option<HistorySeq>> {
+        Ok(self
+            .history
+            .range((device.to_string(), 0)..=(device.to_string(), u64::MAX))
+            .next_back()
+            .map(|((_, s), _)| *s))
     }
 
     fn earliest_timer(&self) -> Result<Option<Timestamp>> {
@@ -379,19 +387,10 @@ impl Tx for MemoryTx {
         Ok(())
     }
 
-    fn queue_tasks(
-        &mut self,
-        task: &TaskRecord,
-        entries: &[HistoryEntry],
-        devices: &[(String, DeviceTasks, usize)],
-    ) -> Result<()> {
-        for (name, pointers, entry) in devices {
-            let entry = entries
-                .get(*entry)
-                .ok_or_else(|| StoreError::Db("queue_tasks: no such history entry".into()))?;
+    fn queue_tasks(&mut self, task: &TaskRecord, devices: &[(String, DeviceTasks)]) -> Result<()> {
+        for (name, pointers) in devices {
             self.put_task(name, None, task)?;
             self.put_device_tasks(name, pointers)?;
-            self.append_history(name, entry)?;
         }
         Ok(())
     }

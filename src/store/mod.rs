@@ -139,6 +139,8 @@ pub trait ReadTx {
         after: Option<HistorySeq>,
         limit: usize,
     ) -> Result<Vec<(HistorySeq, HistoryEntry)>>;
+    /// The sequence number of a device's newest stored history entry.
+    fn last_history_seq(&self, device: &str) -> Result<Option<HistorySeq>>;
     /// The earliest timer's due time.
     fn earliest_timer(&self) -> Result<Option<Timestamp>>;
     /// Timers in due order, at most `limit` (for inspection; the scheduler
@@ -217,16 +219,11 @@ pub trait Tx: ReadTx {
     ) -> Result<()>;
     /// Writes a device's task pointers (empty: the row is removed).
     fn put_device_tasks(&mut self, name: &str, value: &DeviceTasks) -> Result<()>;
-    /// Queues a campaign's tasks in bulk: for each `(name, pointers,
-    /// entry)`, writes `task` for the device, its task pointers and the
-    /// history entry `entries[entry]`; device records are not touched.
-    /// One call per chunk of a large campaign.
-    fn queue_tasks(
-        &mut self,
-        task: &TaskRecord,
-        entries: &[HistoryEntry],
-        devices: &[(String, DeviceTasks, usize)],
-    ) -> Result<()>;
+    /// Queues a campaign's tasks in bulk: for each `(name, pointers)`,
+    /// writes `task` for the device and its task pointers; device records
+    /// and history are not touched (`TaskRecord::queued_unnoted`). One
+    /// call per chunk of a large campaign.
+    fn queue_tasks(&mut self, task: &TaskRecord, devices: &[(String, DeviceTasks)]) -> Result<()>;
     /// Appends to the device's history (capped, see [`StoreOptions`]).
     fn append_history(&mut self, device: &str, entry: &HistoryEntry) -> Result<()>;
     /// Records a poll's outcome (`detail`). A run of polls with the same

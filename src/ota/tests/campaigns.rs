@@ -16,6 +16,7 @@ backends!(
     polling_with_target_version_completes_task,
     cancel_fails_unfinished_tasks_only,
     block_progress_starts_download,
+    bulk_queued_history_entry_is_shown_then_stored_once,
 );
 
 fn poll_auto_registers_and_coalesces_idle_polls(s: &impl SyncStore) {
@@ -233,4 +234,78 @@ fn block_progress_starts_download(s: &impl SyncStore) {
     // A task of another campaign is left alone.
     s.write_sync(|tx| progress::record(tx, at(3), settings(), "d", 77, 50))
         .unwrap();
+}
+
+/// A campaign queues its devices without writing their `queued` history
+/// entries (a million rows); a history read shows each from its task,
+/// and the hand-out stores it, dated at creation, exactly once.
+fn bulk_queued_history_entry_is_shown_then_stored_once(s: &impl SyncStore) {
+    register(s, &["a", "b"], "p", "1.0");
+    let fw = add_firmware(s, "p", "2.0", 1);
+    let created = s
+        .write_sync(|tx| campaign::create(tx, at(1), fw.id, &Target::All))
+        .unwrap()
+        .unwrap();
+    let id = created.campaign.id;
+    let stored = |name: &str| {
+        s.read_sync(|tx| tx.history(name, None, 100))
+            .unwrap()
+            .into_iter()
+            .map(|(seq, e)| (seq, e.event))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(stored("a"), [(1, "registered".to_string())]);
+    assert!(task(s, id, "a").queued_unnoted);
+    let shown = s
+        .read_sync(|tx| crate::ota::history::page(tx, "a", None, 100))
+        .unwrap();
+    assert_eq!(shown.len(), 2);
+    let (seq, queued) = &shown[1];
+    assert_eq!(*seq, 2);
+    assert_eq!(
+        (queued.event.as_str(), queued.at, queued.campaign, queued.to),
+        ("queued", at(1), Some(id), Some(TaskState::Queued))
+    );
+    assert_eq!(
+        queued.detail.as_deref(),
+        Some(format!("campaign {id}: 1.0 -> 2.0").as_str())
+    );
+    // Paging past it, or a page already full, shows nothing more.
+    let after = s
+        .read_sync(|tx| crate::ota::history::page(tx, "a", Some(2), 100))
+        .unwrap();
+    assert!(after.is_empty());
+    let first = s
+        .read_sync(|tx| crate::ota::history::page(tx, "a", None, 1))
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    let rest = s
+        .read_sync(|tx| crate::ota::history::page(tx, "a", Some(1), 1))
+        .unwrap();
+    assert_eq!(rest[0].1.event, "queued");
+    // Handed out: stored before the poll's entry, once, same content.
+    assert!(matches!(
+        poll_at(s, at(5), "a", "p", "1.0"),
+        Ok(PollAnswer::Task(_))
+    ));
+    assert!(!task(s, id, "a").queued_unnoted);
+    let after_poll = s
+        .read_sync(|tx| crate::ota::history::page(tx, "a", None, 100))
+        .unwrap();
+    let events: Vec<&str> = after_poll.iter().map(|(_, e)| e.event.as_str()).collect();
+    assert_eq!(events[..2], ["registered", "queued"]);
+    assert_eq!(events.iter().filter(|e| **e == "queued").count(), 1);
+    assert!(after_poll[2..]
+        .iter()
+        .any(|(_, e)| e.from == Some(TaskState::Queued)));
+    assert_eq!(after_poll[1], (2, queued.clone()));
+    assert_eq!(stored("a").len(), after_poll.len(), "all of it stored");
+    // A cancel of the other device's queued task stores its entry too.
+    s.write_sync(|tx| campaign::cancel(tx, at(6), settings(), id))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored("b").into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        ["registered", "queued", "cancel"]
+    );
 }

@@ -144,7 +144,7 @@ pub fn task(s: &impl SyncStore, campaign: u64, name: &str) -> TaskRecord {
 }
 
 pub fn history(s: &impl SyncStore, name: &str) -> Vec<HistoryEntry> {
-    s.read_sync(|tx| tx.history(name, None, usize::MAX))
+    s.read_sync(|tx| crate::ota::history::page(tx, name, None, usize::MAX))
         .unwrap()
         .into_iter()
         .map(|(_, e)| e)

@@ -1,6 +1,5 @@
 //! [`ReadTx`] and [`Tx`] over redb transactions.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
 use ::redb::{ReadTransaction, ReadableTable, WriteTransaction};
@@ -204,6 +203,16 @@ macro_rules! impl_read {
                     }
                 }
                 Ok(out)
+            }
+
+            fn last_history_seq(&self, device: &str) -> Result<Option<HistorySeq>> {
+                let table = self.$txn.open_table(schema::HISTORY)?;
+                let mut range = table.range((device, 0u64)..=(device, u64::MAX))?;
+                let last = match range.next_back() {
+                    Some(entry) => Some(entry?.0.value().1),
+                    None => None,
+                };
+                Ok(last)
             }
 
             fn earliest_timer(&self) -> Result<Option<Timestamp>> {
@@ -490,69 +499,23 @@ impl Tx for RedbTx {
     /// The bulk path for a campaign of a million devices: each table is
     /// opened once per call, each distinct history entry and the task are
     /// encoded once, and the campaign's counter is written once.
-    fn queue_tasks(
-        &mut self,
-        task: &TaskRecord,
-        entries: &[HistoryEntry],
-        devices: &[(String, DeviceTasks, usize)],
-    ) -> Result<()> {
+    fn queue_tasks(&mut self, task: &TaskRecord, devices: &[(String, DeviceTasks)]) -> Result<()> {
         if devices.is_empty() {
             return Ok(());
         }
         let task_bytes = encode(task);
-        let encoded: Vec<Vec<u8>> = entries.iter().map(encode).collect();
-        let cap = self.history_cap as u64;
-        // Devices whose history is at its cap take the general path after.
-        let mut at_cap: Vec<(&str, usize)> = Vec::new();
         {
             let mut tasks = self.txn.open_table(schema::TASKS)?;
             let mut pointers = self.txn.open_table(schema::DEVICE_TASKS)?;
-            let mut history = self.txn.open_table(schema::HISTORY)?;
-            let mut lens = self.txn.open_table(schema::HISTORY_LEN)?;
-            let mut len_cache: HashMap<&str, u64> = HashMap::new();
-            for (name, device_tasks, entry) in devices {
-                let entry_bytes = encoded
-                    .get(*entry)
-                    .ok_or_else(|| StoreError::Db("queue_tasks: no such history entry".into()))?;
+            for (name, device_tasks) in devices {
                 tasks.insert((task.campaign, name.as_str()), task_bytes.as_slice())?;
                 super::device_tasks::put(&mut pointers, name, device_tasks)?;
-                let last = {
-                    let mut range =
-                        history.range((name.as_str(), 0u64)..=(name.as_str(), u64::MAX))?;
-                    match range.next_back() {
-                        Some(e) => Some(e?.0.value().1),
-                        None => None,
-                    }
-                };
-                let len = match lens.get(name.as_str())? {
-                    Some(v) => Some(v.value()),
-                    None if last.is_none() => Some(0),
-                    None => None,
-                };
-                match len {
-                    Some(len) if len < cap => {
-                        let seq = last.map_or(1, |s| s.saturating_add(1));
-                        history.insert((name.as_str(), seq), entry_bytes.as_slice())?;
-                        len_cache.insert(name.as_str(), len + 1);
-                    }
-                    _ => at_cap.push((name.as_str(), *entry)),
-                }
-            }
-            for (name, len) in len_cache {
-                lens.insert(name, len)?;
             }
         }
-        {
-            let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
-            let key = (task.campaign, task.state.index());
-            let n = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
-            counts.insert(key, n + devices.len() as u64)?;
-        }
-        for (name, entry) in at_cap {
-            if let Some(entry) = entries.get(entry) {
-                self.append_history(name, entry)?;
-            }
-        }
+        let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
+        let key = (task.campaign, task.state.index());
+        let n = counts.get(key)?.map(|v| v.value()).unwrap_or(0);
+        counts.insert(key, n + devices.len() as u64)?;
         Ok(())
     }
 
