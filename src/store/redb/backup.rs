@@ -38,6 +38,7 @@ fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreE
         + copy(src, dst, schema::DEVICE_TASKS)?
         + copy(src, dst, schema::CAMPAIGNS)?
         + copy(src, dst, schema::TASKS)?
+        + copy(src, dst, schema::TASK_TEMPLATES)?
         + copy(src, dst, schema::CAMPAIGN_COUNTS)?
         + copy(src, dst, schema::HISTORY)?
         + copy(src, dst, schema::HISTORY_LEN)?

@@ -22,6 +22,52 @@ pub fn get(
         .unwrap_or_default())
 }
 
+/// [`get`] of many names. Names in ascending order (a campaign's scan)
+/// are read in one pass over the rows between the first and the last:
+/// only devices that had a task have a row, so the pass is usually far
+/// shorter than one lookup per name. When the range holds many more rows
+/// than names (a short list spread over a busy fleet), the rest are
+/// looked up one by one.
+pub fn get_many(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    names: &[&str],
+) -> Result<Vec<DeviceTasks>> {
+    let (Some(first), Some(last)) = (names.first(), names.last()) else {
+        return Ok(Vec::new());
+    };
+    if !names.is_sorted() {
+        return names.iter().map(|n| get(table, n)).collect();
+    }
+    let budget = names.len().saturating_mul(4).saturating_add(64);
+    let mut out = Vec::with_capacity(names.len());
+    let mut rows = table.range::<&str>(*first..=*last)?;
+    let mut row = rows.next().transpose()?;
+    let mut visited = 0usize;
+    for name in names {
+        // Rows before `name` belong to devices not asked about.
+        while let Some((k, _)) = &row {
+            if k.value() >= *name {
+                break;
+            }
+            visited += 1;
+            if visited > budget {
+                break;
+            }
+            row = rows.next().transpose()?;
+        }
+        if visited > budget {
+            out.push(get(table, name)?);
+            continue;
+        }
+        let found = match &row {
+            Some((k, v)) if k.value() == *name => decode_or_skip("device_tasks", name, v.value()),
+            _ => None,
+        };
+        out.push(found.unwrap_or_default());
+    }
+    Ok(out)
+}
+
 pub fn put(
     table: &mut ::redb::Table<&'static str, &'static [u8]>,
     name: &str,
@@ -82,4 +128,52 @@ pub fn migrate(txn: &WriteTransaction) -> Result<u64> {
     }
     counters.insert(schema::DEVICE_TASKS_MIGRATED, 1)?;
     Ok(moved.len() as u64)
+}
+
+#[cfg(test)]
+mod get_many_tests {
+    use super::*;
+    use ::redb::ReadableDatabase;
+
+    #[test]
+    fn many_names_read_in_one_pass_match_lookups_one_by_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = ::redb::Database::create(dir.path().join("t.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(schema::DEVICE_TASKS).unwrap();
+            // Rows for every third device of 300, plus one far beyond.
+            for i in (0..300).step_by(3) {
+                let tasks = DeviceTasks {
+                    firmware: Some(i),
+                    software: None,
+                    last: Some(i),
+                };
+                put(&mut table, &format!("d{i:03}"), &tasks).unwrap();
+            }
+            let busy = DeviceTasks {
+                firmware: None,
+                software: Some(9),
+                last: Some(9),
+            };
+            put(&mut table, "z", &busy).unwrap();
+        }
+        txn.commit().unwrap();
+        let read = db.begin_read().unwrap();
+        let table = read.open_table(schema::DEVICE_TASKS).unwrap();
+        let one_by_one = |names: &[&str]| -> Vec<DeviceTasks> {
+            names.iter().map(|n| get(&table, n).unwrap()).collect()
+        };
+        let all: Vec<String> = (0..300).map(|i| format!("d{i:03}")).collect();
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        // Sorted, dense: one pass.
+        assert_eq!(get_many(&table, &all).unwrap(), one_by_one(&all));
+        // Sorted, sparse over many rows: past the budget, lookups.
+        let sparse = ["d000", "d151", "e", "z"];
+        assert_eq!(get_many(&table, &sparse).unwrap(), one_by_one(&sparse));
+        // Not sorted: lookups.
+        let shuffled = ["z", "d003", "d002", "d003"];
+        assert_eq!(get_many(&table, &shuffled).unwrap(), one_by_one(&shuffled));
+        assert!(get_many(&table, &[]).unwrap().is_empty());
+    }
 }

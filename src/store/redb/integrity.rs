@@ -25,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 use super::codec::{decode, decode_timer, encode};
 use super::schema;
+use super::task_rows;
 use crate::model::{
     CampaignRecord, DeviceRecord, DeviceTasks, FirmwareRecord, HistoryEntry, TaskKey, TaskRecord,
     Timer,
@@ -148,10 +149,15 @@ pub fn check(txn: &ReadTransaction) -> Result<IntegrityReport, StoreError> {
         let (k, v) = entry?;
         report.note::<CampaignRecord>(|| RecordKey::Campaigns(k.value()), v.value());
     }
+    let templates = txn.open_table(schema::TASK_TEMPLATES)?;
     for entry in txn.open_table(schema::TASKS)?.iter()? {
         let (k, v) = entry?;
         let (c, name) = k.value();
-        report.note::<TaskRecord>(|| RecordKey::Tasks(c, name.to_string()), v.value());
+        // A reference to a missing template is checked as its own bytes,
+        // which are not a record: reported, and removed by repair.
+        let bytes = task_rows::record_bytes(&templates, c, v.value())?
+            .unwrap_or_else(|| v.value().to_vec());
+        report.note::<TaskRecord>(|| RecordKey::Tasks(c, name.to_string()), &bytes);
     }
     for entry in txn.open_table(schema::HISTORY)?.iter()? {
         let (k, v) = entry?;
@@ -300,11 +306,13 @@ fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(),
     // Unfinished tasks: what a device's task pointer may point at.
     let mut tasks: HashSet<(u64, String)> = HashSet::new();
     let mut deadlines_of: HashSet<(u64, TaskKey)> = HashSet::new();
+    let templates = txn.open_table(schema::TASK_TEMPLATES)?;
+    let mut decoder = task_rows::TaskDecoder::default();
     for entry in txn.open_table(schema::TASKS)?.iter()? {
         let (k, v) = entry?;
         let (c, name) = k.value();
         // Every task decodes here: the bad ones were removed above.
-        let task: TaskRecord = decode(v.value())?;
+        let task: TaskRecord = decoder.decode(&templates, c, v.value())?;
         *counts.entry((c, task.state.index())).or_default() += 1;
         if let Some(at) = task.deadline {
             deadlines_of.insert((at.as_millis(), TaskKey::new(c, name)));

@@ -20,6 +20,7 @@ mod integrity_lwm2m; // issue 9: `lwota check` of the LwM2M tables
 mod lwm2m; // issue 9: LwM2M registrations and their location index
 pub mod recovery; // issue 8 item 7a: reopen after a failed write, write health
 mod schema;
+mod task_rows; // issue 10: bulk-queued tasks refer to one template
 mod tx;
 mod writer;
 
@@ -68,6 +69,7 @@ impl RedbStore {
             txn.open_table(schema::DEVICE_TASKS)?;
             txn.open_table(schema::CAMPAIGNS)?;
             txn.open_table(schema::TASKS)?;
+            txn.open_table(schema::TASK_TEMPLATES)?;
             txn.open_table(schema::CAMPAIGN_COUNTS)?;
             txn.open_table(schema::HISTORY)?;
             txn.open_table(schema::HISTORY_LEN)?;

@@ -28,6 +28,10 @@ pub const DEVICE_TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("dev
 pub const CAMPAIGNS: TableDefinition<u64, &[u8]> = TableDefinition::new("campaigns");
 /// (campaign id, device name) → `TaskRecord`: one task per device per campaign.
 pub const TASKS: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("tasks");
+/// (campaign, wave) -> the record of the tasks the campaign queued in
+/// bulk for that wave, which their `TASKS` rows refer to (`task_rows.rs`).
+pub const TASK_TEMPLATES: TableDefinition<(u64, u8), &[u8]> =
+    TableDefinition::new("task_templates");
 /// (campaign id, task state index) → number of the campaign's tasks in
 /// that state; kept in step with `TASKS` so counts never need a scan.
 pub const CAMPAIGN_COUNTS: TableDefinition<(u64, u8), u64> =

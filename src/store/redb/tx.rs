@@ -7,6 +7,7 @@ use ::redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use super::codec::{decode, decode_timer, encode, encode_timer};
 use super::integrity::decode_or_skip;
 use super::schema;
+use super::task_rows;
 use crate::model::{
     AssignmentScope, Assignments, AuditEntry, AuditId, CampaignId, CampaignRecord, DeviceRecord,
     DeviceTasks, EndedRegistration, FirmwareId, FirmwareRecord, HistoryEntry, HistorySeq,
@@ -143,8 +144,17 @@ macro_rules! impl_read {
 
             fn task(&self, campaign: CampaignId, device: &str) -> Result<Option<TaskRecord>> {
                 let table = self.$txn.open_table(schema::TASKS)?;
-                let value = table.get((campaign, device))?;
-                value.map(|v| decode(v.value())).transpose()
+                let Some(row) = table.get((campaign, device))? else {
+                    return Ok(None);
+                };
+                let row = row.value();
+                if task_rows::referred_wave(row).is_none() {
+                    return decode(row).map(Some);
+                }
+                let templates = self.$txn.open_table(schema::TASK_TEMPLATES)?;
+                task_rows::TaskDecoder::default()
+                    .decode(&templates, campaign, row)
+                    .map(Some)
             }
 
             fn tasks(
@@ -159,14 +169,22 @@ macro_rules! impl_read {
                     None => Bound::Included((campaign, "")),
                 };
                 let end = Bound::Excluded((campaign.saturating_add(1), ""));
+                let templates = self.$txn.open_table(schema::TASK_TEMPLATES)?;
+                let mut decoder = task_rows::TaskDecoder::default();
                 let mut out = Vec::new();
                 for entry in table.range::<(u64, &str)>((start, end))? {
                     if out.len() >= limit {
                         break;
                     }
                     let (k, v) = entry?;
-                    if let Some(t) = decode_or_skip("tasks", k.value(), v.value()) {
-                        out.push((k.value().1.to_string(), t));
+                    // A corrupt record is stepped over (logged), as in
+                    // `decode_or_skip`.
+                    match decoder.decode(&templates, campaign, v.value()) {
+                        Ok(t) => out.push((k.value().1.to_string(), t)),
+                        Err(e) => tracing::warn!(
+                            "skipping corrupt record tasks[{:?}]: {e} (see `lwota check`)",
+                            k.value()
+                        ),
                     }
                 }
                 Ok(out)
@@ -309,10 +327,7 @@ macro_rules! impl_read {
 
             fn device_tasks_of(&self, names: &[&str]) -> Result<Vec<DeviceTasks>> {
                 let table = self.$txn.open_table(schema::DEVICE_TASKS)?;
-                names
-                    .iter()
-                    .map(|n| super::device_tasks::get(&table, n))
-                    .collect()
+                super::device_tasks::get_many(&table, names)
             }
 
             fn audit(&self, after: Option<AuditId>, limit: usize) -> Result<Vec<AuditEntry>> {
@@ -503,12 +518,16 @@ impl Tx for RedbTx {
         if devices.is_empty() {
             return Ok(());
         }
-        let task_bytes = encode(task);
+        // Every row refers to the campaign's record for the wave.
+        self.txn
+            .open_table(schema::TASK_TEMPLATES)?
+            .insert((task.campaign, task.wave), encode(task).as_slice())?;
+        let row = task_rows::template_ref(task.wave);
         {
             let mut tasks = self.txn.open_table(schema::TASKS)?;
             let mut pointers = self.txn.open_table(schema::DEVICE_TASKS)?;
             for (name, device_tasks) in devices {
-                tasks.insert((task.campaign, name.as_str()), task_bytes.as_slice())?;
+                tasks.insert((task.campaign, name.as_str()), row.as_slice())?;
                 super::device_tasks::put(&mut pointers, name, device_tasks)?;
             }
         }
@@ -664,6 +683,10 @@ impl Tx for RedbTx {
 
     fn delete_campaign(&mut self, id: CampaignId) -> Result<()> {
         self.txn.open_table(schema::CAMPAIGNS)?.remove(id)?;
+        let mut templates = self.txn.open_table(schema::TASK_TEMPLATES)?;
+        for wave in 0..=u8::MAX {
+            templates.remove((id, wave))?;
+        }
         let mut counts = self.txn.open_table(schema::CAMPAIGN_COUNTS)?;
         for state in 0..=u8::MAX {
             counts.remove((id, state))?;
