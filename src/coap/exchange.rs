@@ -93,6 +93,16 @@ struct Exchange {
     state: State,
 }
 
+/// What [`Exchanges::retransmit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resent {
+    Sent,
+    /// MAX_RETRANSMIT reached: the exchange gives up.
+    Exhausted,
+    /// Gone, or not waiting for an ACK.
+    NotWaiting,
+}
+
 #[derive(Debug, Default)]
 struct PeerSlots {
     active: usize,
@@ -262,27 +272,9 @@ impl Exchanges {
     pub fn on_timer(&mut self, ctx: &mut Ctx, now: Instant, timer: Timer) {
         match timer {
             Timer::Retransmit(id) => {
-                let Some(ex) = self.map.get_mut(&id) else {
-                    return;
-                };
-                let State::AwaitAck {
-                    bytes,
-                    retransmits,
-                    timeout,
-                    ..
-                } = &mut ex.state
-                else {
-                    return;
-                };
-                if *retransmits >= ctx.params.max_retransmit {
+                if self.retransmit(ctx, now, id, true) == Resent::Exhausted {
                     self.end(ctx, now, id, Some(Why::TimedOut));
-                    return;
                 }
-                *retransmits += 1;
-                *timeout *= 2;
-                ctx.timers.set(Timer::Retransmit(id), now + *timeout);
-                let bytes = bytes.clone();
-                ctx.send(ex.peer, bytes);
             }
             Timer::ResponseDeadline(id) => {
                 self.end(ctx, now, id, Some(Why::TimedOut));
@@ -295,31 +287,51 @@ impl Exchanges {
     /// leaves when to retransmit to the sender): each CON to it still
     /// waiting for an ACK goes out again at once instead of at its
     /// back-off. Each counts as a retransmission, so an exchange still
-    /// gives up after MAX_RETRANSMIT.
+    /// gives up after MAX_RETRANSMIT (on its timer).
     pub fn peer_awake(&mut self, ctx: &mut Ctx, now: Instant, peer: SocketAddr) {
         let Some(slots) = self.peers.get(&peer) else {
             return;
         };
         for id in slots.sent.clone() {
-            let Some(ex) = self.map.get_mut(&id) else {
-                continue;
-            };
-            let State::AwaitAck {
-                bytes,
-                retransmits,
-                timeout,
-                ..
-            } = &mut ex.state
-            else {
-                continue;
-            };
-            if ex.peer != peer || *retransmits >= ctx.params.max_retransmit {
-                continue;
+            if self.map.get(&id).is_some_and(|ex| ex.peer == peer) {
+                self.retransmit(ctx, now, id, false);
             }
-            *retransmits += 1;
-            ctx.timers.set(Timer::Retransmit(id), now + *timeout);
-            ctx.send(peer, bytes.clone());
         }
+    }
+
+    /// Sends the CON of `id` again, if it still waits for an ACK and has
+    /// retransmissions left; the next one is due after the timeout,
+    /// doubled first when `back_off` (§4.2).
+    fn retransmit(
+        &mut self,
+        ctx: &mut Ctx,
+        now: Instant,
+        id: ExchangeId,
+        back_off: bool,
+    ) -> Resent {
+        let Some(ex) = self.map.get_mut(&id) else {
+            return Resent::NotWaiting;
+        };
+        let State::AwaitAck {
+            bytes,
+            retransmits,
+            timeout,
+            ..
+        } = &mut ex.state
+        else {
+            return Resent::NotWaiting;
+        };
+        if *retransmits >= ctx.params.max_retransmit {
+            return Resent::Exhausted;
+        }
+        *retransmits += 1;
+        if back_off {
+            *timeout *= 2;
+        }
+        ctx.timers.set(Timer::Retransmit(id), now + *timeout);
+        let bytes = bytes.clone();
+        ctx.send(ex.peer, bytes);
+        Resent::Sent
     }
 
     /// Handles a response to the current message of exchange `id`.
