@@ -271,10 +271,8 @@ impl Exchanges {
 
     pub fn on_timer(&mut self, ctx: &mut Ctx, now: Instant, timer: Timer) {
         match timer {
-            Timer::Retransmit(id) => {
-                if self.retransmit(ctx, now, id, true) == Resent::Exhausted {
-                    self.end(ctx, now, id, Some(Why::TimedOut));
-                }
+            Timer::Retransmit(id) if self.retransmit(ctx, now, id, true) == Resent::Exhausted => {
+                self.end(ctx, now, id, Some(Why::TimedOut));
             }
             Timer::ResponseDeadline(id) => {
                 self.end(ctx, now, id, Some(Why::TimedOut));
