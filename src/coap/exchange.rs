@@ -271,6 +271,8 @@ impl Exchanges {
 
     pub fn on_timer(&mut self, ctx: &mut Ctx, now: Instant, timer: Timer) {
         match timer {
+            // The guard sends the retransmission; an exchange out of
+            // retransmissions ends here.
             Timer::Retransmit(id) if self.retransmit(ctx, now, id, true) == Resent::Exhausted => {
                 self.end(ctx, now, id, Some(Why::TimedOut));
             }
