@@ -206,14 +206,18 @@ impl LossyRelay {
             let mut upstream: HashMap<SocketAddr, UdpSocket> = HashMap::new();
             let (mut acks, mut cons) = (0u64, 0u64);
             let mut buf = vec![0u8; 65_535];
+            // `LWOTA_RELAY_TRACE=1`: one line per datagram on stderr.
+            let trace = std::env::var_os("LWOTA_RELAY_TRACE").is_some();
+            let started = std::time::Instant::now();
             let mut forward = |sock: &UdpSocket, bytes: &[u8], to: SocketAddr| {
+                let mut fate = "";
                 // CoAP type: bits 4-5 of the first byte (0 CON, 2 ACK).
                 match bytes.first().map(|b| (b >> 4) & 0x3) {
                     Some(2) => {
                         acks += 1;
                         if acks % 3 == 0 {
                             d.fetch_add(1, Ordering::Relaxed);
-                            return;
+                            fate = "DROPPED";
                         }
                     }
                     Some(0) => {
@@ -221,11 +225,22 @@ impl LossyRelay {
                         if cons % 4 == 0 {
                             u.fetch_add(1, Ordering::Relaxed);
                             let _ = sock.send_to(bytes, to);
+                            fate = "twice";
                         }
                     }
                     _ => {}
                 }
-                let _ = sock.send_to(bytes, to);
+                if trace {
+                    eprintln!(
+                        "relay {:>8.3} {} -> {to} {}",
+                        started.elapsed().as_secs_f64(),
+                        sock.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+                        describe(bytes, fate)
+                    );
+                }
+                if fate != "DROPPED" {
+                    let _ = sock.send_to(bytes, to);
+                }
             };
             while !s.load(Ordering::Relaxed) {
                 while let Ok((n, client)) = front.recv_from(&mut buf) {
@@ -253,6 +268,31 @@ impl LossyRelay {
             stop,
         }
     }
+}
+
+/// A datagram in one line, for the relay trace.
+fn describe(bytes: &[u8], fate: &str) -> String {
+    use coap_lite::{CoapOption, Packet};
+    let Ok(p) = Packet::from_bytes(bytes) else {
+        return format!("undecodable {} bytes {fate}", bytes.len());
+    };
+    let opt = |o: CoapOption| {
+        p.get_option(o)
+            .and_then(|v| v.front().cloned())
+            .map(hex::encode)
+            .unwrap_or_default()
+    };
+    format!(
+        "{:?} {} mid={} tok={} b1={} b2={} obs={} len={} {fate}",
+        p.header.get_type(),
+        p.header.code,
+        p.header.message_id,
+        hex::encode(p.get_token()),
+        opt(CoapOption::Block1),
+        opt(CoapOption::Block2),
+        opt(CoapOption::Observe),
+        p.payload.len()
+    )
 }
 
 impl Drop for LossyRelay {

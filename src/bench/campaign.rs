@@ -8,32 +8,8 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::order::Order;
 use super::{load, post_json, target::ServerProcess, upload};
-
-/// Insertion order of the devices' names.
-#[derive(Debug, Clone, Copy)]
-pub enum Order {
-    Sequential,
-    Scattered,
-}
-
-impl Order {
-    pub fn name(self) -> &'static str {
-        match self {
-            Order::Sequential => "sequential",
-            Order::Scattered => "scattered",
-        }
-    }
-
-    /// The `i`-th device index inserted, of `n`: in scattered order a
-    /// fixed permutation (stepping by a prime that divides no bench size).
-    fn index(self, i: usize, n: usize) -> usize {
-        match self {
-            Order::Sequential => i,
-            Order::Scattered => ((i as u128 * 999_983u128) % n.max(1) as u128) as usize,
-        }
-    }
-}
 
 /// Registers devices `0..n` (names from `load::device_name`, version 1.0)
 /// in `order`.

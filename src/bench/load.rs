@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use coap_lite::{CoapOption, MessageClass, RequestType, ResponseType};
 use serde::Serialize;
 
+use super::order::Order;
 use crate::coap::block::Block;
 use crate::sim::{ClientConfig, CoapClient};
 
@@ -139,41 +140,6 @@ pub async fn block2(
     )
 }
 
-/// In which order the poll clients visit the registered devices.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// bench-0000000, bench-0000001, …: neighbours in the B-tree.
-    Sequential,
-    /// The same devices through a fixed permutation, so consecutive polls
-    /// land on unrelated B-tree pages.
-    Scattered,
-}
-
-impl Order {
-    pub fn name(self) -> &'static str {
-        match self {
-            Order::Sequential => "sequential",
-            Order::Scattered => "scattered",
-        }
-    }
-
-    /// The device index visited at step `i` of `devices`.
-    fn device(self, i: usize, devices: usize) -> usize {
-        let devices = devices.max(1);
-        match self {
-            Order::Sequential => i % devices,
-            // Multiplying by a prime that does not divide `devices` is a
-            // bijection of 0..devices.
-            Order::Scattered if !devices.is_multiple_of(SCATTER_PRIME) => {
-                ((i % devices) as u128 * SCATTER_PRIME as u128 % devices as u128) as usize
-            }
-            Order::Scattered => i % devices,
-        }
-    }
-}
-
-const SCATTER_PRIME: usize = 1_000_003;
-
 /// `workers` clients poll as fast as answers come back, each cycling
 /// through its share of `devices` device names in `order`, for `duration`.
 pub async fn polls(
@@ -209,7 +175,7 @@ pub async fn polls(
             ]);
             let _ = ciborium::into_writer(&map, &mut body);
             while Instant::now() < deadline {
-                let path = format!("/ota/{}/poll", device_name(order.device(i, devices)));
+                let path = format!("/ota/{}/poll", device_name(order.index(i, devices)));
                 let t = Instant::now();
                 match client
                     .request(

@@ -9,6 +9,7 @@ mod campaign; // issue 10: campaign creation, both insertion orders
 mod dtls; // issue 11: CoAPS handshakes, blocks, idle-session memory
 mod load;
 mod lwm2m;
+mod order; // sequential and scattered device orders, shared by the scenarios
 mod scheduler; // issue 10: scheduler CPU and memory with 100 campaigns
 mod target;
 
@@ -273,7 +274,7 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
             // Sequential names flatter a B-tree (neighbouring keys share
             // pages); the scattered order visits the same devices in a
             // permuted order, as a real fleet's wake-ups would.
-            for order in [load::Order::Sequential, load::Order::Scattered] {
+            for order in [order::Order::Sequential, order::Order::Scattered] {
                 let before = metrics(&server)?;
                 let t = runtime.block_on(load::polls(
                     server.coap,
@@ -348,7 +349,7 @@ pub fn run_cli(args: BenchArgs) -> anyhow::Result<()> {
         println!("\n## campaign: time to create (devices inserted in each order)");
         campaign::print_header();
         let mut rows = Vec::new();
-        for order in [campaign::Order::Sequential, campaign::Order::Scattered] {
+        for order in [order::Order::Sequential, order::Order::Scattered] {
             rows.push(campaign::run(
                 &work.path().join(format!("campaign-{}", order.name())),
                 args.shards,

@@ -53,14 +53,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<()> {
     );
     if let Some(r) = &found.repaired {
         println!(
-            "repaired: {} records moved to {}; {} campaign counters rebuilt, {} stale deadlines, {} stale firmware keys, {} active tasks cleared, {} lwm2m registration fixes",
+            "repaired: {} records moved to {}; {} campaign counters rebuilt, {} stale deadlines, {} stale firmware keys, {} active tasks cleared, {} lwm2m registration fixes, {} version index keys fixed",
             r.quarantined,
             data_dir.join(integrity::QUARANTINE_FILE).display(),
             r.counts_rebuilt,
             r.deadlines_removed,
             r.firmware_keys_removed,
             r.active_tasks_cleared,
-            r.lwm2m_fixed
+            r.lwm2m_fixed,
+            r.version_keys_fixed
         );
         return Ok(());
     }

@@ -105,6 +105,31 @@ impl ReadTx for MemoryTx {
             .collect())
     }
 
+    fn device_names_on_version(
+        &self,
+        product: &str,
+        software: bool,
+        version: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        // The reference backend scans; redb keeps an index.
+        Ok(self
+            .devices
+            .range((after_str(after), Bound::Unbounded))
+            .filter(|(_, d)| {
+                let current = if software {
+                    d.software_version.as_deref()
+                } else {
+                    Some(d.version.as_str())
+                };
+                d.product == product && current == Some(version)
+            })
+            .take(limit)
+            .map(|(k, _)| k.clone())
+            .collect())
+    }
+
     fn device_tasks(&self, name: &str) -> Result<DeviceTasks> {
         Ok(self.device_tasks.get(name).copied().unwrap_or_default())
     }

@@ -103,6 +103,17 @@ pub trait ReadTx {
     fn device(&self, name: &str) -> Result<Option<DeviceRecord>>;
     /// Devices in name order, after `after`, at most `limit`.
     fn devices(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, DeviceRecord)>>;
+    /// Names of `product`'s devices whose firmware version (or, with
+    /// `software`, software version) is `version`, in name order, after
+    /// `after`, at most `limit`. An index: no device record is read.
+    fn device_names_on_version(
+        &self,
+        product: &str,
+        software: bool,
+        version: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>>;
     /// A device's task pointers (empty when it never had a task). Kept
     /// apart from the device record so queuing a campaign writes only
     /// these; read through `ota::assignment`.

@@ -17,7 +17,57 @@ backends!(
     cancel_fails_unfinished_tasks_only,
     block_progress_starts_download,
     bulk_queued_history_entry_is_shown_then_stored_once,
+    source_versions_take_devices_in_name_order_across_versions,
 );
+
+/// Issue 10: a campaign by source versions finds its devices through the
+/// version index (redb) and still takes them in name order across
+/// versions, so waves hold the first names; devices whose version changed
+/// since they registered count by their current version.
+fn source_versions_take_devices_in_name_order_across_versions(s: &impl SyncStore) {
+    register(s, &["c", "a"], "p", "1.0");
+    register(s, &["b", "d", "f"], "p", "1.1");
+    register(s, &["e"], "p", "2.0");
+    register(s, &["x"], "q", "1.0");
+    // "f" moved to 1.2 after it registered: not a 1.0/1.1 device any more.
+    s.write_sync(|tx| {
+        let mut f = tx.device("f")?.unwrap();
+        f.version = "1.2".into();
+        tx.put_device("f", &f)
+    })
+    .unwrap();
+    let fw = add_firmware(s, "p", "2.0", 1);
+    let new = campaign::NewCampaign {
+        firmware: fw.id,
+        target: Target::SourceVersions(vec!["1.1".into(), "1.0".into(), "2.0".into()]),
+        policy: crate::model::CampaignPolicy {
+            kind: "batch".into(),
+            waves: vec![crate::model::WavePolicy {
+                percent: 50,
+                abort_failure_percent: 100,
+            }],
+            ..Default::default()
+        },
+        require_verified: false,
+    };
+    let created = s
+        .write_sync(|tx| campaign::create_with(tx, T0, &new))
+        .unwrap()
+        .unwrap();
+    assert_eq!(created.campaign.total, 4);
+    assert_eq!(created.skipped.up_to_date, ["e"]);
+    assert!(created.skipped.wrong_product.is_empty());
+    let id = created.campaign.id;
+    let waves: Vec<(String, u8)> = s
+        .read_sync(|tx| tx.tasks(id, None, 100))
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| (n, t.wave))
+        .collect();
+    let expect = [("a", 0), ("b", 0), ("c", 1), ("d", 1)];
+    let expect: Vec<(String, u8)> = expect.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+    assert_eq!(waves, expect);
+}
 
 fn poll_auto_registers_and_coalesces_idle_polls(s: &impl SyncStore) {
     assert_eq!(poll_at(s, T0, "d1", "p", "1.0"), Ok(PollAnswer::Nothing));

@@ -36,6 +36,7 @@ fn copy_all(src: &ReadTransaction, dst: &WriteTransaction) -> Result<u64, StoreE
         + copy(src, dst, schema::FIRMWARE_KEYS)?
         + copy(src, dst, schema::DEVICES)?
         + copy(src, dst, schema::DEVICE_TASKS)?
+        + copy(src, dst, schema::DEVICE_VERSIONS)?
         + copy(src, dst, schema::CAMPAIGNS)?
         + copy(src, dst, schema::TASKS)?
         + copy(src, dst, schema::TASK_TEMPLATES)?

@@ -12,8 +12,8 @@
 //!   rebuilds what is derived from the records: `CAMPAIGN_COUNTS` from
 //!   `TASKS`, task timers (`TIMERS`) without their task, `FIRMWARE_KEYS`
 //!   entries without their firmware, devices' task pointers (`DEVICE_TASKS`)
-//!   to a task that is missing or finished, and pointer rows of devices
-//!   that are gone.
+//!   to a task that is missing or finished, pointer rows of devices
+//!   that are gone, and the version index (`DEVICE_VERSIONS`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -149,14 +149,23 @@ pub fn check(txn: &ReadTransaction) -> Result<IntegrityReport, StoreError> {
         let (k, v) = entry?;
         report.note::<CampaignRecord>(|| RecordKey::Campaigns(k.value()), v.value());
     }
-    let templates = txn.open_table(schema::TASK_TEMPLATES)?;
+    // A database last written by a version before templates has none
+    // (`lwota check` opens it read-only, so nothing created the table).
+    let templates = match txn.open_table(schema::TASK_TEMPLATES) {
+        Ok(t) => Some(t),
+        Err(::redb::TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     for entry in txn.open_table(schema::TASKS)?.iter()? {
         let (k, v) = entry?;
         let (c, name) = k.value();
         // A reference to a missing template is checked as its own bytes,
         // which are not a record: reported, and removed by repair.
-        let bytes = task_rows::record_bytes(&templates, c, v.value())?
-            .unwrap_or_else(|| v.value().to_vec());
+        let bytes = match &templates {
+            Some(t) => task_rows::record_bytes(t, c, v.value())?,
+            None => None,
+        }
+        .unwrap_or_else(|| v.value().to_vec());
         report.note::<TaskRecord>(|| RecordKey::Tasks(c, name.to_string()), &bytes);
     }
     for entry in txn.open_table(schema::HISTORY)?.iter()? {
@@ -165,6 +174,7 @@ pub fn check(txn: &ReadTransaction) -> Result<IntegrityReport, StoreError> {
         report.note::<HistoryEntry>(|| RecordKey::History(name.to_string(), seq), v.value());
     }
     super::integrity_lwm2m::check(txn, &mut report)?;
+    super::device_versions::check(txn, &mut report)?;
     Ok(report)
 }
 
@@ -215,6 +225,8 @@ pub struct RepairReport {
     pub active_tasks_cleared: u64,
     /// LwM2M registrations, locations and timers put back in step.
     pub lwm2m_fixed: u64,
+    /// Version index keys added or removed (`DEVICE_VERSIONS`).
+    pub version_keys_fixed: u64,
 }
 
 /// Name of the file in the data dir that keeps the removed records.
@@ -301,6 +313,7 @@ fn remove(txn: &WriteTransaction, key: &RecordKey) -> Result<(), StoreError> {
 
 /// Recomputes the indexes and counters that mirror the records.
 fn rebuild_derived(txn: &WriteTransaction, out: &mut RepairReport) -> Result<(), StoreError> {
+    out.version_keys_fixed = super::device_versions::rebuild(txn)?;
     // CAMPAIGN_COUNTS from TASKS.
     let mut counts: BTreeMap<(u64, u8), u64> = BTreeMap::new();
     // Unfinished tasks: what a device's task pointer may point at.

@@ -13,6 +13,7 @@
 pub mod backup; // issue 12 item 7: consistent copy while running
 mod codec;
 mod device_tasks; // issue 10: task pointers apart from device records
+mod device_versions; // issue 10: devices by version, for campaigns by source version
 pub mod fault; // issue 8 item 7a: ENOSPC injection for tests
 mod fleet; // issue 10: audit log and assignment rows
 pub mod integrity; // issue 8 item 7c: decode checks, skip-and-report, repair
@@ -67,6 +68,7 @@ impl RedbStore {
             txn.open_table(schema::FIRMWARE_KEYS)?;
             txn.open_table(schema::DEVICES)?;
             txn.open_table(schema::DEVICE_TASKS)?;
+            txn.open_table(schema::DEVICE_VERSIONS)?;
             txn.open_table(schema::CAMPAIGNS)?;
             txn.open_table(schema::TASKS)?;
             txn.open_table(schema::TASK_TEMPLATES)?;
@@ -87,9 +89,13 @@ impl RedbStore {
         }
         let moved = migrate_deadlines(&txn)?;
         let pointers = device_tasks::migrate(&txn)?;
+        let indexed = device_versions::build(&txn)?;
         txn.commit()?;
         if moved > 0 {
             tracing::info!("moved {moved} task deadlines into the timers table");
+        }
+        if indexed > 0 {
+            tracing::info!("indexed the versions of {indexed} devices");
         }
         if pointers > 0 {
             tracing::info!("moved the task pointers of {pointers} devices into their own table");

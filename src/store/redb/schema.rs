@@ -24,6 +24,12 @@ pub const DEVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("devices"
 /// not rewrite device records. Before this table the pointers were fields
 /// of the device record; `device_tasks::migrate` moves them at open.
 pub const DEVICE_TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("device_tasks");
+/// (product, slot: 0 firmware / 1 software, version, device name) → ():
+/// the devices on each version, so a campaign by source version reads
+/// names without decoding records (`device_versions.rs`). Derived from
+/// `DEVICES`, written with it.
+pub const DEVICE_VERSIONS: TableDefinition<(&str, u8, &str, &str), ()> =
+    TableDefinition::new("device_versions");
 /// Campaign id → `CampaignRecord`.
 pub const CAMPAIGNS: TableDefinition<u64, &[u8]> = TableDefinition::new("campaigns");
 /// (campaign id, device name) → `TaskRecord`: one task per device per campaign.
@@ -72,6 +78,8 @@ pub const NEXT_CAMPAIGN_ID: &str = "next_campaign_id";
 pub const NEXT_AUDIT_ID: &str = "next_audit_id";
 /// Present once device task pointers live in `DEVICE_TASKS` only.
 pub const DEVICE_TASKS_MIGRATED: &str = "device_tasks_migrated";
+/// Present once `DEVICE_VERSIONS` holds every device record.
+pub const DEVICE_VERSIONS_BUILT: &str = "device_versions_built";
 /// Entries in `AUDIT` (kept with it, so the cap needs no count).
 pub const AUDIT_LEN: &str = "audit_len";
 /// The latest "now" the server persisted, in ms (see `Tx::raise_clock_floor`).

@@ -98,6 +98,18 @@ macro_rules! impl_read {
                 Ok(out)
             }
 
+            fn device_names_on_version(
+                &self,
+                product: &str,
+                software: bool,
+                version: &str,
+                after: Option<&str>,
+                limit: usize,
+            ) -> Result<Vec<String>> {
+                let table = self.$txn.open_table(schema::DEVICE_VERSIONS)?;
+                super::device_versions::names(&table, product, software, version, after, limit)
+            }
+
             fn firmware(&self, id: FirmwareId) -> Result<Option<FirmwareRecord>> {
                 let table = self.$txn.open_table(schema::FIRMWARE)?;
                 let value = table.get(id)?;
@@ -449,10 +461,7 @@ impl Tx for RedbTx {
     }
 
     fn put_device(&mut self, name: &str, record: &DeviceRecord) -> Result<()> {
-        self.txn
-            .open_table(schema::DEVICES)?
-            .insert(name, encode(record).as_slice())?;
-        Ok(())
+        super::device_versions::put(&self.txn, name, record, &encode(record))
     }
 
     fn put_device_tasks(&mut self, name: &str, value: &DeviceTasks) -> Result<()> {
