@@ -254,3 +254,77 @@ fn observe_through_the_handle_delivers_notifications_in_order() {
     assert_eq!(seen, ["0", "1", "2", "3", "gone"]);
     runtime.block_on(running.stop());
 }
+
+/// A request whose requester gave up (an LwM2M flow that ended) is
+/// cancelled by `cancel_abandoned`: it is not retransmitted, and the next
+/// request to the same peer (NSTART 1) goes out at once instead of
+/// waiting out the abandoned one's retransmissions.
+#[test]
+fn abandoned_requests_are_cancelled_and_free_their_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = common::test_config(tmp.path());
+    assert_eq!(
+        config.coap.nstart, 1,
+        "the test relies on one slot per peer"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime
+        .block_on(lwota::server::start(config, Arc::new(SystemClock::new())))
+        .expect("server starts");
+    let handle = running.coap.clone();
+    // A device that hears but never answers.
+    let device = UdpSocket::bind("127.0.0.1:0").unwrap();
+    device
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let peer = device.local_addr().unwrap();
+    let path_of = |bytes: &[u8]| {
+        let p = Packet::from_bytes(bytes).unwrap();
+        p.get_option(CoapOption::UriPath)
+            .and_then(|v| v.front().cloned())
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_default()
+    };
+    let mut buf = [0u8; 2048];
+    let abandoned = {
+        let handle = handle.clone();
+        runtime.spawn(async move { handle.request(peer, get("abandoned")).await })
+    };
+    let first = std::time::Instant::now();
+    let (n, _) = loop {
+        if let Ok(got) = device.recv_from(&mut buf) {
+            break got;
+        }
+        assert!(first.elapsed() < Duration::from_secs(10), "no request came");
+    };
+    assert_eq!(path_of(&buf[..n]), "abandoned");
+    abandoned.abort();
+    assert!(runtime.block_on(abandoned).is_err(), "aborted");
+    let next = {
+        let handle = handle.clone();
+        runtime.spawn(async move { handle.request(peer, get("next")).await })
+    };
+    handle.cancel_abandoned(peer);
+    // Until past the abandoned request's first retransmission (due 2-3 s
+    // after it was sent): the next request arrives, the abandoned one
+    // never again.
+    let mut seen_next = false;
+    while first.elapsed() < Duration::from_millis(3_500) {
+        if let Ok((n, _)) = device.recv_from(&mut buf) {
+            match path_of(&buf[..n]).as_str() {
+                "next" => seen_next = true,
+                other => panic!("{other} was sent again after it was cancelled"),
+            }
+        }
+    }
+    assert!(
+        seen_next,
+        "the next request waited behind the abandoned one"
+    );
+    next.abort();
+    runtime.block_on(running.stop());
+}

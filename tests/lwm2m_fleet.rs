@@ -282,10 +282,24 @@ fn describe(bytes: &[u8], fate: &str) -> String {
             .map(hex::encode)
             .unwrap_or_default()
     };
+    let path: Vec<String> = p
+        .get_option(CoapOption::UriPath)
+        .map(|v| {
+            v.iter()
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let body = if p.payload.len() <= 8 {
+        String::from_utf8_lossy(&p.payload).into_owned()
+    } else {
+        String::new()
+    };
     format!(
-        "{:?} {} mid={} tok={} b1={} b2={} obs={} len={} {fate}",
+        "{:?} {} /{} mid={} tok={} b1={} b2={} obs={} len={} {body:?} {fate}",
         p.header.get_type(),
         p.header.code,
+        path.join("/"),
         p.header.message_id,
         hex::encode(p.get_token()),
         opt(CoapOption::Block1),

@@ -440,6 +440,12 @@ impl Flow {
         }
         let mut out = Vec::new();
         for r in [self.spec.state, self.spec.result] {
+            // A re-read of `r` still unanswered serves this wake-up too:
+            // piled-up reads would queue the flow's own requests (the
+            // Execute) behind them.
+            if !register && self.resync.iter().any(|(_, pending)| *pending == r) {
+                continue;
+            }
             let id = self.next_id;
             self.next_id += 1;
             if register {
@@ -467,6 +473,12 @@ impl Flow {
             out.push(Command::Send { id, request });
         }
         out
+    }
+
+    /// Whether `id` is a wake-up's re-read (`on_wake`): its failure
+    /// changes nothing, the observation it double-checks still stands.
+    pub fn is_reread(&self, id: u32) -> bool {
+        self.resync.iter().any(|(sent, _)| *sent == id)
     }
 
     /// The outcome of request `id`.

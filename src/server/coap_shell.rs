@@ -147,6 +147,15 @@ impl CoapHandle {
         let _ = self.shards[shard].try_send(ShardMsg::PeerAwake(peer));
     }
 
+    /// Cancels the exchanges with `peer`'s shard whose requester is gone
+    /// (its `request` future was dropped): they are neither sent nor
+    /// retransmitted any more, and free their NSTART slot. Best effort,
+    /// like `peer_awake`.
+    pub fn cancel_abandoned(&self, peer: SocketAddr) {
+        let shard = self.directory.shard_for(peer, self.shards.len());
+        let _ = self.shards[shard].try_send(ShardMsg::CancelAbandoned);
+    }
+
     async fn send(
         &self,
         peer: SocketAddr,

@@ -17,6 +17,7 @@ use coap_lite::{CoapOption, MessageClass, MessageType, Packet, RequestType};
 use tokio::sync::{mpsc, watch};
 
 use super::coap_shell::{CoapHandle, RequestError};
+use crate::coap::Why;
 use crate::lwm2m::content::Path;
 use crate::lwm2m::device::{self, Work};
 use crate::lwm2m::hub::RdEvent;
@@ -259,11 +260,15 @@ fn on_event(
             }
             let peer = session.record.peer.parse::<SocketAddr>().ok();
             if let (Some(wake), Some(peer)) = (&session.wake, peer) {
-                // Requests of its flow still waiting for an ACK go out
-                // again now instead of at their back-off (a queue-mode
-                // device hears only while awake), and the flow re-reads
-                // what it may have missed.
-                coap.for_record(&session.record).peer_awake(peer);
+                // A queue-mode device hears only while awake: requests
+                // of its flow still waiting for an ACK go out again now
+                // instead of at their back-off. (An always-on device
+                // heard them; resending at each Update would only put
+                // the retransmissions in step with its Update period.)
+                // Either way the flow re-reads what it may have missed.
+                if session.record.queue_mode {
+                    coap.for_record(&session.record).peer_awake(peer);
+                }
                 let _ = wake.try_send(Wake { register, peer });
             }
             if let (true, Some(peer)) = (register || queued, peer) {
@@ -536,6 +541,15 @@ fn response_of(result: Result<Packet, RequestError>) -> Response {
     }
 }
 
+/// Whether a request failed because the device did not answer (every
+/// retransmission unacknowledged, or a RST), rather than for a reason
+/// trying again would not change.
+fn out_of_reach(why: &str) -> bool {
+    [Why::TimedOut, Why::Reset]
+        .iter()
+        .any(|w| RequestError::Failed(*w).to_string() == why)
+}
+
 async fn send(
     _app: &App,
     coap: &CoapHandle,
@@ -606,6 +620,11 @@ async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) ->
     let mut finished = false;
     let (tx, mut rx) = mpsc::channel::<Outcome>(64);
     let mut observers: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    // The flow's requests in flight: cancelled when it ends, so none of
+    // them (an Execute queued behind unanswered reads) reaches the device
+    // later with nobody to see its outcome.
+    let mut requests: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut peers = vec![peer];
     let mut queue: std::collections::VecDeque<Command> = flow.start().into();
     let silence = Duration::from_millis(app.ota_settings().timeout_ms.max(1000));
     'flow: loop {
@@ -692,10 +711,11 @@ async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) ->
                         }));
                     } else {
                         let app = app.clone();
-                        tokio::spawn(async move {
+                        requests.retain(|r| !r.is_finished());
+                        requests.push(tokio::spawn(async move {
                             let response = send(&app, &coap, peer, &request, body).await;
                             let _ = tx.send(Outcome::Response(id, response)).await;
-                        });
+                        }));
                     }
                 }
             }
@@ -711,6 +731,9 @@ async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) ->
             Ok(Input::Wake(woke)) => {
                 tracing::debug!(device = %name, ?woke, "lwm2m: device woke during its flow");
                 peer = woke.peer;
+                if !peers.contains(&peer) {
+                    peers.push(peer);
+                }
                 queue.extend(flow.on_wake(woke.register));
                 continue;
             }
@@ -727,9 +750,24 @@ async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) ->
             _ => tracing::debug!(device = %name, "lwm2m: flow silent"),
         }
         match next {
-            Ok(Some(Outcome::Response(_, Response::Failed(why)))) if queue_mode => {
-                tracing::debug!(device = %name, "lwm2m: queue-mode device asleep ({why}); update queued");
-                enqueue(app, name, work.campaign);
+            // A wake-up's re-read lost on the way: the observation stands.
+            Ok(Some(Outcome::Response(id, Response::Failed(_)))) if flow.is_reread(id) => {
+                queue.extend(flow.on_response(id, &Response::Failed(String::new())));
+            }
+            // No answer after every retransmission: the device is asleep
+            // or out of reach, which is not a failed update. The flow
+            // ends unfinished; the next one (after the device's next
+            // Update in queue mode, else after the periodic check)
+            // resumes the task, and the task's timeout bounds it all.
+            Ok(Some(Outcome::Response(_, Response::Failed(why))))
+                if queue_mode || out_of_reach(&why) =>
+            {
+                if queue_mode {
+                    tracing::debug!(device = %name, "lwm2m: queue-mode device asleep ({why}); update queued");
+                    enqueue(app, name, work.campaign);
+                } else {
+                    tracing::debug!(device = %name, "lwm2m: device out of reach ({why}); resumed later");
+                }
                 break;
             }
             Ok(Some(Outcome::Response(id, r))) => queue.extend(flow.on_response(id, &r)),
@@ -739,6 +777,17 @@ async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) ->
     }
     for observer in observers {
         observer.abort();
+    }
+    for request in &requests {
+        request.abort();
+    }
+    for request in requests {
+        // Wait until each is dropped (its exchange's waiter with it), so
+        // the sweep below finds them abandoned.
+        let _ = request.await;
+    }
+    for peer in peers {
+        coap.cancel_abandoned(peer);
     }
     finished
 }

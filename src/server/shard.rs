@@ -75,6 +75,8 @@ pub enum ShardMsg {
     },
     /// The peer woke up: retransmit what waits for its ACK now.
     PeerAwake(SocketAddr),
+    /// Cancel the exchanges whose requester stopped waiting.
+    CancelAbandoned,
     /// Another shard verified this address (RFC 9175 Echo, or an answer
     /// to its request): responses to it are no longer bounded here either.
     Verified(std::net::IpAddr),
@@ -318,6 +320,18 @@ impl Shard {
             }
             ShardMsg::Verified(ip) => self.endpoint.mark_verified(now, ip),
             ShardMsg::PeerAwake(peer) => self.endpoint.peer_awake(now, peer),
+            ShardMsg::CancelAbandoned => {
+                let abandoned: Vec<ExchangeId> = self
+                    .waiters
+                    .iter()
+                    .filter(|(_, w)| matches!(w, Waiter::Once(tx) if tx.is_closed()))
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in abandoned {
+                    self.waiters.remove(&id);
+                    self.endpoint.cancel(now, id);
+                }
+            }
             ShardMsg::Notify { relation, packet } => {
                 if self.endpoint.notify(now, relation, packet).is_err() {
                     self.app.task_observers.ended(self.index, relation);

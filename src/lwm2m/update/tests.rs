@@ -494,3 +494,27 @@ fn a_resumed_flow_checks_the_version_before_delivering_again() {
     let (_, r) = one(&h.on_response(id, &Response::Failed("timeout".into())));
     assert_eq!(r.path.to_string(), "/5/0/9");
 }
+
+#[test]
+fn wake_ups_do_not_pile_up_re_reads() {
+    let mut f = flow(Delivery::Pull);
+    let (_, _, (wid, _), _) = to_delivery(&mut f, text("2.05", "2"), "0");
+    f.on_response(wid, &text("2.04", ""));
+    let first = sent(&f.on_wake(false));
+    assert_eq!(first.len(), 2);
+    assert!(first.iter().all(|(id, _)| f.is_reread(*id)));
+    // Updates every second while the reads are unanswered: no new reads
+    // queue up ahead of what the flow sends next.
+    assert!(f.on_wake(false).is_empty());
+    assert!(f.on_wake(false).is_empty());
+    // A lost re-read changes nothing; the next wake-up reads it again.
+    assert!(f
+        .on_response(first[1].0, &Response::Failed("no answer in time".into()))
+        .is_empty());
+    assert!(!f.is_reread(first[1].0));
+    let again = sent(&f.on_wake(false));
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1.path.to_string(), "/5/0/5");
+    // The flow's own requests are not re-reads.
+    assert!(!f.is_reread(wid));
+}
