@@ -60,6 +60,20 @@ fn device(socket: UdpSocket, name: String, separate: bool, requests: usize) {
     }
 }
 
+/// A server in its own two-thread runtime, for tests that drive its
+/// `CoapHandle` from outside.
+fn serve(config: lwota::config::Config) -> (tokio::runtime::Runtime, lwota::server::Running) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let running = runtime
+        .block_on(lwota::server::start(config, Arc::new(SystemClock::new())))
+        .expect("server starts");
+    (runtime, running)
+}
+
 fn get(path: &str) -> Packet {
     let mut p = Packet::new();
     p.header.code = MessageClass::Request(RequestType::Get);
@@ -76,14 +90,7 @@ fn server_initiated_requests_reach_every_peer_through_two_shards() {
     config.coap.shards = 2;
     // Short retransmission timeouts so the silent peer fails in seconds.
     config.coap.ack_timeout_ms = 200;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let running = runtime
-        .block_on(lwota::server::start(config, Arc::new(SystemClock::new())))
-        .expect("server starts");
+    let (runtime, running) = serve(config);
     let handle = running.coap.clone();
     assert_eq!(handle.shards(), 2);
     let server = running.coap_addr;
@@ -171,14 +178,7 @@ fn observe_through_the_handle_delivers_notifications_in_order() {
     let tmp = tempfile::tempdir().unwrap();
     let mut config = common::test_config(tmp.path());
     config.coap.shards = 2;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let running = runtime
-        .block_on(lwota::server::start(config, Arc::new(SystemClock::new())))
-        .expect("server starts");
+    let (runtime, running) = serve(config);
     let handle = running.coap.clone();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
@@ -267,14 +267,7 @@ fn abandoned_requests_are_cancelled_and_free_their_slot() {
         config.coap.nstart, 1,
         "the test relies on one slot per peer"
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let running = runtime
-        .block_on(lwota::server::start(config, Arc::new(SystemClock::new())))
-        .expect("server starts");
+    let (runtime, running) = serve(config);
     let handle = running.coap.clone();
     // A device that hears but never answers.
     let device = UdpSocket::bind("127.0.0.1:0").unwrap();
