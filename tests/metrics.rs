@@ -67,13 +67,17 @@ fn counters_after_a_simulated_rollout_equal_what_the_fleet_did() {
         .iter()
         .map(|d| d.acked.iter().filter(|a| a.state != "initiated").count())
         .sum();
-    assert_eq!(blocks, (DEVICES * SIZE.div_ceil(1024)) as f64);
+    // At least every block of every image; more when a loaded machine
+    // made a device give up a download and fetch the image again (what
+    // matters below is that the server counted what the fleet fetched).
+    assert!(blocks >= (DEVICES * SIZE.div_ceil(1024)) as f64, "{blocks}");
     assert_eq!(delta("lwota_polls_total", &[]), polls);
     assert_eq!(delta("lwota_reports_total", &[]), reports as f64);
     assert_eq!(delta("lwota_block2_blocks_served_total", &[]), blocks);
-    assert_eq!(
-        delta("lwota_block2_bytes_served_total", &[]),
-        (DEVICES * SIZE) as f64
+    let bytes = delta("lwota_block2_bytes_served_total", &[]);
+    assert!(
+        bytes >= (DEVICES * SIZE) as f64 && bytes <= blocks * 1024.0,
+        "{bytes}"
     );
     let requests = |resource, code| {
         delta(
