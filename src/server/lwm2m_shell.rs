@@ -751,8 +751,8 @@ async fn drive(app: &App, link: Link, name: &str, work: Work, mut flow: Flow) ->
         }
         match next {
             // A wake-up's re-read lost on the way: the observation stands.
-            Ok(Some(Outcome::Response(id, Response::Failed(_)))) if flow.is_reread(id) => {
-                queue.extend(flow.on_response(id, &Response::Failed(String::new())));
+            Ok(Some(Outcome::Response(id, r @ Response::Failed(_)))) if flow.is_reread(id) => {
+                queue.extend(flow.on_response(id, &r));
             }
             // No answer after every retransmission: the device is asleep
             // or out of reach, which is not a failed update. The flow

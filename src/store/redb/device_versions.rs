@@ -26,7 +26,7 @@ type Index<'t> = Table<'t, (&'static str, u8, &'static str, &'static str), ()>;
 
 /// What the index holds of a device record: decoded alone (unknown
 /// fields skipped) when the old record of a write is read back.
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize)]
 struct Versions {
     product: String,
     version: String,
@@ -41,6 +41,12 @@ impl Versions {
             version: record.version.clone(),
             software_version: record.software_version.clone(),
         }
+    }
+
+    fn is_of(&self, record: &DeviceRecord) -> bool {
+        self.product == record.product
+            && self.version == record.version
+            && self.software_version == record.software_version
     }
 
     /// The index keys (without the name) of a device with these versions.
@@ -75,10 +81,12 @@ pub fn put(txn: &WriteTransaction, name: &str, record: &DeviceRecord, bytes: &[u
         // (`lwota check` reports the index then, and repair rebuilds it).
         old.and_then(|v| decode::<Versions>(v.value()).ok())
     };
-    let new = Versions::of(record);
-    if old.as_ref() == Some(&new) {
+    // Most writes (a poll's `last_seen`) change no version: compare
+    // without copying the record's strings.
+    if old.as_ref().is_some_and(|o| o.is_of(record)) {
         return Ok(());
     }
+    let new = Versions::of(record);
     let mut index = txn.open_table(schema::DEVICE_VERSIONS)?;
     if let Some(old) = old {
         old.remove(&mut index, name)?;
